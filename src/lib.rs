@@ -1,0 +1,85 @@
+//! Lock-free, read-mostly concurrent hash maps with epoch-based memory reclamation.
+//!
+//! Services keep hot, read-mostly state in memory — routing tables, configuration,
+//! feature flags, session and symbol caches — where reads outnumber writes a
+//! hundred to one and a read must never block. `readmostly` builds Go's
+//! `sync.Map` design for that in Rust, and fixes what its users keep hitting.
+//!
+//! # Quick start
+//!
+//! ```
+//! use readmostly::SyncMap;
+//! use std::sync::Arc;
+//! use std::thread;
+//!
+//! let flags = Arc::new(SyncMap::new());
+//! flags.insert("new-checkout", true);
+//!
+//! let reader = {
+//!     let flags = Arc::clone(&flags);
+//!     thread::spawn(move || flags.get_cloned("new-checkout"))
+//! };
+//! assert_eq!(reader.join().unwrap(), Some(true));
+//!
+//! // Hold a guard to read without cloning; references live as long as it does.
+//! let pinned = flags.pin();
+//! if let Some(enabled) = pinned.get("new-checkout") {
+//!     assert!(*enabled);
+//! }
+//! ```
+//!
+//! # Choosing a map
+//!
+//! | you have | use | because |
+//! |---|---|---|
+//! | a stable key set, values updated in place, rare new keys (caches, sessions, symbol tables) | [`SyncMap`] | reads of existing keys never lock or write shared memory; updates are one CAS per key |
+//! | a table reloaded or edited as a whole, readers needing one consistent version (routing, config) | `SnapshotMap` (coming) | every read and iteration sees one version; batches publish atomically |
+//! | frequent inserts of new keys, or writes as common as reads | `dashmap`, `papaya`, or `RwLock<HashMap>` | `SyncMap`'s new keys take a mutex and first copy the whole read table |
+//! | a few threads and no measured contention | `RwLock<HashMap>` | simplest; a read lock is two atomic RMWs on one shared cache line, which only hurts under many cores |
+//!
+//! # How `SyncMap` works
+//!
+//! Two tables share entries. The **read** table is immutable and published
+//! through one atomic pointer: lookups load it and probe it with no lock. Each
+//! entry holds its value behind an atomic pointer, so updating or removing a key
+//! the read table has is a compare-and-swap on that entry. The **dirty** table,
+//! behind a mutex, holds every live key including the new ones; a lookup that
+//! misses the read table while new keys exist takes the mutex and counts a *miss*.
+//! When misses reach the dirty table's size, it is published as the new read
+//! table. The full protocol, its invariants and the argument for each memory
+//! ordering are in `docs/design.md`.
+//!
+//! # Memory reclamation
+//!
+//! A value overwritten or removed, or a read table replaced, may still be in use
+//! by a reader that loaded it a moment before. Such objects are *retired* to a
+//! reclamation scheme ([`reclaim`]) and freed once no reader can hold them. The
+//! default scheme is crossbeam-epoch. [`SyncMap::stats`] counts what was retired
+//! and what is still waiting, in objects and bytes.
+//!
+//! Unlike Go's `sync.Map`, memory of removed keys comes back by itself: once
+//! removed keys make up half of the read table, the map rebuilds it without them.
+//!
+//! # Consistency
+//!
+//! Operations on one key are linearizable: once `insert` returns, every later
+//! `get` of that key on any thread sees the value or a newer one. Operations on
+//! different keys are independent — there is no multi-key atomicity, and iteration
+//! is not a snapshot. `len` is exact when no writer is running.
+//!
+//! # Guards and async code
+//!
+//! [`SyncMap::pin`] returns a [`Pinned`] handle that keeps references valid. It is
+//! not `Send`; in async code, finish with it before an `.await`, or use the
+//! guard-free methods that return owned values ([`SyncMap::get_cloned`],
+//! [`SyncMap::insert`], [`SyncMap::remove`]).
+#![deny(missing_docs, unsafe_op_in_unsafe_fn, rustdoc::broken_intra_doc_links)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod reclaim;
+mod stats;
+mod sync;
+mod sync_map;
+
+pub use stats::Stats;
+pub use sync_map::{CompareExchangeError, Iter, LoadOrStore, Pinned, SyncMap};

@@ -1,0 +1,108 @@
+//! Deferred memory reclamation: the seam between the maps and a reclamation scheme.
+//!
+//! A reader of a [`SyncMap`](crate::SyncMap) loads raw pointers — the read table,
+//! an entry's value — without taking a lock or touching a reference count. A
+//! writer that unlinks such an object cannot free it at once: a reader that loaded
+//! the pointer a moment earlier may still be dereferencing it. The writer
+//! *retires* it instead, and the reclamation scheme frees it once no reader can
+//! still hold it.
+//!
+//! The contract is two traits:
+//!
+//! * [`Reclaim`] is a scheme (for example crossbeam-epoch's global collector). Each
+//!   map owns one value of it and calls [`Reclaim::pin`] to start a read.
+//! * [`Guard`] is one pinned read. While a guard lives, every pointer it
+//!   [`protect`](Guard::protect)ed stays valid, even if it is retired meanwhile.
+//!
+//! Backends in this crate:
+//!
+//! | backend | feature | scheme |
+//! |---|---|---|
+//! | [`CrossbeamEpoch`] | `crossbeam-epoch` (default) | epoch-based, crossbeam's global collector |
+//!
+//! The rest of the crate only ever talks to these traits, so adding a scheme is
+//! one new module here. Every retirement and every free is counted in a ledger
+//! that [`SyncMap::stats`](crate::SyncMap::stats) reports, which is how the
+//! documentation measures how long garbage lives under each scheme.
+
+#[cfg(feature = "crossbeam-epoch")]
+mod crossbeam;
+mod retired;
+
+#[cfg(feature = "crossbeam-epoch")]
+pub use crossbeam::CrossbeamEpoch;
+pub use retired::Retired;
+pub(crate) use retired::{Kind, Ledger};
+
+use crate::sync::{AtomicPtr, Ordering};
+
+/// The reclamation scheme a map uses when none is named.
+#[cfg(feature = "crossbeam-epoch")]
+pub type DefaultReclaim = CrossbeamEpoch;
+
+#[cfg(not(feature = "crossbeam-epoch"))]
+compile_error!("readmostly needs a reclamation backend: enable the `crossbeam-epoch` feature");
+
+/// A memory reclamation scheme.
+///
+/// # Safety
+///
+/// An implementation must guarantee that a [`Retired`] object handed to
+/// [`Guard::retire`] is reclaimed (its [`Retired::reclaim`] called) only after
+/// every guard that was live when `retire` was called has been dropped — that is,
+/// only once no pointer [`protect`](Guard::protect)ed by such a guard can still be
+/// dereferenced. Reclaiming later, or never, is allowed (it leaks, it is not
+/// unsound); reclaiming earlier is a use-after-free in every map of this crate.
+///
+/// # Examples
+///
+/// Backends are chosen by type parameter; most users keep the default:
+///
+/// ```
+/// use readmostly::{reclaim::CrossbeamEpoch, SyncMap};
+/// use std::collections::hash_map::RandomState;
+///
+/// let map: SyncMap<u32, &str, RandomState, CrossbeamEpoch> = SyncMap::default();
+/// map.insert(1, "one");
+/// assert_eq!(map.get_cloned(&1), Some("one"));
+/// ```
+pub unsafe trait Reclaim: Default + Send + Sync + 'static {
+    /// One pinned read; see [`Guard`].
+    type Guard<'a>: Guard
+    where
+        Self: 'a;
+
+    /// Starts a read: pointers protected by the returned guard stay valid until it
+    /// is dropped.
+    fn pin(&self) -> Self::Guard<'_>;
+
+    /// Tries to reclaim everything retired so far that no live guard protects.
+    ///
+    /// Best effort: garbage protected by a guard on another thread stays. Maps call
+    /// this only from explicit maintenance (tests, [`SyncMap::stats`]-driven tools),
+    /// never on their hot paths.
+    ///
+    /// [`SyncMap::stats`]: crate::SyncMap::stats
+    fn flush(&self) {}
+}
+
+/// A pinned read of a [`Reclaim`] scheme.
+///
+/// # Safety
+///
+/// See [`Reclaim`]: `retire` must not reclaim an object before every guard that
+/// was live at the call has been dropped.
+pub unsafe trait Guard {
+    /// Loads `src` with `order` and protects the loaded pointer until this guard is
+    /// dropped.
+    fn protect<T>(&self, src: &AtomicPtr<T>, order: Ordering) -> *mut T;
+
+    /// Hands `retired` to the scheme, which reclaims it once no guard live now can
+    /// still reach it.
+    ///
+    /// # Safety
+    ///
+    /// The object must already be unreachable for guards pinned from now on (it
+    /// was unlinked before this call), and must be retired only once.
+    unsafe fn retire(&self, retired: Retired);
+}

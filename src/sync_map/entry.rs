@@ -1,0 +1,253 @@
+//! A map entry: the key, its cached hash, and one atomic value slot.
+//!
+//! Entries are shared between the read table and the dirty table (the same
+//! `Arc`), so an update through either table is seen through both. The slot is the
+//! state machine of the sync.Map protocol:
+//!
+//! ```text
+//!            insert (CAS, lock-free)          remove (CAS, lock-free)
+//!   deleted ─────────────────────────► live ─────────────────────────► deleted
+//!      │  ▲                             │ ▲  replace / update (CAS, lock-free)
+//!      │  └────── unexpunge (locked) ───┼─┘
+//!      ▼                                │
+//!   expunged ◄── dirty copy (locked) ───┘ (only from deleted)
+//! ```
+//!
+//! *Expunged* means "deleted **and** left out of the dirty table": such an entry
+//! must never be revived through the read table alone, or the key would be live in
+//! `read` but missing from `dirty` and would vanish at the next promotion. Every
+//! lock-free transition therefore refuses to leave *expunged*; only a lock holder,
+//! who puts the entry back into `dirty` in the same critical section, may.
+
+use core::mem::ManuallyDrop;
+use core::panic::AssertUnwindSafe;
+use std::panic::catch_unwind;
+
+use super::value::{self, Owned};
+use crate::sync::{AtomicPtr, Ordering};
+
+/// One key of a [`SyncMap`](crate::SyncMap).
+pub(crate) struct Entry<K, V> {
+    /// `S::hash_one(key)`, cached so that building, copying and growing tables
+    /// never calls user `Hash` code (which could panic half-way through a resize).
+    pub(crate) hash: u64,
+    /// Dropped in `Drop`, with its panic contained.
+    key: ManuallyDrop<K>,
+    /// Null: deleted. [`value::expunged`]: expunged. Otherwise an owned value.
+    slot: AtomicPtr<V>,
+}
+
+/// What a [`Entry::try_load_or_store`] found or did.
+pub(crate) enum LoadOrStoreRaw<V> {
+    /// The slot held this value; the candidate was not stored.
+    Loaded(*mut V),
+    /// The candidate is now the slot's value (the slot was deleted).
+    Stored(*mut V),
+    /// The slot is expunged: retry under the lock.
+    Expunged,
+}
+
+impl<K, V> Entry<K, V> {
+    /// A new entry holding `value`.
+    pub(crate) fn new(hash: u64, key: K, value: Owned<V>) -> Self {
+        Entry {
+            hash,
+            key: ManuallyDrop::new(key),
+            slot: AtomicPtr::new(value.publish()),
+        }
+    }
+
+    pub(crate) fn key(&self) -> &K {
+        &self.key
+    }
+
+    /// The slot's current pointer: a value, null (deleted) or expunged.
+    #[inline]
+    pub(crate) fn load(&self) -> *mut V {
+        // Acquire: pairs with the Release of the CAS/swap that installed the value,
+        // so its contents are visible before the caller dereferences it.
+        self.slot.load(Ordering::Acquire)
+    }
+
+    /// The live value, if any.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds a guard of the map's reclaimer for all of `'g`.
+    #[inline]
+    pub(crate) unsafe fn get<'g>(&self) -> Option<&'g V> {
+        // SAFETY: a live pointer owns a value; values are retired through the
+        // reclaimer only after leaving the slot, so the caller's guard keeps it
+        // alive for 'g.
+        unsafe { value::as_live(self.load()) }
+    }
+
+    /// One compare-and-swap, with the orderings every value transition uses.
+    #[inline]
+    fn cas(&self, current: *mut V, new: *mut V) -> Result<*mut V, *mut V> {
+        // Success AcqRel: Release publishes `new`'s contents to readers; Acquire
+        // makes the writes into the replaced value happen-before the caller retires
+        // (and a collector later drops) it. Failure Acquire: the caller may
+        // dereference the value it finds.
+        self.slot
+            .compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
+    }
+
+    /// Installs `new` unless the slot is expunged (lock-free insert).
+    ///
+    /// Returns the previous pointer (a value, or null if the key was deleted), which
+    /// the caller now owns and must retire; or gives `new` back if expunged.
+    pub(crate) fn try_swap(&self, new: Owned<V>) -> Result<*mut V, Owned<V>> {
+        let mut current = self.load();
+        loop {
+            if current == value::expunged() {
+                return Err(new);
+            }
+            match self.cas(current, new.as_ptr()) {
+                Ok(old) => {
+                    new.publish();
+                    return Ok(old);
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Installs `new` unconditionally. The caller holds the map's lock and knows
+    /// the slot is not expunged (it is in `dirty`, or was just unexpunged), and only
+    /// lock holders expunge, so no other state can appear.
+    ///
+    /// Returns the previous pointer (a value or null) for the caller to retire.
+    pub(crate) fn swap_locked(&self, new: Owned<V>) -> *mut V {
+        // AcqRel: as for `cas` — publish the new value, acquire the old one.
+        let old = self.slot.swap(new.publish(), Ordering::AcqRel);
+        debug_assert!(old != value::expunged(), "swap_locked on an expunged slot");
+        old
+    }
+
+    /// Expunged → deleted, under the lock; true if the slot was expunged (and the
+    /// caller must now put the entry back into `dirty`).
+    pub(crate) fn unexpunge_locked(&self) -> bool {
+        // Relaxed: markers carry no data, and every decision taken on the expunged
+        // marker is taken under the map's lock, whose acquire/release orders it.
+        self.slot
+            .compare_exchange(
+                value::expunged(),
+                core::ptr::null_mut(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
+    /// Deleted → expunged, under the lock, while copying `read` into `dirty`.
+    /// Returns true if the slot is now expunged (leave the entry out of `dirty`),
+    /// false if it holds a value (copy it).
+    pub(crate) fn try_expunge_locked(&self) -> bool {
+        // Relaxed: see `unexpunge_locked`; a racing lock-free insert that wins the
+        // slot makes this CAS fail, and the value it stored is copied.
+        let mut current = self.slot.load(Ordering::Relaxed);
+        while current.is_null() {
+            match self.slot.compare_exchange(
+                current,
+                value::expunged(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+        current == value::expunged()
+    }
+
+    /// Sets the slot to expunged whatever it holds, returning the previous pointer
+    /// (for `clear`: the entry is being discarded, so a racing lock-free insert
+    /// must fail and retry under the lock against the new tables).
+    pub(crate) fn expunge_locked(&self) -> *mut V {
+        // Acquire: if the old pointer is a value, the caller retires it, so the
+        // installer's writes must happen-before; the marker itself publishes nothing.
+        self.slot.swap(value::expunged(), Ordering::Acquire)
+    }
+
+    /// Deleted → `candidate()`, or reports the live value (Go's LoadOrStore).
+    /// `candidate` is called at most once, only if the slot is deleted.
+    pub(crate) fn try_load_or_store(
+        &self,
+        candidate: &mut Option<Owned<V>>,
+        make: &mut dyn FnMut() -> Owned<V>,
+    ) -> LoadOrStoreRaw<V> {
+        let mut current = self.load();
+        loop {
+            if current == value::expunged() {
+                return LoadOrStoreRaw::Expunged;
+            }
+            if !current.is_null() {
+                return LoadOrStoreRaw::Loaded(current);
+            }
+            let new = candidate.get_or_insert_with(&mut *make).as_ptr();
+            match self.cas(current, new) {
+                Ok(_) => {
+                    if let Some(owned) = candidate.take() {
+                        owned.publish();
+                    }
+                    return LoadOrStoreRaw::Stored(new);
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// The CAS loop behind every transition out of a live value: remove,
+    /// compare-and-remove, compare-exchange and update.
+    ///
+    /// `decide` sees the current value and returns the pointer to install (null to
+    /// delete) or `None` to give up. On success returns the replaced pointer, which
+    /// the caller must retire; on failure the pointer found (null or expunged if the
+    /// key is absent). When a CAS loses a race, `decide` runs again on the newer
+    /// value; a pointer it returned earlier was not installed and stays the caller's.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds a guard of the map's reclaimer for the whole call.
+    pub(crate) unsafe fn replace_live(
+        &self,
+        mut decide: impl FnMut(&V) -> Option<*mut V>,
+    ) -> Result<*mut V, *mut V> {
+        let mut current = self.load();
+        loop {
+            if !value::is_live(current) {
+                return Err(current);
+            }
+            // SAFETY: `current` is live and the caller's guard protects it.
+            let Some(new) = decide(unsafe { &*current }) else {
+                return Err(current);
+            };
+            match self.cas(current, new) {
+                Ok(old) => return Ok(old),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+impl<K, V> Drop for Entry<K, V> {
+    fn drop(&mut self) {
+        // An entry is dropped only after a grace period following its removal from
+        // the last table (or with the whole map exclusively borrowed), so nobody can
+        // read its slot now. Relaxed: loom's atomics have no `get_mut`; exclusive
+        // access needs no ordering.
+        let ptr = self.slot.load(Ordering::Relaxed);
+        // Destructors of user types may panic. They run here from a collector or
+        // from a map's drop, where unwinding would leak the rest of a table: contain
+        // each one (the panic hook has already reported it) and free everything.
+        if value::is_live(ptr) {
+            // SAFETY: a live slot owns its value, and nobody else can reach it now.
+            let _ = catch_unwind(AssertUnwindSafe(|| unsafe { value::drop_raw(ptr) }));
+        }
+        // SAFETY: the key is dropped exactly once, here, and never used again.
+        let _ = catch_unwind(AssertUnwindSafe(|| unsafe {
+            ManuallyDrop::drop(&mut self.key)
+        }));
+    }
+}

@@ -1,0 +1,606 @@
+//! [`SyncMap`]: Go's `sync.Map` read/dirty design with lock-free reads and
+//! epoch-based reclamation.
+//!
+//! Module map: `entry` (the per-key value slot and its state machine), `value`
+//! (value cells and slot markers), `table` (the shared-entry hash table and the
+//! published read pointer), `protocol` (the algorithm), `garbage` (retiring what
+//! the protocol unlinks), `pinned` (the guarded public API), `iter`.
+
+mod entry;
+mod garbage;
+mod iter;
+mod pinned;
+mod protocol;
+mod table;
+mod value;
+
+use core::borrow::Borrow;
+use core::fmt;
+use core::hash::{BuildHasher, Hash};
+use core::marker::PhantomData;
+use std::collections::hash_map::RandomState;
+
+use crossbeam_utils::CachePadded;
+
+pub use iter::Iter;
+pub use pinned::{CompareExchangeError, LoadOrStore, Pinned};
+use table::{ReadPtr, Table};
+
+use crate::reclaim::{DefaultReclaim, Kind, Ledger, Reclaim};
+use crate::stats::{Counters, Stats};
+use crate::sync::{self, Arc, AtomicIsize, AtomicUsize, Mutex, Ordering};
+
+/// A concurrent hash map for read-mostly workloads: Go's `sync.Map`, in Rust.
+///
+/// Reads are lock-free and wait-free on keys the read table holds: a hit pins the
+/// reclaimer (or reuses the caller's [`Pinned`] guard), loads one pointer, hashes
+/// once, probes once and loads the value — no lock, no shared counter, no
+/// reference count. Updates of existing keys are one compare-and-swap on the key's
+/// entry. New keys go to a mutex-protected *dirty* table, which is published as the
+/// new read table once lookups have missed the read table as many times as the
+/// dirty table has entries.
+///
+/// It suits caches with a stable key set and occasional new keys. For tables
+/// rewritten as a whole, with consistent snapshots, see the crate docs on choosing
+/// a map.
+///
+/// # Guards
+///
+/// Methods that hand out references live on [`Pinned`], obtained from
+/// [`pin`](SyncMap::pin); references stay valid while it lives, even if the entry
+/// is overwritten or removed meanwhile. A `Pinned` is not `Send`: in async code,
+/// drop it before an `.await`, or use the guard-free methods on `SyncMap` that
+/// return owned values ([`get_cloned`](SyncMap::get_cloned),
+/// [`insert`](SyncMap::insert), [`remove`](SyncMap::remove), …). Holding a guard
+/// for long delays the freeing of every retired value in the process (with the
+/// default crossbeam-epoch backend).
+///
+/// # Consistency
+///
+/// Each operation on one key is linearizable. [`len`](SyncMap::len) is exact when
+/// no writer runs. Iteration sees every key present for its whole duration exactly
+/// once and is not a snapshot (use `SnapshotMap` for that).
+///
+/// # Panics in user code
+///
+/// A panicking `Hash`, `Eq` or update closure leaves the map as it was before the
+/// call: user code runs only before a change is published or in read-only probes,
+/// and the internal lock ignores poisoning. A panicking `Drop` of a key or value
+/// that the map drops (on overwrite, remove, clear or its own drop) is contained:
+/// the memory is freed, the panic is reported by the panic hook and not propagated,
+/// because it may run on an unrelated thread inside the reclaimer.
+///
+/// # Examples
+///
+/// ```
+/// use readmostly::SyncMap;
+///
+/// let routes = SyncMap::new();
+/// routes.insert("/", "index");
+/// routes.insert("/about", "about");
+///
+/// let pinned = routes.pin();
+/// assert_eq!(pinned.get("/"), Some(&"index"));
+/// assert_eq!(pinned.insert("/", "home"), Some(&"index"));
+/// assert_eq!(routes.len(), 2);
+/// ```
+pub struct SyncMap<K, V, S = RandomState, R: Reclaim = DefaultReclaim> {
+    /// What every read touches, and nothing a writer writes except at promotion.
+    read_side: CachePadded<ReadSide<K, V, S, R>>,
+    /// Written by writers and the locked miss path, on its own cache lines so that
+    /// readers never share one with it.
+    write_side: CachePadded<WriteSide<K, V>>,
+    ledger: Arc<Ledger>,
+    /// The map owns keys and values through raw pointers; this makes `Send`/`Sync`
+    /// opt-in (see the impls below) instead of derived from those pointers.
+    _owns: PhantomData<(*const K, *const V)>,
+}
+
+struct ReadSide<K, V, S, R> {
+    read: ReadPtr<K, V>,
+    hasher: S,
+    reclaim: R,
+}
+
+struct WriteSide<K, V> {
+    dirty: Mutex<Dirty<K, V>>,
+    /// Live keys: +1 when a slot gains a value, −1 when it loses one.
+    len: AtomicIsize,
+    /// Removes that left a tombstone in the read table since the last promotion.
+    tombstones: AtomicUsize,
+    counters: Counters,
+}
+
+/// The state behind the lock.
+struct Dirty<K, V> {
+    /// Present exactly while the read table is `amended`; then it holds every live
+    /// key: all non-expunged entries of `read` plus the new ones.
+    table: Option<Table<K, V>>,
+    /// Lookups that missed `read` and took the lock since the last promotion.
+    misses: usize,
+    /// From `with_capacity*`: the first dirty table is sized for it.
+    capacity_hint: usize,
+}
+
+// SAFETY: the map owns its keys and values (through `Arc<Entry>` and raw value
+// pointers); sending the map sends them, and they may be dropped on the receiving
+// thread: `K: Send, V: Send`. The hasher and reclaimer move with it.
+unsafe impl<K: Send, V: Send, S: Send, R: Reclaim> Send for SyncMap<K, V, S, R> {}
+
+// SAFETY: through `&SyncMap`, threads get `&K` and `&V` concurrently (`Sync`), and
+// insert or remove values that are then dropped on another thread, possibly by the
+// reclaimer (`Send`). The hasher is shared by `&`.
+unsafe impl<K: Send + Sync, V: Send + Sync, S: Sync, R: Reclaim> Sync for SyncMap<K, V, S, R> {}
+
+impl<K, V> SyncMap<K, V> {
+    /// An empty map with the default hasher and reclaimer.
+    ///
+    /// Allocates one empty read table; the dirty table is created with the first
+    /// new key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map: SyncMap<String, u64> = SyncMap::new();
+    /// assert!(map.is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Self::with_hasher_and_reclaim(RandomState::new(), DefaultReclaim::default())
+    }
+
+    /// An empty map whose first dirty table has room for `capacity` keys.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map: SyncMap<u32, u32> = SyncMap::with_capacity(1024);
+    /// assert!(map.is_empty());
+    /// ```
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self::with_capacity_and_hasher(capacity, RandomState::new())
+    }
+}
+
+impl<K, V, S> SyncMap<K, V, S> {
+    /// An empty map with `hasher` (and the default reclaimer).
+    ///
+    /// The hasher decides HashDoS resistance: std's `RandomState` (the default)
+    /// resists it; faster unkeyed hashers do not.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    /// use std::collections::hash_map::RandomState;
+    ///
+    /// let map = SyncMap::with_hasher(RandomState::new());
+    /// map.insert(1, "one");
+    /// assert_eq!(map.get_cloned(&1), Some("one"));
+    /// ```
+    pub fn with_hasher(hasher: S) -> Self {
+        Self::with_hasher_and_reclaim(hasher, DefaultReclaim::default())
+    }
+
+    /// An empty map with `hasher`, whose first dirty table has room for
+    /// `capacity` keys.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    /// use std::collections::hash_map::RandomState;
+    ///
+    /// let map = SyncMap::with_capacity_and_hasher(100, RandomState::new());
+    /// map.insert("k", 1);
+    /// assert_eq!(map.len(), 1);
+    /// ```
+    pub fn with_capacity_and_hasher(capacity: usize, hasher: S) -> Self {
+        let map = Self::with_hasher(hasher);
+        sync::lock(&map.write_side.dirty).capacity_hint = capacity;
+        map
+    }
+}
+
+impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
+    /// An empty map with `hasher` and the reclaimer `reclaim`, for choosing a
+    /// backend other than the default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::{reclaim::CrossbeamEpoch, SyncMap};
+    /// use std::collections::hash_map::RandomState;
+    ///
+    /// let map = SyncMap::with_hasher_and_reclaim(RandomState::new(), CrossbeamEpoch);
+    /// map.insert(1u8, 'a');
+    /// assert_eq!(map.get_cloned(&1), Some('a'));
+    /// ```
+    pub fn with_hasher_and_reclaim(hasher: S, reclaim: R) -> Self {
+        SyncMap {
+            read_side: CachePadded::new(ReadSide {
+                read: ReadPtr::new(Table::new()),
+                hasher,
+                reclaim,
+            }),
+            write_side: CachePadded::new(WriteSide {
+                dirty: Mutex::new(Dirty {
+                    table: None,
+                    misses: 0,
+                    capacity_hint: 0,
+                }),
+                len: AtomicIsize::new(0),
+                tombstones: AtomicUsize::new(0),
+                counters: Counters::default(),
+            }),
+            ledger: Arc::new(Ledger::default()),
+            _owns: PhantomData,
+        }
+    }
+
+    /// The map's hasher.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    /// use std::hash::BuildHasher;
+    ///
+    /// let map: SyncMap<u8, u8> = SyncMap::new();
+    /// let _same_hash = map.hasher().hash_one(7u8);
+    /// ```
+    pub fn hasher(&self) -> &S {
+        &self.read_side.hasher
+    }
+
+    /// Live keys. Exact when no writer runs; while writers run, a value that was
+    /// true at some moment during the call (never negative).
+    ///
+    /// O(1): the map keeps a count (Go's `sync.Map` has no `Len` at all).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// map.insert(1, ());
+    /// map.insert(2, ());
+    /// map.remove(&1);
+    /// assert_eq!(map.len(), 1);
+    /// ```
+    pub fn len(&self) -> usize {
+        // Relaxed: a count that orders nothing; see the doc comment.
+        self.write_side.len.load(Ordering::Relaxed).max(0) as usize
+    }
+
+    /// Whether [`len`](SyncMap::len) is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map: SyncMap<u8, u8> = SyncMap::new();
+    /// assert!(map.is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Protocol counters and the reclamation ledger; see [`Stats`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// map.insert(1, "a");
+    /// map.insert(1, "b"); // overwrites: retires "a"
+    /// assert_eq!(map.stats().values_retired, 1);
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let counters = &self.write_side.counters;
+        let (pending, pending_bytes) = self.ledger.pending();
+        Stats {
+            misses: Counters::read(&counters.misses),
+            promotions: Counters::read(&counters.promotions),
+            compactions: Counters::read(&counters.compactions),
+            dirty_copies: Counters::read(&counters.dirty_copies),
+            values_retired: self.ledger.retired(Kind::Value),
+            entries_retired: self.ledger.retired(Kind::Entry),
+            tables_retired: self.ledger.retired(Kind::Table),
+            freed: self.ledger.freed(),
+            pending,
+            pending_bytes,
+        }
+    }
+
+    /// Asks the reclaimer to free what it can now (see [`Reclaim::flush`]): garbage
+    /// that no live guard protects. For tests and memory diagnostics; the map never
+    /// needs it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// map.insert(1, vec![0u8; 1024]);
+    /// map.remove(&1);
+    /// for _ in 0..100 {
+    ///     map.flush();
+    ///     if map.stats().pending == 0 {
+    ///         break;
+    ///     }
+    /// }
+    /// ```
+    pub fn flush(&self) {
+        self.read_side.reclaim.flush();
+    }
+}
+
+impl<K, V, S, R> SyncMap<K, V, S, R>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+    R: Reclaim,
+{
+    /// Pins the reclaimer and returns a handle whose references stay valid until it
+    /// is dropped. Every operation is available on it.
+    ///
+    /// Pinning is cheap (a thread-local access and, for the outermost guard, one
+    /// fence); reuse one `Pinned` for a batch of reads to pay it once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// map.insert("a", 1);
+    /// let pinned = map.pin();
+    /// let a = pinned.get("a").unwrap();
+    /// pinned.insert("a", 2); // `a` still points to the old value, kept alive
+    /// assert_eq!((*a, pinned.get("a")), (1, Some(&2)));
+    /// ```
+    #[inline]
+    pub fn pin(&self) -> Pinned<'_, K, V, S, R> {
+        Pinned::new(self)
+    }
+
+    /// A clone of `key`'s value, without a guard to hold (for async code).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// map.insert(String::from("k"), 1);
+    /// assert_eq!(map.get_cloned("k"), Some(1)); // looked up by &str
+    /// assert_eq!(map.get_cloned("x"), None);
+    /// ```
+    #[inline]
+    pub fn get_cloned<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        self.pin().get(key).cloned()
+    }
+
+    /// Whether `key` is present.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// map.insert(1, 'a');
+    /// assert!(map.contains_key(&1));
+    /// assert!(!map.contains_key(&2));
+    /// ```
+    #[inline]
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.pin().contains_key(key)
+    }
+
+    /// Inserts `value` for `key`, returning a clone of the previous value (Go's
+    /// `Swap`; `Store` when the result is ignored). Without `V: Clone`, use
+    /// [`Pinned::insert`], which returns a reference.
+    ///
+    /// An existing key keeps its original key value, as with `HashMap`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// assert_eq!(map.insert(1, "a"), None);
+    /// assert_eq!(map.insert(1, "b"), Some("a"));
+    /// ```
+    pub fn insert(&self, key: K, value: V) -> Option<V>
+    where
+        V: Clone,
+    {
+        self.pin().insert(key, value).cloned()
+    }
+
+    /// Removes `key`, returning a clone of its value (Go's `LoadAndDelete`).
+    /// Without `V: Clone`, use [`Pinned::remove`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// map.insert("k", 7);
+    /// assert_eq!(map.remove("k"), Some(7));
+    /// assert_eq!(map.remove("k"), None);
+    /// ```
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        self.pin().remove(key).cloned()
+    }
+
+    /// Publishes every key added since the last promotion now, and drops the
+    /// entries of removed keys, instead of waiting for the promotion rule.
+    ///
+    /// The rule: new keys first go to the dirty table, and a lookup that misses the
+    /// read table while new keys exist takes the lock and counts a *miss*; when
+    /// misses reach the dirty table's size, the dirty table becomes the read table
+    /// (O(len), so amortized O(1) per miss). Call `promote` after a bulk load so
+    /// that lookups of the new keys never take the lock. Costs O(len).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// for i in 0..1000 {
+    ///     map.insert(i, i);
+    /// }
+    /// map.promote();
+    /// let misses = map.stats().misses;
+    /// assert_eq!(map.get_cloned(&500), Some(500));
+    /// assert_eq!(map.stats().misses, misses); // served by the read table
+    /// ```
+    pub fn promote(&self) {
+        let guard = self.read_side.reclaim.pin();
+        self.promote_now(&guard);
+    }
+
+    /// Removes every key. Linearizable with respect to each key: an insert racing
+    /// with `clear` either happens before it (and is cleared) or after (and stays).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map: SyncMap<_, _> = (0..10).map(|i| (i, i)).collect();
+    /// map.clear();
+    /// assert!(map.is_empty());
+    /// assert_eq!(map.get_cloned(&3), None);
+    /// ```
+    pub fn clear(&self) {
+        let guard = self.read_side.reclaim.pin();
+        self.clear_tables(&guard);
+    }
+
+    /// Keeps only the keys for which `keep` returns true. Each removal is its own
+    /// atomic compare-and-remove, so a value changed concurrently is judged again
+    /// (and `keep` may see a key more than once); `retain` as a whole is not atomic.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map: SyncMap<_, _> = (0..10).map(|i| (i, i * i)).collect();
+    /// map.retain(|_, v| v % 2 == 0);
+    /// assert_eq!(map.len(), 5);
+    /// ```
+    pub fn retain(&self, keep: impl FnMut(&K, &V) -> bool) {
+        self.pin().retain(keep);
+    }
+}
+
+impl<K, V, S, R: Reclaim> Drop for SyncMap<K, V, S, R> {
+    fn drop(&mut self) {
+        // Exclusive access: no guard can hold references into this map (they borrow
+        // it), so the tables, entries and values are freed at once. Garbage retired
+        // earlier stays with the reclaimer, which frees it after its grace period.
+        let read = self.read_side.read.take_exclusive();
+        let dirty = sync::lock(&self.write_side.dirty).table.take();
+        drop(dirty);
+        drop(read);
+    }
+}
+
+impl<K, V> Default for SyncMap<K, V> {
+    /// Same as [`SyncMap::new`].
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, V, S, R> fmt::Debug for SyncMap<K, V, S, R>
+where
+    K: Hash + Eq + Send + 'static + fmt::Debug,
+    V: Send + 'static + fmt::Debug,
+    S: BuildHasher,
+    R: Reclaim,
+{
+    /// Lists the live entries (promoting first if new keys are pending, as
+    /// iteration does).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.pin().iter()).finish()
+    }
+}
+
+impl<K, V, S, R> FromIterator<(K, V)> for SyncMap<K, V, S, R>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher + Default,
+    R: Reclaim,
+{
+    /// Builds a map and promotes once at the end, so that every key is in the read
+    /// table and lookups never take the lock.
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut map = Self::with_hasher_and_reclaim(S::default(), R::default());
+        map.extend(iter);
+        map.promote();
+        map
+    }
+}
+
+impl<K, V, S, R> Extend<(K, V)> for SyncMap<K, V, S, R>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+    R: Reclaim,
+{
+    /// Inserts every pair, as [`Pinned::insert`] would, under one guard.
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        let mut shared = &*self;
+        shared.extend(iter);
+    }
+}
+
+impl<K, V, S, R> Extend<(K, V)> for &SyncMap<K, V, S, R>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+    R: Reclaim,
+{
+    /// Inserts every pair through a shared reference.
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        let pinned = self.pin();
+        for (key, value) in iter {
+            pinned.insert(key, value);
+        }
+    }
+}

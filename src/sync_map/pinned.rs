@@ -1,0 +1,540 @@
+//! [`Pinned`]: a [`SyncMap`] with a reclamation guard held, and every operation.
+
+use core::borrow::Borrow;
+use core::fmt;
+use core::hash::{BuildHasher, Hash};
+
+use super::iter::Iter;
+use super::value::Owned;
+use super::SyncMap;
+use crate::reclaim::Reclaim;
+
+/// A [`SyncMap`] pinned to the current thread: references it returns stay valid
+/// until it is dropped.
+///
+/// Created by [`SyncMap::pin`]. Holding it keeps the reclaimer from freeing
+/// anything retired since it was created (by any map, with the default
+/// crossbeam-epoch backend), so keep it for a request or a batch of lookups, not
+/// for the life of a thread. It is not `Send`: it cannot be held across an
+/// `.await` in a multi-threaded runtime.
+///
+/// # Examples
+///
+/// ```
+/// use readmostly::SyncMap;
+///
+/// let map = SyncMap::new();
+/// map.insert(1, String::from("one"));
+///
+/// let pinned = map.pin();
+/// let one: &String = pinned.get(&1).unwrap();
+/// pinned.remove(&1);
+/// assert_eq!(one, "one"); // still valid: freed only after `pinned` is dropped
+/// ```
+pub struct Pinned<'map, K, V, S, R: Reclaim> {
+    map: &'map SyncMap<K, V, S, R>,
+    guard: R::Guard<'map>,
+}
+
+/// What [`Pinned::get_or_insert`] did (Go's `LoadOrStore` "loaded" flag).
+///
+/// # Examples
+///
+/// ```
+/// use readmostly::{LoadOrStore, SyncMap};
+///
+/// let map = SyncMap::new();
+/// let pinned = map.pin();
+/// assert!(matches!(pinned.get_or_insert(1, 'a'), LoadOrStore::Stored(&'a')));
+/// assert!(matches!(pinned.get_or_insert(1, 'b'), LoadOrStore::Loaded(&'a')));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadOrStore<'g, V> {
+    /// The key was present: its value, unchanged.
+    Loaded(&'g V),
+    /// The key was absent: the value this call stored.
+    Stored(&'g V),
+}
+
+impl<'g, V> LoadOrStore<'g, V> {
+    /// The key's value after the call, whichever way it got there.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// assert_eq!(*map.pin().get_or_insert("k", 1).value(), 1);
+    /// ```
+    pub fn value(self) -> &'g V {
+        match self {
+            LoadOrStore::Loaded(v) | LoadOrStore::Stored(v) => v,
+        }
+    }
+
+    /// Whether this call stored its value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// assert!(map.pin().get_or_insert("k", 1).is_stored());
+    /// assert!(!map.pin().get_or_insert("k", 2).is_stored());
+    /// ```
+    pub fn is_stored(self) -> bool {
+        matches!(self, LoadOrStore::Stored(_))
+    }
+}
+
+/// Why [`Pinned::compare_exchange`] did not swap.
+///
+/// # Examples
+///
+/// ```
+/// use readmostly::SyncMap;
+///
+/// let map = SyncMap::new();
+/// map.insert("k", 1);
+/// let pinned = map.pin();
+/// let err = pinned.compare_exchange("k", &5, 6).unwrap_err();
+/// assert_eq!((err.current, err.new), (Some(&1), 6));
+/// ```
+#[derive(Debug, PartialEq, Eq)]
+pub struct CompareExchangeError<'g, V> {
+    /// The value found instead of the expected one (`None`: the key is absent).
+    pub current: Option<&'g V>,
+    /// The value that was not stored, handed back.
+    pub new: V,
+}
+
+impl<V: fmt::Debug> fmt::Display for CompareExchangeError<'_, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.current {
+            Some(current) => write!(f, "compare_exchange failed: found {current:?}"),
+            None => f.write_str("compare_exchange failed: key absent"),
+        }
+    }
+}
+
+impl<V: fmt::Debug> std::error::Error for CompareExchangeError<'_, V> {}
+
+impl<'map, K, V, S, R> Pinned<'map, K, V, S, R>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+    R: Reclaim,
+{
+    #[inline]
+    pub(crate) fn new(map: &'map SyncMap<K, V, S, R>) -> Self {
+        Pinned {
+            map,
+            guard: map.read_side.reclaim.pin(),
+        }
+    }
+
+    /// The map this handle pins.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map: SyncMap<u8, u8> = SyncMap::new();
+    /// assert!(std::ptr::eq(map.pin().map(), &map));
+    /// ```
+    pub fn map(&self) -> &'map SyncMap<K, V, S, R> {
+        self.map
+    }
+
+    /// `key`'s value (Go's `Load`).
+    ///
+    /// A key in the read table costs one load of the read table, one hash, one
+    /// probe and one load of the value: no lock, no shared write. A key added since
+    /// the last promotion is found in the dirty table under the lock, and counts a
+    /// miss toward the next promotion.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// map.insert(String::from("a"), 1);
+    /// let pinned = map.pin();
+    /// assert_eq!(pinned.get("a"), Some(&1));
+    /// assert_eq!(pinned.get("b"), None);
+    /// ```
+    #[inline]
+    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.map.hash(key);
+        let found = self.map.lookup(&self.guard, hash, key)?;
+        // SAFETY: `self.guard` is held for as long as the returned borrow of `self`.
+        unsafe { found.entry.get() }
+    }
+
+    /// `key` and its value, as stored (the key the entry was created with).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// map.insert(String::from("a"), 1);
+    /// assert_eq!(map.pin().get_key_value("a"), Some((&String::from("a"), &1)));
+    /// ```
+    pub fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.map.hash(key);
+        let found = self.map.lookup(&self.guard, hash, key)?;
+        // SAFETY: as in `get`.
+        let value = unsafe { found.entry.get() }?;
+        Some((found.entry.key(), value))
+    }
+
+    /// Whether `key` is present.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// map.insert(1, ());
+    /// assert!(map.pin().contains_key(&1));
+    /// ```
+    #[inline]
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get(key).is_some()
+    }
+
+    /// Inserts `value` for `key` and returns the previous value, which stays valid
+    /// while this handle lives (Go's `Swap`).
+    ///
+    /// A key present in the read table is updated with one compare-and-swap and no
+    /// lock; a new key takes the lock (and, on the first new key after a
+    /// promotion, copies the read table into a fresh dirty table).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// let pinned = map.pin();
+    /// assert_eq!(pinned.insert("k", 1), None);
+    /// assert_eq!(pinned.insert("k", 2), Some(&1));
+    /// ```
+    pub fn insert(&self, key: K, value: V) -> Option<&V> {
+        self.map.swap(&self.guard, key, value)
+    }
+
+    /// Returns `key`'s value if present; otherwise stores `value` and returns it
+    /// (Go's `LoadOrStore`). The result says which happened.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::{LoadOrStore, SyncMap};
+    ///
+    /// let map = SyncMap::new();
+    /// let pinned = map.pin();
+    /// assert_eq!(pinned.get_or_insert("k", 1), LoadOrStore::Stored(&1));
+    /// assert_eq!(pinned.get_or_insert("k", 2), LoadOrStore::Loaded(&1));
+    /// ```
+    pub fn get_or_insert(&self, key: K, value: V) -> LoadOrStore<'_, V> {
+        let mut value = Some(value);
+        self.map.load_or_store(&self.guard, key, &mut || {
+            value
+                .take()
+                .expect("load_or_store makes the value at most once")
+        })
+    }
+
+    /// Like [`get_or_insert`](Pinned::get_or_insert), but makes the value only if
+    /// the key is absent. `make` runs at most once; if another thread stores first
+    /// after `make` ran, its value is dropped and the other returned as `Loaded`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// let pinned = map.pin();
+    /// let v = pinned.get_or_insert_with("k", || vec![1, 2, 3]).value();
+    /// assert_eq!(v, &[1, 2, 3]);
+    /// pinned.get_or_insert_with("k", || unreachable!("present: not called"));
+    /// ```
+    pub fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> LoadOrStore<'_, V> {
+        let mut make = Some(make);
+        self.map.load_or_store(&self.guard, key, &mut || {
+            (make
+                .take()
+                .expect("load_or_store makes the value at most once"))()
+        })
+    }
+
+    /// Removes `key` and returns its value, valid while this handle lives (Go's
+    /// `LoadAndDelete`).
+    ///
+    /// A key in the read table is removed with one compare-and-swap, leaving a
+    /// tombstone that a later promotion drops; once tombstones reach half of the
+    /// read table the map compacts itself, so removed keys give their memory back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// map.insert(1, "a");
+    /// let pinned = map.pin();
+    /// assert_eq!(pinned.remove(&1), Some(&"a"));
+    /// assert_eq!(pinned.remove(&1), None);
+    /// ```
+    pub fn remove<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.remove_key(&self.guard, key)
+    }
+
+    /// Removes `key` if `remove` returns true for its current value, atomically
+    /// with respect to other writers: if the value changes between the check and
+    /// the removal, `remove` is asked again about the new value. Returns the
+    /// removed value. With `|v| v == &expected` this is Go's `CompareAndDelete`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// map.insert("lease", 7);
+    /// let pinned = map.pin();
+    /// assert_eq!(pinned.remove_if("lease", |v| *v == 8), None);
+    /// assert_eq!(pinned.remove_if("lease", |v| *v == 7), Some(&7));
+    /// ```
+    pub fn remove_if<Q>(&self, key: &Q, remove: impl FnMut(&V) -> bool) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.map.hash(key);
+        let found = self.map.lookup(&self.guard, hash, key)?;
+        self.map
+            .delete(&self.guard, found.entry, found.in_read, remove)
+    }
+
+    /// Replaces `key`'s value with `new` if it equals `current` (Go's
+    /// `CompareAndSwap`). Returns the replaced value, or what was found instead
+    /// together with `new`. An absent key never matches.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// map.insert("version", 1);
+    /// let pinned = map.pin();
+    /// assert_eq!(pinned.compare_exchange("version", &1, 2), Ok(&1));
+    /// assert!(pinned.compare_exchange("version", &1, 3).is_err());
+    /// assert_eq!(pinned.get("version"), Some(&2));
+    /// ```
+    pub fn compare_exchange<Q>(
+        &self,
+        key: &Q,
+        current: &V,
+        new: V,
+    ) -> Result<&V, CompareExchangeError<'_, V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: PartialEq,
+    {
+        let hash = self.map.hash(key);
+        let Some(found) = self.map.lookup(&self.guard, hash, key) else {
+            return Err(CompareExchangeError { current: None, new });
+        };
+        let new = Owned::new(new);
+        // SAFETY: `self.guard` is held for the call.
+        let swapped = unsafe {
+            found
+                .entry
+                .replace_live(|v| (v == current).then(|| new.as_ptr()))
+        };
+        match swapped {
+            Ok(old) => {
+                new.publish();
+                // SAFETY: unlinked by our CAS, protected by our guard.
+                Ok(unsafe { self.map.retire_replaced(&self.guard, old) })
+            }
+            Err(found_ptr) => Err(CompareExchangeError {
+                // SAFETY: protected by our guard.
+                current: unsafe { super::value::as_live(found_ptr) },
+                new: new.into_inner(),
+            }),
+        }
+    }
+
+    /// Replaces `key`'s value with `f(current)` and returns the new value (a
+    /// read-modify-write). Does nothing and returns `None` if the key is absent.
+    ///
+    /// `f` may run more than once if other writers change the value concurrently:
+    /// each run sees the latest value, and only the last result is stored (earlier
+    /// ones are dropped). If `f` panics the map is unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let hits = SyncMap::new();
+    /// hits.insert("/", 0u64);
+    /// let pinned = hits.pin();
+    /// assert_eq!(pinned.update("/", |n| n + 1), Some(&1));
+    /// assert_eq!(pinned.update("/missing", |n| n + 1), None);
+    /// ```
+    pub fn update<Q>(&self, key: &Q, mut f: impl FnMut(&V) -> V) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.map.hash(key);
+        let found = self.map.lookup(&self.guard, hash, key)?;
+        let mut next: Option<Owned<V>> = None;
+        // SAFETY: `self.guard` is held for the call.
+        let swapped = unsafe {
+            found.entry.replace_live(|v| {
+                let cell = next.insert(Owned::new(f(v)));
+                Some(cell.as_ptr())
+            })
+        };
+        let old = swapped.ok()?;
+        let new = next.take().expect("installed cell").publish();
+        // SAFETY: unlinked by our CAS, protected by our guard.
+        unsafe { self.map.retire_replaced(&self.guard, old) };
+        // SAFETY: now in the slot; values leave slots only through the reclaimer.
+        Some(unsafe { &*new })
+    }
+
+    /// Iterates over live entries (Go's `Range`). If keys were added since the last
+    /// promotion, promotes first (taking the lock once), as Go does, so the walk is
+    /// over the read table alone.
+    ///
+    /// Every key present for the whole iteration is yielded exactly once; keys
+    /// inserted or removed meanwhile may or may not be. Not a snapshot.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map: SyncMap<_, _> = (0..5).map(|i| (i, i * 10)).collect();
+    /// let mut seen: Vec<_> = map.pin().iter().map(|(k, v)| (*k, *v)).collect();
+    /// seen.sort();
+    /// assert_eq!(seen, [(0, 0), (1, 10), (2, 20), (3, 30), (4, 40)]);
+    /// ```
+    pub fn iter(&self) -> Iter<'_, K, V> {
+        let table = self.map.promote_if_amended(&self.guard);
+        // SAFETY: the table is protected by `self.guard` for the iterator's borrow.
+        unsafe { Iter::new(table) }
+    }
+
+    /// Keeps only the keys for which `keep` returns true; see [`SyncMap::retain`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map: SyncMap<_, _> = (0..4).map(|i| (i, i)).collect();
+    /// map.pin().retain(|k, _| *k < 2);
+    /// assert_eq!(map.len(), 2);
+    /// ```
+    pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
+        let table = self.map.promote_if_amended(&self.guard);
+        for entry in table.iter() {
+            let key = entry.key();
+            self.map
+                .delete(&self.guard, entry, true, |value| !keep(key, value));
+        }
+    }
+
+    /// Live keys; see [`SyncMap::len`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// map.insert(1, 1);
+    /// assert_eq!(map.pin().len(), 1);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the map is empty; see [`SyncMap::len`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map: SyncMap<u8, u8> = SyncMap::new();
+    /// assert!(map.pin().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Removes every key; see [`SyncMap::clear`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// map.insert(1, 1);
+    /// let pinned = map.pin();
+    /// let one = pinned.get(&1).unwrap();
+    /// pinned.clear();
+    /// assert_eq!((*one, pinned.get(&1)), (1, None));
+    /// ```
+    pub fn clear(&self) {
+        self.map.clear_tables(&self.guard);
+    }
+}
+
+impl<K, V, S, R> fmt::Debug for Pinned<'_, K, V, S, R>
+where
+    K: Hash + Eq + Send + 'static + fmt::Debug,
+    V: Send + 'static + fmt::Debug,
+    S: BuildHasher,
+    R: Reclaim,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
