@@ -14,6 +14,9 @@ mod protocol;
 mod table;
 mod value;
 
+#[cfg(test)]
+mod tests;
+
 use core::borrow::Borrow;
 use core::fmt;
 use core::hash::{BuildHasher, Hash};
