@@ -33,7 +33,7 @@
 //! | you have | use | because |
 //! |---|---|---|
 //! | a stable key set, values updated in place, rare new keys (caches, sessions, symbol tables) | [`SyncMap`] | reads of existing keys never lock or write shared memory; updates are one CAS per key |
-//! | a table reloaded or edited as a whole, readers needing one consistent version (routing, config) | `SnapshotMap` (coming) | every read and iteration sees one version; batches publish atomically |
+//! | a table reloaded or edited as a whole, readers needing one consistent version (routing, config) | [`SnapshotMap`] | every read and iteration sees one version; batches publish atomically |
 //! | frequent inserts of new keys, or writes as common as reads | `dashmap`, `papaya`, or `RwLock<HashMap>` | `SyncMap`'s new keys take a mutex and first copy the whole read table |
 //! | a few threads and no measured contention | `RwLock<HashMap>` | simplest; a read lock is two atomic RMWs on one shared cache line, which only hurts under many cores |
 //!
@@ -77,9 +77,14 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod reclaim;
+mod snapshot_map;
 mod stats;
 mod sync;
 mod sync_map;
 
+pub use snapshot_map::{
+    Batch, Change, Changed, Diff, Snapshot, SnapshotIntoIter, SnapshotIter, SnapshotMap,
+    SnapshotRef, SnapshotStats, Watcher,
+};
 pub use stats::Stats;
 pub use sync_map::{CompareExchangeError, Iter, LoadOrStore, Pinned, SyncMap};

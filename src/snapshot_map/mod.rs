@@ -1,0 +1,680 @@
+//! [`SnapshotMap`]: a copy-on-write map whose readers always see one whole,
+//! immutable version.
+//!
+//! # Design
+//!
+//! The current version is an immutable `hashbrown` table behind one published
+//! pointer (`sync::Published`: arc-swap normally, a loom-visible stand-in under
+//! `cfg(loom)`). A read loads the pointer — arc-swap records a debt in a slot
+//! of the reading thread instead of incrementing the version's shared reference
+//! count, so concurrent readers write no common cache line — probes the table
+//! and lets go. A [`Snapshot`] is the same version held by a real reference
+//! count, for as long as its owner likes.
+//!
+//! Writers take one writer lock, so they never race each other and never retry
+//! (`ArcSwap::rcu` retries a whole copy whenever another writer won). Under the
+//! lock a writer opens a [`Batch`], which copies the current table on its first
+//! change; when the batch closes, the copy is published as the next version
+//! with one pointer swap. The replaced version is *retired*: it is freed when
+//! its last holder (a snapshot, an in-flight read) drops it — on that holder's
+//! thread, with no collector and no grace period to wait for.
+//!
+//! Module map: `version` (one published table), `snapshot` (the handle and its
+//! iterators, and the short-lived [`SnapshotRef`]), `batch` (the transaction),
+//! `diff` (changes between versions), `watch` (waiting for the next version),
+//! `stats` (the version ledger).
+
+mod batch;
+mod diff;
+mod snapshot;
+mod stats;
+mod version;
+mod watch;
+
+#[cfg(test)]
+mod tests;
+
+use core::borrow::Borrow;
+use core::fmt;
+use core::hash::{BuildHasher, Hash};
+use std::collections::hash_map::RandomState;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+
+use crossbeam_utils::CachePadded;
+use hashbrown::HashMap;
+
+pub use batch::Batch;
+pub use diff::{Change, Diff};
+pub use snapshot::{Snapshot, SnapshotIntoIter, SnapshotIter, SnapshotRef};
+pub use stats::SnapshotStats;
+pub use watch::{Changed, Watcher};
+
+use stats::Ledger;
+use version::Version;
+use watch::Watch;
+
+use crate::sync::{self, Arc, Mutex, Published};
+
+/// A concurrent map for tables that are read constantly and rewritten as a
+/// whole — routing tables, configuration, feature flags — where every reader
+/// must see one consistent version.
+///
+/// Each write publishes a new immutable version; readers load the current one
+/// without a lock and without touching a shared reference count. What that
+/// buys, which neither Go's `sync.Map` nor a per-key concurrent map gives:
+///
+/// * **Snapshots.** [`snapshot`](SnapshotMap::snapshot) returns a cheap handle
+///   to one version; iterate it, look things up, hold it across `.await`,
+///   compare it with another ([`Snapshot::diff`]).
+/// * **Multi-key atomicity.** [`batch`](SnapshotMap::batch) applies many
+///   inserts, removes and updates that readers see all at once or not at all;
+///   [`try_batch`](SnapshotMap::try_batch) may fail and publish nothing.
+/// * **Cheap batched writes.** Writers serialize on a lock (no retry storms)
+///   and copy the table once per batch, not once per key.
+/// * **Change notification.** [`watch`](SnapshotMap::watch) waits for the next
+///   version, blocking or as a future.
+///
+/// The price: every publish copies the table, so a single-key write costs
+/// O(len). Batch writes, or use [`SyncMap`](crate::SyncMap) when keys change one
+/// at a time and often.
+///
+/// Writes need `K: Clone, V: Clone` (the copy). For large or costly values,
+/// store `Arc<V>`: the copy then bumps reference counts instead of cloning.
+///
+/// # Consistency
+///
+/// Publishes are linearizable: once a write returns, every later read on any
+/// thread sees its version or a newer one. Each read method on the map reads
+/// the version current at the call; two calls may see two versions — take a
+/// [`Snapshot`] to read several things from one.
+///
+/// # Panics in user code
+///
+/// A panicking `Hash`, `Eq`, `Clone` or closure during a write leaves the map
+/// as it was: nothing is published before user code has finished, and the
+/// half-built copy is dropped. A version's keys and values are dropped by
+/// whoever drops its last holder; a panicking `Drop` propagates there, as it
+/// would from an `Arc<HashMap>`.
+///
+/// # Examples
+///
+/// ```
+/// use readmostly::SnapshotMap;
+///
+/// let routes = SnapshotMap::new();
+/// routes.batch(|txn| {
+///     txn.insert("/", "index");
+///     txn.insert("/about", "about");
+/// });
+/// assert_eq!(routes.get_cloned("/"), Some("index"));
+///
+/// let snapshot = routes.snapshot();
+/// routes.replace_all([("/", "home")]);
+/// assert_eq!(snapshot.len(), 2); // still the version it was taken from
+/// assert_eq!(routes.len(), 1);
+/// ```
+pub struct SnapshotMap<K, V, S = RandomState> {
+    /// The current version: what every read touches, and only publish writes.
+    current: CachePadded<Published<Version<K, V, S>>>,
+    /// Serializes writers: at most one batch is open at a time.
+    writer: Mutex<()>,
+    watch: Watch,
+    ledger: Arc<Ledger>,
+}
+
+impl<K, V> SnapshotMap<K, V> {
+    /// An empty map (version 0) with the default hasher.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let map: SnapshotMap<String, u32> = SnapshotMap::new();
+    /// assert!(map.is_empty());
+    /// assert_eq!(map.version(), 0);
+    /// ```
+    pub fn new() -> Self {
+        Self::with_hasher(RandomState::new())
+    }
+}
+
+impl<K, V, S> SnapshotMap<K, V, S> {
+    /// An empty map with `hasher`. Every version's table is built with a clone
+    /// of it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    /// use std::collections::hash_map::RandomState;
+    ///
+    /// let map = SnapshotMap::with_hasher(RandomState::new());
+    /// map.insert(1, "one");
+    /// assert_eq!(map.get_cloned(&1), Some("one"));
+    /// ```
+    pub fn with_hasher(hasher: S) -> Self {
+        // A new hashbrown map has no bucket array yet: 0 bytes.
+        Self::from_table(HashMap::with_hasher(hasher), 0)
+    }
+
+    /// A map whose version 0 is `table`, of `allocation` bytes.
+    fn from_table(table: HashMap<K, V, S>, allocation: usize) -> Self {
+        let ledger = Arc::new(Ledger::default());
+        let first = Version::new(table, allocation, 0, &ledger);
+        SnapshotMap {
+            current: CachePadded::new(Published::new(first)),
+            writer: Mutex::new(()),
+            watch: Watch::new(0),
+            ledger,
+        }
+    }
+
+    /// A handle to the current version, which stays readable and unchanged for
+    /// as long as it is held. One reference-count increment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let map = SnapshotMap::new();
+    /// map.insert("a", 1);
+    /// let snapshot = map.snapshot();
+    /// map.insert("b", 2);
+    /// assert_eq!(snapshot.len(), 1);
+    /// assert_eq!(map.snapshot().len(), 2);
+    /// ```
+    pub fn snapshot(&self) -> Snapshot<K, V, S> {
+        Snapshot::new(self.current.load_full())
+    }
+
+    /// The current version's number: 0 for a new map, +1 per publish. A write
+    /// that changes nothing (removing an absent key, a batch that made no
+    /// change) publishes nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let map = SnapshotMap::new();
+    /// map.insert(1, 1);
+    /// map.remove(&2); // absent: nothing published
+    /// assert_eq!(map.version(), 1);
+    /// ```
+    pub fn version(&self) -> u64 {
+        self.current.load().number
+    }
+
+    /// Keys in the current version. O(1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let map = SnapshotMap::new();
+    /// map.insert(1, ());
+    /// map.insert(2, ());
+    /// assert_eq!(map.len(), 2);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.current.load().table.len()
+    }
+
+    /// Whether the current version has no keys.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let map: SnapshotMap<u8, u8> = SnapshotMap::new();
+    /// assert!(map.is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Version counters and the memory ledger; see [`SnapshotStats`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let map: SnapshotMap<_, _> = (0..100).map(|i| (i, i)).collect();
+    /// map.insert(100, 100); // copies 100 entries
+    /// let stats = map.stats();
+    /// assert_eq!((stats.published, stats.copied_entries), (1, 100));
+    /// assert_eq!(stats.held, 0); // nobody holds the old version: it is freed
+    /// ```
+    pub fn stats(&self) -> SnapshotStats {
+        let current = self.current.load();
+        let mut stats = SnapshotStats {
+            published: current.number,
+            current_bytes: current.bytes() as u64,
+            ..SnapshotStats::default()
+        };
+        drop(current);
+        self.ledger.fill(&mut stats);
+        stats
+    }
+
+    /// A [`Watcher`] that waits for versions after the current one — blocking
+    /// or as a future — so a config consumer needs no polling loop.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let map = SnapshotMap::new();
+    /// let mut watcher = map.watch();
+    /// map.insert("k", 1);
+    /// assert_eq!(watcher.wait().version(), 1);
+    /// ```
+    pub fn watch(&self) -> Watcher<'_, K, V, S> {
+        Watcher::new(self)
+    }
+}
+
+impl<K, V, S> SnapshotMap<K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher,
+{
+    /// `key`'s value in the current version, as a short-lived reference that
+    /// keeps that version alive (see [`SnapshotRef`]). Takes no lock and
+    /// touches no shared reference count.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let map = SnapshotMap::new();
+    /// map.insert(String::from("k"), vec![1, 2, 3]);
+    /// assert_eq!(map.get("k").map(|v| v.len()), Some(3)); // looked up by &str
+    /// assert!(map.get("x").is_none());
+    /// ```
+    #[inline]
+    pub fn get<Q>(&self, key: &Q) -> Option<SnapshotRef<K, V, S>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        SnapshotRef::find(self.current.load(), key)
+    }
+
+    /// A clone of `key`'s value in the current version (for async code, or to
+    /// keep it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let map = SnapshotMap::new();
+    /// map.insert("k", 1);
+    /// assert_eq!(map.get_cloned("k"), Some(1));
+    /// assert_eq!(map.get_cloned("x"), None);
+    /// ```
+    #[inline]
+    pub fn get_cloned<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        self.current.load().table.get(key).cloned()
+    }
+
+    /// Whether `key` is in the current version.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let map = SnapshotMap::new();
+    /// map.insert(1, 'a');
+    /// assert!(map.contains_key(&1));
+    /// assert!(!map.contains_key(&2));
+    /// ```
+    #[inline]
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.current.load().table.contains_key(key)
+    }
+
+    /// Publishes `table` as the next version and returns the one it replaced.
+    fn publish(&self, table: HashMap<K, V, S>, copied: usize) -> Snapshot<K, V, S> {
+        // Caller holds `self.writer`: the current version cannot change under us.
+        let number = self.current.load().number + 1;
+        let allocation = table.allocation_size();
+        let old = self
+            .current
+            .swap(Version::new(table, allocation, number, &self.ledger));
+        self.ledger.record_retire(old.bytes());
+        if copied > 0 {
+            Ledger::add(&self.ledger.copies, 1);
+            Ledger::add(&self.ledger.copied_entries, copied as u64);
+        }
+        // After the swap, so a woken waiter finds the new version current.
+        self.watch.published(number);
+        Snapshot::new(old)
+    }
+
+    /// Replaces the whole content with `entries`, publishing one version that
+    /// readers see at once; returns the version it replaced (drop it to free it,
+    /// or diff it against the new one). Builds the new table from scratch — the
+    /// old one is not copied — and runs the iterator before taking the writer
+    /// lock. A later pair for the same key wins.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let config = SnapshotMap::new();
+    /// config.insert("a", 1);
+    /// let old = config.replace_all([("b", 2), ("c", 3)]);
+    /// assert_eq!(config.len(), 2);
+    /// assert_eq!(old.diff(&config.snapshot()).count(), 3); // -a +b +c
+    /// ```
+    pub fn replace_all<I>(&self, entries: I) -> Snapshot<K, V, S>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        S: Clone,
+    {
+        let hasher = self.current.load().table.hasher().clone();
+        let mut table = HashMap::with_hasher(hasher);
+        table.extend(entries);
+        let _writer = sync::lock(&self.writer);
+        self.publish(table, 0)
+    }
+
+    /// Removes every key, publishing an empty version.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let map: SnapshotMap<_, _> = (0..10).map(|i| (i, i)).collect();
+    /// map.clear();
+    /// assert!(map.is_empty());
+    /// ```
+    pub fn clear(&self)
+    where
+        S: Clone,
+    {
+        drop(self.replace_all([]));
+    }
+}
+
+impl<K, V, S> SnapshotMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    /// Runs `f` on a [`Batch`] of the current version and publishes its
+    /// changes as one version, which readers see all at once or not at all.
+    /// Returns what `f` returns.
+    ///
+    /// The first change copies the table (O(len)); the rest cost what a
+    /// `HashMap` operation costs. Other writers wait while `f` runs; readers do
+    /// not. If `f` panics, nothing is published and the partial copy is dropped.
+    /// If `f` changes nothing, nothing is copied or published.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let flags: SnapshotMap<&str, bool> = SnapshotMap::new();
+    /// let enabled = flags.batch(|txn| {
+    ///     txn.insert("new-checkout", true);
+    ///     txn.insert("dark-mode", false);
+    ///     txn.iter().filter(|(_, on)| **on).count()
+    /// });
+    /// assert_eq!((enabled, flags.len(), flags.version()), (1, 2, 1));
+    /// ```
+    pub fn batch<R>(&self, f: impl FnOnce(&mut Batch<'_, K, V, S>) -> R) -> R {
+        match self.try_batch(|txn| Ok::<R, core::convert::Infallible>(f(txn))) {
+            Ok(out) => out,
+            Err(never) => match never {},
+        }
+    }
+
+    /// As [`batch`](SnapshotMap::batch), but `f` may fail: if it returns `Err`,
+    /// nothing it did is published and the error is returned.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let stock: SnapshotMap<_, _> = [("apples", 3u32)].into_iter().collect();
+    /// let sell = |n: u32| {
+    ///     stock.try_batch(|txn| {
+    ///         let left = txn.update("apples", |have| have.wrapping_sub(n)).copied();
+    ///         match left {
+    ///             Some(left) if left <= 3 => Ok(left),
+    ///             _ => Err("not enough apples"), // aborts: the update is dropped
+    ///         }
+    ///     })
+    /// };
+    /// assert_eq!(sell(5), Err("not enough apples"));
+    /// assert_eq!(stock.get_cloned("apples"), Some(3));
+    /// assert_eq!(sell(2), Ok(1));
+    /// ```
+    pub fn try_batch<R, E>(
+        &self,
+        f: impl FnOnce(&mut Batch<'_, K, V, S>) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let writer = sync::lock(&self.writer);
+        let base = self.current.load_full();
+        let mut batch = Batch::new(&base);
+        let outcome = match catch_unwind(AssertUnwindSafe(|| f(&mut batch))) {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                Ledger::add(&self.ledger.aborted, 1);
+                // Release the lock unpoisoned, then drop the partial copy.
+                drop(writer);
+                drop(batch);
+                resume_unwind(panic);
+            }
+        };
+        let out = match outcome {
+            Ok(out) => out,
+            Err(error) => {
+                Ledger::add(&self.ledger.aborted, 1);
+                return Err(error);
+            }
+        };
+        let old = batch
+            .into_changes()
+            .map(|(table, copied)| self.publish(table, copied));
+        drop(writer);
+        // The replaced version (and our `base` handle to it) drop here, outside
+        // the lock: if nothing else holds it, its entries are freed now.
+        drop(old);
+        Ok(out)
+    }
+
+    /// Inserts `value` for `key` and publishes, returning the previous value.
+    ///
+    /// **O(len)**: copies the whole table. To write several keys, use
+    /// [`batch`](SnapshotMap::batch), which copies once for all of them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let map = SnapshotMap::new();
+    /// assert_eq!(map.insert(1, "a"), None);
+    /// assert_eq!(map.insert(1, "b"), Some("a"));
+    /// assert_eq!(map.version(), 2);
+    /// ```
+    pub fn insert(&self, key: K, value: V) -> Option<V> {
+        self.batch(|txn| txn.insert(key, value))
+    }
+
+    /// Removes `key` and publishes, returning its value. An absent key publishes
+    /// nothing.
+    ///
+    /// **O(len)** when the key is present: copies the whole table. To remove
+    /// several keys, use [`batch`](SnapshotMap::batch) or
+    /// [`retain`](SnapshotMap::retain).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let map = SnapshotMap::new();
+    /// map.insert("k", 7);
+    /// assert_eq!(map.remove("k"), Some(7));
+    /// assert_eq!(map.remove("k"), None);
+    /// ```
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.batch(|txn| txn.remove(key))
+    }
+
+    /// Replaces `key`'s value with `f(current)`, publishes, and returns the new
+    /// value (a read-modify-write: writers are serialized, so `f` runs once and
+    /// no update is lost). Absent key: returns `None` and publishes nothing.
+    ///
+    /// **O(len)**: copies the whole table. Batch several updates with
+    /// [`batch`](SnapshotMap::batch).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let hits = SnapshotMap::new();
+    /// hits.insert("/", 0u64);
+    /// assert_eq!(hits.update("/", |n| n + 1), Some(1));
+    /// assert_eq!(hits.update("/missing", |n| n + 1), None);
+    /// ```
+    pub fn update<Q>(&self, key: &Q, f: impl FnOnce(&V) -> V) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.batch(|txn| txn.update(key, f).cloned())
+    }
+
+    /// Keeps only the entries for which `keep` returns true, as one atomic
+    /// publish (unlike [`SyncMap::retain`](crate::SyncMap::retain)). Copies only
+    /// the kept entries; if it removes nothing, publishes nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let map: SnapshotMap<_, _> = (0..10).map(|i| (i, i * i)).collect();
+    /// map.retain(|_, v| v % 2 == 0);
+    /// assert_eq!(map.len(), 5);
+    /// ```
+    pub fn retain(&self, keep: impl FnMut(&K, &V) -> bool) {
+        self.batch(|txn| txn.retain(keep));
+    }
+}
+
+impl<K, V, S> SnapshotMap<K, V, S>
+where
+    K: Clone + 'static,
+    V: Clone + 'static,
+{
+    /// Iterates clones of the current version's entries. The iterator holds that
+    /// version, so it sees one consistent version however long it runs. To
+    /// iterate by reference, iterate a [`snapshot`](SnapshotMap::snapshot).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let map: SnapshotMap<_, _> = [("a", 1), ("b", 2)].into_iter().collect();
+    /// let total: i32 = map.iter().map(|(_, v)| v).sum();
+    /// assert_eq!(total, 3);
+    /// ```
+    pub fn iter(&self) -> SnapshotIntoIter<K, V, S> {
+        SnapshotIntoIter::new(self.current.load_full())
+    }
+}
+
+impl<K, V, S> Drop for SnapshotMap<K, V, S> {
+    fn drop(&mut self) {
+        // The current version stops being current; snapshots may keep it alive.
+        self.ledger.record_retire(self.current.load().bytes());
+    }
+}
+
+impl<K, V> Default for SnapshotMap<K, V> {
+    /// Same as [`SnapshotMap::new`].
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for SnapshotMap<K, V, S> {
+    /// Lists the current version's entries.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.snapshot(), f)
+    }
+}
+
+impl<K, V, S> FromIterator<(K, V)> for SnapshotMap<K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher + Default,
+{
+    /// Builds version 0 from the pairs (nothing is published).
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut table = HashMap::with_hasher(S::default());
+        table.extend(iter);
+        let allocation = table.allocation_size();
+        Self::from_table(table, allocation)
+    }
+}
+
+impl<K, V, S> Extend<(K, V)> for &SnapshotMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    /// Inserts every pair in one batch: one copy, one publish.
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        self.batch(|txn| txn.extend(iter));
+    }
+}
+
+impl<K, V, S> Extend<(K, V)> for SnapshotMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    /// Inserts every pair in one batch: one copy, one publish.
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        let mut shared = &*self;
+        shared.extend(iter);
+    }
+}
