@@ -399,7 +399,7 @@ fn invariant_3_insert_visible_to_every_thread() {
 fn invariant_4_remove_reinsert_racing_promotion_never_lost() {
     const CHURNERS: u64 = 2;
     const OWNED: u64 = 32; // keys per churner
-    const OPS: usize = 6_000;
+    const OPS: usize = 30_000;
     let map: SyncMap<u64, u64> = (0..CHURNERS * OWNED).map(|k| (k, 0)).collect();
     let done = AtomicBool::new(false);
     let (models, fresh) = thread::scope(|s| {
