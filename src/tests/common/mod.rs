@@ -24,6 +24,10 @@ pub struct DropLedger {
 struct LedgerInner {
     created: AtomicUsize,
     dropped: Mutex<HashSet<usize>>,
+    /// Drops of an id already dropped. Counted as well as panicked on: the map
+    /// contains panics from destructors it runs (in its drop and in the
+    /// reclaimer), so the panic alone could go unnoticed.
+    double_drops: AtomicUsize,
 }
 
 impl DropLedger {
@@ -46,13 +50,39 @@ impl DropLedger {
     }
 
     pub fn dropped(&self) -> usize {
-        self.inner.dropped.lock().unwrap().len()
+        lock(&self.inner.dropped).len()
     }
 
     /// Values created but not yet dropped.
     pub fn alive(&self) -> usize {
         self.created() - self.dropped()
     }
+
+    /// Whether the value with this id has been dropped.
+    pub fn is_dropped(&self, id: usize) -> bool {
+        lock(&self.inner.dropped).contains(&id)
+    }
+
+    /// Drops of a value that had already been dropped (must stay 0).
+    pub fn double_drops(&self) -> usize {
+        self.inner.double_drops.load(Ordering::SeqCst)
+    }
+
+    /// Asserts that nothing was dropped twice and that exactly `alive` values
+    /// are still alive.
+    #[track_caller]
+    pub fn assert_alive(&self, alive: usize) {
+        assert_eq!(self.double_drops(), 0, "values dropped twice");
+        assert_eq!(self.alive(), alive, "values alive");
+    }
+}
+
+/// Locks `mutex`, ignoring poisoning (a test that panicked must not hide the
+/// ledger from the checks of another).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A value whose drop is recorded in a [`DropLedger`]. Compares by payload only.
@@ -86,6 +116,16 @@ impl<T: PartialEq> PartialEq for Tracked<T> {
     }
 }
 
+impl<T: Eq> Eq for Tracked<T> {}
+
+/// Hashes the payload only, consistently with `PartialEq`, so that tracked keys
+/// with equal payloads are the same map key.
+impl<T: Hash> Hash for Tracked<T> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.payload.hash(state);
+    }
+}
+
 impl<T: std::fmt::Debug> std::fmt::Debug for Tracked<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Tracked#{}({:?})", self.id, self.payload)
@@ -94,7 +134,10 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Tracked<T> {
 
 impl<T> Drop for Tracked<T> {
     fn drop(&mut self) {
-        let first = self.ledger.dropped.lock().unwrap().insert(self.id);
+        let first = lock(&self.ledger.dropped).insert(self.id);
+        if !first {
+            self.ledger.double_drops.fetch_add(1, Ordering::SeqCst);
+        }
         assert!(first, "value #{} dropped twice", self.id);
     }
 }
@@ -130,7 +173,41 @@ pub fn flush_until(mut done: impl FnMut() -> bool, timeout: Duration, what: &str
     let probe: SyncMap<u8, u8> = SyncMap::new();
     while !done() {
         probe.flush();
-        assert!(start.elapsed() < timeout, "{what}: not reached after {timeout:?}");
+        assert!(
+            start.elapsed() < timeout,
+            "{what}: not reached after {timeout:?}"
+        );
         std::thread::yield_now();
+    }
+}
+
+/// A small deterministic pseudo-random generator (xorshift64*), so that every
+/// run of a test replays the same operation mix for a given seed.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        // Never zero: xorshift's one fixed point.
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform enough in `0..n` for test mixes (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// True with probability `1 / n`.
+    pub fn one_in(&mut self, n: u64) -> bool {
+        self.below(n) == 0
     }
 }
