@@ -40,8 +40,9 @@ pub struct Batch<'a, K, V, S> {
     base: &'a Version<K, V, S>,
     /// The copy being edited; `None` until the first change.
     next: Option<HashMap<K, V, S>>,
-    /// Entries cloned from `base` into `next` (0 when built from scratch).
-    copied: usize,
+    /// Entries cloned from `base` into `next`; `None` when `next` was built
+    /// from scratch (or not at all).
+    copied: Option<usize>,
 }
 
 impl<'a, K, V, S> Batch<'a, K, V, S> {
@@ -49,7 +50,7 @@ impl<'a, K, V, S> Batch<'a, K, V, S> {
         Batch {
             base,
             next: None,
-            copied: 0,
+            copied: None,
         }
     }
 
@@ -59,7 +60,7 @@ impl<'a, K, V, S> Batch<'a, K, V, S> {
     }
 
     /// The new table, if the batch changed anything, and the entries it copied.
-    pub(crate) fn into_changes(self) -> Option<(HashMap<K, V, S>, usize)> {
+    pub(crate) fn into_changes(self) -> Option<(HashMap<K, V, S>, Option<usize>)> {
         self.next.map(|table| (table, self.copied))
     }
 
@@ -210,7 +211,7 @@ where
     fn table(&mut self) -> &mut HashMap<K, V, S> {
         let (base, copied) = (self.base, &mut self.copied);
         self.next.get_or_insert_with(|| {
-            *copied = base.table.len();
+            *copied = Some(base.table.len());
             base.table.clone()
         })
     }
@@ -315,7 +316,7 @@ where
             }
         }
         if removed {
-            self.copied = kept.len();
+            self.copied = Some(kept.len());
             self.next = Some(kept);
         }
     }
@@ -337,7 +338,7 @@ where
     pub fn clear(&mut self) {
         let hasher = self.view().hasher().clone();
         self.next = Some(HashMap::with_hasher(hasher));
-        self.copied = 0;
+        self.copied = None;
     }
 }
 

@@ -16,7 +16,8 @@ use hashbrown::{hash_map, HashMap};
 /// let map = SnapshotMap::new();
 /// let empty = map.snapshot();
 /// map.insert("k", 1);
-/// let changes: Vec<_> = empty.diff(&map.snapshot()).collect();
+/// let now = map.snapshot();
+/// let changes: Vec<_> = empty.diff(&now).collect();
 /// assert_eq!(changes, [Change::Added { key: &"k", value: &1 }]);
 /// assert_eq!(changes[0].key(), &"k");
 /// ```
@@ -60,7 +61,9 @@ impl<'a, K, V> Change<'a, K, V> {
     /// ```
     pub fn key(&self) -> &'a K {
         match *self {
-            Change::Added { key, .. } | Change::Removed { key, .. } | Change::Changed { key, .. } => key,
+            Change::Added { key, .. }
+            | Change::Removed { key, .. }
+            | Change::Changed { key, .. } => key,
         }
     }
 }
@@ -127,9 +130,7 @@ where
                 Walk::Newer(iter) => match iter.next() {
                     Some((key, new)) => match self.older.get(key) {
                         None => return Some(Change::Added { key, value: new }),
-                        Some(old) if old != new => {
-                            return Some(Change::Changed { key, old, new })
-                        }
+                        Some(old) if old != new => return Some(Change::Changed { key, old, new }),
                         Some(_) => {}
                     },
                     None => self.walk = Walk::Older(self.older.iter()),

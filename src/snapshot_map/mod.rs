@@ -353,7 +353,7 @@ where
     }
 
     /// Publishes `table` as the next version and returns the one it replaced.
-    fn publish(&self, table: HashMap<K, V, S>, copied: usize) -> Snapshot<K, V, S> {
+    fn publish(&self, table: HashMap<K, V, S>, copied: Option<usize>) -> Snapshot<K, V, S> {
         // Caller holds `self.writer`: the current version cannot change under us.
         let number = self.current.load().number + 1;
         let allocation = table.allocation_size();
@@ -361,7 +361,7 @@ where
             .current
             .swap(Version::new(table, allocation, number, &self.ledger));
         self.ledger.record_retire(old.bytes());
-        if copied > 0 {
+        if let Some(copied) = copied {
             Ledger::add(&self.ledger.copies, 1);
             Ledger::add(&self.ledger.copied_entries, copied as u64);
         }
@@ -396,7 +396,7 @@ where
         let mut table = HashMap::with_hasher(hasher);
         table.extend(entries);
         let _writer = sync::lock(&self.writer);
-        self.publish(table, 0)
+        self.publish(table, None)
     }
 
     /// Removes every key, publishing an empty version.

@@ -278,7 +278,11 @@ where
     where
         V: PartialEq,
     {
-        Diff::new(&self.version.table, &newer.version.table, self.same_version(newer))
+        Diff::new(
+            &self.version.table,
+            &newer.version.table,
+            self.same_version(newer),
+        )
     }
 }
 

@@ -97,6 +97,12 @@ impl Watch {
         false
     }
 
+    /// Wakers registered and not yet woken or forgotten.
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        sync::lock(&self.state).wakers.len()
+    }
+
     /// Forgets the waker registered under `id`, if it is still there.
     fn forget(&self, id: u64) {
         let mut state = sync::lock(&self.state);
