@@ -1,1 +1,251 @@
-//! Placeholder; being written.
+//! SnapshotMap batches under concurrency, and drop counting.
+//!
+//! * Readers never see half a batch: writers move amounts between accounts in
+//!   batches that keep the total constant (and abort or panic half-way through
+//!   batches that would break it); 8 reader threads check the total on every
+//!   snapshot they take. Every check must hold.
+//! * Every value clone the map makes is dropped exactly once, including the
+//!   partial copies of aborted and panicking batches.
+//!
+//! Scale with `SNAPSHOT_STRESS_BATCHES` (batches per writer; default 2,000).
+
+mod common;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Once;
+use std::thread;
+
+use common::DropLedger;
+use readmostly::{Snapshot, SnapshotMap};
+
+const ACCOUNTS: u64 = 64;
+const START: i64 = 1_000;
+const TOTAL: i64 = ACCOUNTS as i64 * START;
+const READERS: usize = 8;
+const WRITERS: u64 = 2;
+
+fn batches_per_writer() -> u64 {
+    std::env::var("SNAPSHOT_STRESS_BATCHES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2_000)
+}
+
+/// xorshift64*: deterministic per seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+/// The total over one version; also checks the version is internally sane.
+fn total(snapshot: &Snapshot<u64, i64>) -> i64 {
+    assert!(snapshot.len() as u64 >= ACCOUNTS, "an account disappeared");
+    snapshot.values().sum()
+}
+
+#[test]
+fn readers_never_see_half_a_batch() {
+    silence_deliberate_panics();
+    let map: SnapshotMap<u64, i64> = (0..ACCOUNTS).map(|k| (k, START)).collect();
+    let batches = batches_per_writer();
+    let writers_done = AtomicBool::new(false);
+    let checks = AtomicU64::new(0);
+    let aborted = AtomicU64::new(0);
+
+    thread::scope(|s| {
+        let mut readers = Vec::new();
+        for reader in 0..READERS {
+            let (map, writers_done, checks) = (&map, &writers_done, &checks);
+            readers.push(s.spawn(move || {
+                let mut last_version = 0;
+                let mut mine = 0u64;
+                loop {
+                    // Read the flag first: a snapshot taken after seeing it is
+                    // the final version, so the loop ends with one full check.
+                    let done = writers_done.load(Ordering::Acquire);
+                    let snapshot = map.snapshot();
+                    assert_eq!(total(&snapshot), TOTAL, "reader {reader} saw half a batch");
+                    assert!(snapshot.version() >= last_version, "versions went back");
+                    last_version = snapshot.version();
+                    // Other read paths see whole versions too.
+                    if mine % 16 == 0 {
+                        assert_eq!(map.iter().map(|(_, v)| v).sum::<i64>(), TOTAL);
+                    }
+                    mine += 1;
+                    if done {
+                        break;
+                    }
+                }
+                checks.fetch_add(mine, Ordering::Relaxed);
+            }));
+        }
+
+        let mut writers = Vec::new();
+        for writer in 0..WRITERS {
+            let (map, aborted) = (&map, &aborted);
+            writers.push(s.spawn(move || {
+                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (writer + 1));
+                for i in 0..batches {
+                    match rng.below(10) {
+                        // A transfer between two accounts.
+                        0..=5 => map.batch(|txn| {
+                            let (from, to) = (rng.below(ACCOUNTS), rng.below(ACCOUNTS));
+                            let amount = rng.below(100) as i64;
+                            txn.update(&from, |v| v - amount);
+                            txn.update(&to, |v| v + amount);
+                        }),
+                        // A round of transfers over many accounts, plus a
+                        // temporary zero-balance key coming and going.
+                        6 | 7 => map.batch(|txn| {
+                            for _ in 0..8 {
+                                let (from, to) = (rng.below(ACCOUNTS), rng.below(ACCOUNTS));
+                                let amount = rng.below(10) as i64;
+                                txn.update(&from, |v| v - amount);
+                                txn.update(&to, |v| v + amount);
+                            }
+                            let extra = ACCOUNTS + writer * batches + i;
+                            txn.insert(extra, 0);
+                            txn.remove(&(extra - 1));
+                        }),
+                        // Breaks the total, then fails: must never be seen.
+                        8 => {
+                            let failed: Result<(), ()> = map.try_batch(|txn| {
+                                txn.update(&rng.below(ACCOUNTS), |v| v + 1_000_000);
+                                Err(())
+                            });
+                            assert!(failed.is_err());
+                            aborted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // Breaks the total, then panics: must never be seen.
+                        _ => {
+                            let panicked = catch_unwind(AssertUnwindSafe(|| {
+                                map.batch(|txn| {
+                                    txn.insert(rng.below(ACCOUNTS), -1_000_000);
+                                    panic!("{DELIBERATE}: writer {writer} gives up");
+                                })
+                            }));
+                            assert!(panicked.is_err());
+                            aborted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }));
+        }
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        writers_done.store(true, Ordering::Release);
+        for reader in readers {
+            reader.join().unwrap();
+        }
+    });
+
+    assert!(checks.load(Ordering::Relaxed) >= READERS as u64);
+    assert_eq!(total(&map.snapshot()), TOTAL);
+    let stats = map.stats();
+    assert_eq!(stats.aborted, aborted.load(Ordering::Relaxed));
+    assert_eq!(stats.published + stats.aborted, WRITERS * batches);
+    assert_eq!(stats.held, 0, "no reader holds an old version any more");
+}
+
+/// Marks the panics these tests raise on purpose.
+const DELIBERATE: &str = "deliberate panic";
+
+/// Silences the deliberate panics' messages (hundreds of them, with backtraces
+/// under `RUST_BACKTRACE=1`); every other panic is reported as usual.
+fn silence_deliberate_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if !message.contains(DELIBERATE) {
+                report(info);
+            }
+        }));
+    });
+}
+
+#[test]
+fn every_clone_is_dropped_once_and_aborted_batches_leak_nothing() {
+    silence_deliberate_panics();
+    let ledger = DropLedger::new();
+    let map: SnapshotMap<u32, _> = (0..100).map(|k| (k, ledger.track(k))).collect();
+    assert_eq!(ledger.alive(), 100);
+
+    // Each version owns its own clones: two versions alive, 200 values.
+    let v0 = map.snapshot();
+    map.insert(100, ledger.track(100));
+    assert_eq!(ledger.alive(), 100 + 101);
+    drop(v0);
+    assert_eq!(
+        ledger.alive(),
+        101,
+        "version 0 freed with its last snapshot"
+    );
+
+    // Aborted and panicking batches drop their partial copies.
+    let failed: Result<(), ()> = map.try_batch(|txn| {
+        txn.insert(200, ledger.track(200));
+        txn.remove(&1);
+        Err(())
+    });
+    assert!(failed.is_err());
+    assert_eq!(ledger.alive(), 101);
+    let panicked = catch_unwind(AssertUnwindSafe(|| {
+        map.batch(|txn| {
+            txn.insert(300, ledger.track(300));
+            txn.update(&2, |_| panic!("{DELIBERATE} in update"));
+        })
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(ledger.alive(), 101);
+    assert_eq!(map.version(), 1);
+
+    // Many publishes with snapshots held at some of them.
+    let mut held = Vec::new();
+    for round in 0..1000u32 {
+        map.batch(|txn| {
+            txn.insert(round % 150, ledger.track(round));
+            txn.remove(&(round % 37));
+        });
+        if round % 100 == 0 {
+            held.push(map.snapshot());
+        }
+    }
+    let expected: usize = held.iter().map(|s| s.len()).sum::<usize>() + map.len();
+    assert_eq!(
+        ledger.alive(),
+        expected,
+        "exactly the held versions' values live"
+    );
+    assert_eq!(map.stats().held, held.len() as u64);
+    drop(held);
+    assert_eq!(ledger.alive(), map.len());
+
+    // Dropping the map drops the last version; a snapshot outliving the map
+    // keeps its values until it goes.
+    let last = map.snapshot();
+    let len = last.len();
+    drop(map);
+    assert_eq!(ledger.alive(), len);
+    drop(last);
+    assert_eq!(ledger.alive(), 0);
+    assert_eq!(
+        ledger.created(),
+        ledger.dropped(),
+        "no value dropped twice or leaked"
+    );
+}
