@@ -906,3 +906,33 @@ fn zero_sized_values() {
         DROPS.load(Ordering::Relaxed) == MADE.load(Ordering::Relaxed)
     });
 }
+
+/// `get_or_insert_with` runs `make` while holding the map's lock whenever it
+/// takes the locked path (a new key, an expunged key, a key pending in `dirty`).
+/// A `make` that touches the map's locked paths — a memoized recursive function,
+/// a cache filling a dependency — then deadlocks (std's `Mutex` is not
+/// reentrant), and a slow `make` blocks every miss and new key meanwhile. The
+/// docs do not say `make` must not use the map.
+#[test]
+#[ignore = "BUG: get_or_insert_with calls `make` under the map's lock: a `make` that inserts into the same map deadlocks"]
+fn get_or_insert_with_make_may_use_the_map() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    // Leaked, so that a deadlocked thread cannot outlive what it borrows.
+    let map: &'static SyncMap<u32, u32> = Box::leak(Box::new(SyncMap::new()));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let pinned = map.pin();
+        let v = *pinned
+            .get_or_insert_with(1, || {
+                // A dependency of key 1, computed and cached first.
+                map.insert(2, 20);
+                10
+            })
+            .value();
+        tx.send(v).unwrap();
+    });
+    let got = rx.recv_timeout(Duration::from_secs(10));
+    assert_eq!(got, Ok(10), "get_or_insert_with deadlocked on its own map");
+    assert_eq!(map.get_cloned(&2), Some(20));
+}
