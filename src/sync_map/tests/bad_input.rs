@@ -52,7 +52,9 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        Fixture { log: DropLog::new() }
+        Fixture {
+            log: DropLog::new(),
+        }
     }
 
     fn key(&self, id: u32) -> Key {
@@ -111,7 +113,10 @@ impl Fixture {
         model.remove(&12);
         drop(pinned);
         assert_eq!(map.slots(&self.key(3)), (Some(Slot::Expunged), None));
-        assert_eq!(map.slots(&self.key(4)), (Some(Slot::Deleted), Some(Slot::Deleted)));
+        assert_eq!(
+            map.slots(&self.key(4)),
+            (Some(Slot::Deleted), Some(Slot::Deleted))
+        );
         assert_eq!(map.slots(&self.key(12)), (None, Some(Slot::Deleted)));
         assert!(map.amended());
         map.check_invariants();
@@ -129,7 +134,11 @@ impl Fixture {
             (map.read_len(), map.dirty_len(), map.amended(), map.len()),
             misses.then(|| (map.pending_misses(), stats.misses)),
             (stats.promotions, stats.compactions, stats.dirty_copies),
-            (stats.values_retired, stats.entries_retired, stats.tables_retired),
+            (
+                stats.values_retired,
+                stats.entries_retired,
+                stats.tables_retired,
+            ),
         )
     }
 
@@ -155,9 +164,14 @@ impl Fixture {
             let old = pinned.insert(self.key(i), self.val(v)).map(|v| v.payload);
             assert_eq!(old, model.insert(i, v), "insert {i}");
         }
-        assert_eq!(pinned.remove(&self.key(0)).map(|v| v.payload), model.remove(&0));
         assert_eq!(
-            pinned.update(&self.key(50), |v| self.val(v.payload + 1)).map(|v| v.payload),
+            pinned.remove(&self.key(0)).map(|v| v.payload),
+            model.remove(&0)
+        );
+        assert_eq!(
+            pinned
+                .update(&self.key(50), |v| self.val(v.payload + 1))
+                .map(|v| v.payload),
             Some(501)
         );
         model.insert(50, 501);
@@ -180,7 +194,6 @@ impl Fixture {
         self.log.flush_until_all_dropped();
     }
 }
-
 
 // ---------------------------------------------------------------------------
 // Panicking Hash and Eq: the map is exactly as before.
@@ -302,8 +315,9 @@ fn panicking_update_closure_leaves_map_unchanged() {
         let (map, mut model) = f.populated();
         let before = f.fingerprint(&map, false);
         let result = catch_unwind(AssertUnwindSafe(|| {
-            map.pin()
-                .update(&f.key(id), |_| -> Val { panic!("update panics on purpose") });
+            map.pin().update(&f.key(id), |_| -> Val {
+                panic!("update panics on purpose")
+            });
         }));
         assert!(result.is_err());
         assert_eq!(f.fingerprint(&map, false), before, "update of {id}");
@@ -351,7 +365,11 @@ fn panicking_get_or_insert_with_closure_leaves_key_absent() {
                 .get_or_insert_with(f.key(id), || panic!("make panics on purpose"));
         }));
         assert!(result.is_err());
-        assert_eq!(f.fingerprint(&map, false), before, "get_or_insert_with of {id}");
+        assert_eq!(
+            f.fingerprint(&map, false),
+            before,
+            "get_or_insert_with of {id}"
+        );
         f.assert_works(&map, &mut model);
         f.finish(map);
     }
@@ -384,7 +402,10 @@ fn panicking_get_or_insert_with_on_a_fresh_map_creates_no_dirty_table() {
     assert_eq!(map.stats().dirty_copies, 0);
     assert!(map.is_empty());
     map.check_invariants();
-    assert!(map.pin().get_or_insert_with(f.key(1), || f.val(1)).is_stored());
+    assert!(map
+        .pin()
+        .get_or_insert_with(f.key(1), || f.val(1))
+        .is_stored());
     assert_eq!(map.pin().get(&f.key(1)).map(|v| v.payload), Some(1));
     f.finish(map);
 }
@@ -405,7 +426,9 @@ fn panicking_value_eq_in_compare_exchange_leaves_map_unchanged() {
     map.pin().insert(2, evil(2, false)); // in dirty
     for key in [1, 2] {
         let result = catch_unwind(AssertUnwindSafe(|| {
-            let _ = map.pin().compare_exchange(&key, &evil(key, true), evil(100, false));
+            let _ = map
+                .pin()
+                .compare_exchange(&key, &evil(key, true), evil(100, false));
         }));
         assert!(result.is_err());
         assert_eq!(map.pin().get(&key).map(|v| v.payload.id), Some(key));
@@ -413,7 +436,9 @@ fn panicking_value_eq_in_compare_exchange_leaves_map_unchanged() {
     }
     assert_eq!(map.stats().values_retired, 0);
     let pinned = map.pin();
-    assert!(pinned.compare_exchange(&1, &evil(1, false), evil(10, false)).is_ok());
+    assert!(pinned
+        .compare_exchange(&1, &evil(1, false), evil(10, false))
+        .is_ok());
     assert_eq!(pinned.get(&1).map(|v| v.payload.id), Some(10));
     drop(pinned);
     drop(map);
@@ -437,12 +462,9 @@ fn panicking_retain_closure_leaves_a_consistent_map() {
     // Each removal is atomic on its own: 4 keys removed, the rest intact.
     let mut remaining = BTreeMap::new();
     for (&k, &v) in &model {
-        match map.pin().get(&f.key(k)) {
-            Some(value) => {
-                assert_eq!(value.payload, v);
-                remaining.insert(k, v);
-            }
-            None => {}
+        if let Some(value) = map.pin().get(&f.key(k)) {
+            assert_eq!(value.payload, v);
+            remaining.insert(k, v);
         }
     }
     assert_eq!(remaining.len(), model.len() - 4);
@@ -474,15 +496,33 @@ impl Clone for CloneBomb {
 #[test]
 fn panicking_clone_in_get_cloned_releases_the_guard() {
     let map: SyncMap<u32, CloneBomb> = SyncMap::new();
-    map.pin().insert(1, CloneBomb { value: 1, armed: true });
-    map.pin().insert(2, CloneBomb { value: 2, armed: false });
+    map.pin().insert(
+        1,
+        CloneBomb {
+            value: 1,
+            armed: true,
+        },
+    );
+    map.pin().insert(
+        2,
+        CloneBomb {
+            value: 2,
+            armed: false,
+        },
+    );
     let result = catch_unwind(AssertUnwindSafe(|| map.get_cloned(&1)));
     assert!(result.is_err());
     map.check_invariants();
     assert_eq!(map.get_cloned(&2).map(|v| v.value), Some(2));
     // The guard pinned by get_cloned was released on unwind: garbage retired now
     // can be freed.
-    map.pin().insert(2, CloneBomb { value: 3, armed: false });
+    map.pin().insert(
+        2,
+        CloneBomb {
+            value: 3,
+            armed: false,
+        },
+    );
     map.pin().remove(&1);
     flush_until_quiet(&map);
     assert_eq!(map.len(), 1);
@@ -493,9 +533,29 @@ fn panicking_clone_after_owned_insert_or_remove_keeps_the_change() {
     // `SyncMap::insert` and `SyncMap::remove` clone the previous value after the
     // change is made: a panicking clone cannot undo it, and must not break the map.
     let map: SyncMap<u32, CloneBomb> = SyncMap::new();
-    map.pin().insert(1, CloneBomb { value: 1, armed: true });
-    map.pin().insert(2, CloneBomb { value: 2, armed: true });
-    let result = catch_unwind(AssertUnwindSafe(|| map.insert(1, CloneBomb { value: 10, armed: false })));
+    map.pin().insert(
+        1,
+        CloneBomb {
+            value: 1,
+            armed: true,
+        },
+    );
+    map.pin().insert(
+        2,
+        CloneBomb {
+            value: 2,
+            armed: true,
+        },
+    );
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        map.insert(
+            1,
+            CloneBomb {
+                value: 10,
+                armed: false,
+            },
+        )
+    }));
     assert!(result.is_err());
     assert_eq!(map.pin().get(&1).map(|v| v.value), Some(10));
     let result = catch_unwind(AssertUnwindSafe(|| map.remove(&2)));
@@ -576,7 +636,8 @@ fn panicking_value_drop_is_contained() {
         map.pin().remove(&b.probe(2));
     });
     contained(&b, &map, "update", || {
-        map.pin().update(&b.probe(3), |v| b.log.make(v.payload + 1000));
+        map.pin()
+            .update(&b.probe(3), |v| b.log.make(v.payload + 1000));
     });
     contained(&b, &map, "compare_exchange", || {
         let pinned = map.pin();
@@ -664,12 +725,22 @@ fn panicking_drop_of_surplus_argument_is_contained() {
     contained(&b, &map, "insert of a present key (surplus key)", || {
         map.pin().insert(b.make(1), b.log.make(10));
     });
-    contained(&b, &map, "get_or_insert of a present key (surplus key)", || {
-        map.pin().get_or_insert(b.make(2), b.log.make(20));
-    });
-    contained(&b, &map, "get_or_insert of a present key (surplus value)", || {
-        map.pin().get_or_insert(b.log.make(3), b.make(30));
-    });
+    contained(
+        &b,
+        &map,
+        "get_or_insert of a present key (surplus key)",
+        || {
+            map.pin().get_or_insert(b.make(2), b.log.make(20));
+        },
+    );
+    contained(
+        &b,
+        &map,
+        "get_or_insert of a present key (surplus value)",
+        || {
+            map.pin().get_or_insert(b.log.make(3), b.make(30));
+        },
+    );
     drop(map);
     b.log.flush_until_all_dropped();
 }
@@ -825,7 +896,10 @@ fn empty_map_every_operation() {
     check(&map);
     assert_eq!(format!("{map:?}"), "{}");
     let stats = map.stats();
-    assert_eq!((stats.misses, stats.values_retired, stats.entries_retired), (0, 0, 0));
+    assert_eq!(
+        (stats.misses, stats.values_retired, stats.entries_retired),
+        (0, 0, 0)
+    );
     // A key inserted then removed leaves an empty map behind.
     assert_eq!(map.insert("a".into(), 1), None);
     assert_eq!(map.remove("a"), Some(1));
@@ -857,7 +931,10 @@ fn large_map_get_and_remove() {
     }
     assert_eq!(map.len(), (N / 4) as usize);
     assert!(map.stats().compactions >= 1, "mass removes compact");
-    assert!(map.read_len() < N as usize / 2, "removed keys gave their entries back");
+    assert!(
+        map.read_len() < N as usize / 2,
+        "removed keys gave their entries back"
+    );
     let pinned = map.pin();
     for i in 0..N {
         assert_eq!(pinned.get(&i).copied(), (i % 4 == 0).then_some(i * 2));
@@ -895,7 +972,10 @@ fn zero_sized_values() {
         assert!(pinned.remove(&3).is_some());
         assert!(pinned.remove(&3).is_none());
         assert!(!pinned.get_or_insert(4, unit()).is_stored());
-        assert!(matches!(pinned.get_or_insert(3, unit()), LoadOrStore::Stored(_)));
+        assert!(matches!(
+            pinned.get_or_insert(3, unit()),
+            LoadOrStore::Stored(_)
+        ));
         assert_eq!(pinned.iter().count(), 10);
         assert_eq!(map.stats().values_retired, 4);
     }

@@ -222,7 +222,10 @@ where
         }
         Op::Get(k) => {
             let p = probe(k);
-            assert_eq!(payload::<T>(pinned.get(T::borrow(&p))), model.get(&k).copied());
+            assert_eq!(
+                payload::<T>(pinned.get(T::borrow(&p))),
+                model.get(&k).copied()
+            );
         }
         Op::GetCloned(k) => {
             let p = probe(k);
@@ -268,12 +271,20 @@ where
                 called.set(true);
                 kind.value(v)
             });
-            assert_eq!(called.get(), !model.contains_key(&k), "make runs iff absent");
+            assert_eq!(
+                called.get(),
+                !model.contains_key(&k),
+                "make runs iff absent"
+            );
             assert_eq!(matches!(got, LoadOrStore::Stored(_)), called.get());
             let expected = *model.entry(k).or_insert(v);
             assert_eq!(T::payload(got.value()), expected);
         }
-        Op::CompareExchange { key: k, expected, new } => {
+        Op::CompareExchange {
+            key: k,
+            expected,
+            new,
+        } => {
             let expected = expected.unwrap_or_else(|| model.get(&k).copied().unwrap_or(0));
             let p = probe(k);
             let current = kind.value(expected);
@@ -302,7 +313,10 @@ where
                 _ => None,
             };
             assert_eq!(payload::<T>(got), expected, "{op:?}");
-            assert_eq!(calls.get(), usize::from(model.contains_key(&k) || expected.is_some()));
+            assert_eq!(
+                calls.get(),
+                usize::from(model.contains_key(&k) || expected.is_some())
+            );
         }
         Op::Update(k, delta) => {
             let p = probe(k);
@@ -330,11 +344,18 @@ where
             // Overwrite and remove through another guard, then promote.
             {
                 let other = map.pin();
-                assert_eq!(payload::<T>(other.insert(kind.key(k), kind.value(v))), snapshot);
+                assert_eq!(
+                    payload::<T>(other.insert(kind.key(k), kind.value(v))),
+                    snapshot
+                );
                 assert_eq!(payload::<T>(other.remove(T::borrow(&p))), Some(v));
             }
             map.promote();
-            assert_eq!(payload::<T>(before), snapshot, "a guarded reference changed");
+            assert_eq!(
+                payload::<T>(before),
+                snapshot,
+                "a guarded reference changed"
+            );
             assert_eq!(pinned.get(T::borrow(&p)), None);
             model.remove(&k);
         }
@@ -397,15 +418,15 @@ fn config(cases: u32) -> ProptestConfig {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(192))]
 
     #[test]
-    fn differential_int_keys(ops in prop::collection::vec(op(), 1..150)) {
+    fn differential_int_keys(ops in prop::collection::vec(op(), 1..120)) {
         run(&IntKeys, &ops);
     }
 
     #[test]
-    fn differential_string_keys_looked_up_by_str(ops in prop::collection::vec(op(), 1..150)) {
+    fn differential_string_keys_looked_up_by_str(ops in prop::collection::vec(op(), 1..120)) {
         run(&StringKeys, &ops);
     }
 }
@@ -448,14 +469,18 @@ fn differential_scripted_transitions() {
         Insert(2, 2),
         Remove(1), // dirty-only: leaves `dirty`
         Promote,
-        Remove(2), // read: tombstone
-        Insert(3, 3), // dirty copy expunges 2
+        Remove(2),         // read: tombstone
+        Insert(3, 3),      // dirty copy expunges 2
         GetOrInsert(2, 4), // revive via get_or_insert
         Remove(2),
         Promote,
         Insert(4, 4),
         InsertOwned(2, 5), // 2 expunged again by the copy; revive via insert
-        CompareExchange { key: 2, expected: Some(5), new: 6 },
+        CompareExchange {
+            key: 2,
+            expected: Some(5),
+            new: 6,
+        },
         RemoveIf(3, 9),
         Update(2, 1),
         Iter,

@@ -292,7 +292,11 @@ impl DropLog {
 
     /// A new counted value whose drop panics (after being counted) while `bomb`
     /// is set.
-    pub(crate) fn make_with_bomb<T>(&self, payload: T, bomb: Option<Arc<AtomicBool>>) -> Counted<T> {
+    pub(crate) fn make_with_bomb<T>(
+        &self,
+        payload: T,
+        bomb: Option<Arc<AtomicBool>>,
+    ) -> Counted<T> {
         let id = self.inner.created.fetch_add(1, Ordering::Relaxed);
         Counted {
             id,

@@ -113,9 +113,17 @@ fn get_or_insert_of_a_dirty_key_counts_a_miss_but_a_new_key_does_not() {
     let map = map_with_dirty_keys(3);
     let pinned = map.pin();
     assert!(pinned.get_or_insert(50, 50).is_stored());
-    assert_eq!(map.stats().misses, 0, "storing a new key is not a lookup miss");
+    assert_eq!(
+        map.stats().misses,
+        0,
+        "storing a new key is not a lookup miss"
+    );
     assert_eq!(*pinned.get_or_insert(0, 9).value(), 0);
-    assert_eq!(map.stats().misses, 1, "loading a dirty key is a miss (Go's LoadOrStore)");
+    assert_eq!(
+        map.stats().misses,
+        1,
+        "loading a dirty key is a miss (Go's LoadOrStore)"
+    );
     drop(pinned);
     map.check_invariants();
 }
@@ -156,7 +164,11 @@ fn first_new_key_after_promotion_copies_live_entries_and_expunges_deleted_ones()
         assert_eq!(map.slots(&i), expected, "key {i}");
     }
     assert_eq!(map.insert(101, 101), None);
-    assert_eq!(map.stats().dirty_copies, copies + 1, "one copy per promotion");
+    assert_eq!(
+        map.stats().dirty_copies,
+        copies + 1,
+        "one copy per promotion"
+    );
     map.check_invariants();
 }
 
@@ -167,14 +179,21 @@ fn promote_publishes_pending_keys() {
     map.promote();
     let stats = map.stats();
     assert_eq!(stats.promotions, 1);
-    assert_eq!(stats.dirty_copies, 1, "the dirty table existed: no second copy");
+    assert_eq!(
+        stats.dirty_copies, 1,
+        "the dirty table existed: no second copy"
+    );
     assert!(!map.amended());
     assert_eq!(map.dirty_len(), None);
     assert_eq!(map.read_len(), 100);
     for i in 0..100 {
         assert_eq!(map.get_cloned(&i), Some(i));
     }
-    assert_eq!(map.stats().misses, 0, "published keys are served without the lock");
+    assert_eq!(
+        map.stats().misses,
+        0,
+        "published keys are served without the lock"
+    );
     map.check_invariants();
 
     // Promoting again with nothing pending keeps every key and the map usable.
@@ -410,7 +429,11 @@ fn tombstones_carried_by_a_promotion_count_toward_compaction() {
         assert_eq!(map.get_cloned(&absent), None); // promotion by misses
         absent += 1;
     }
-    assert_eq!(map.read_len(), 101, "49 tombstones carried into the new read table");
+    assert_eq!(
+        map.read_len(),
+        101,
+        "49 tombstones carried into the new read table"
+    );
     assert_eq!(map.remove(&49), Some(49));
     assert_eq!(map.remove(&50), Some(50));
     // 51 of 101 entries are tombstones now.
