@@ -494,3 +494,27 @@ fn differential_scripted_transitions() {
     run(&IntKeys, &ops);
     run(&StringKeys, &ops);
 }
+
+/// As with `HashMap`, overwriting keeps the key the entry was created with (and
+/// drops the one passed in), whichever table the entry is in.
+#[test]
+fn existing_key_keeps_its_original_key_value() {
+    let log = DropLog::new();
+    let map: SyncMap<Counted<u8>, u32> = SyncMap::new();
+    let first = log.make(1);
+    let first_id = first.id;
+    map.insert(first, 1);
+    let second = log.make(1);
+    let second_id = second.id;
+    assert_eq!(map.insert(second, 2), Some(1)); // in `dirty`
+    assert!(log.is_dropped(second_id));
+    map.promote();
+    assert_eq!(map.insert(log.make(1), 3), Some(2)); // in `read`
+    assert!(map.pin().get_or_insert(log.make(1), 4).value() == &3);
+    let pinned = map.pin();
+    let (key, value) = pinned.get_key_value(&log.make(1)).unwrap();
+    assert_eq!((key.id, *value), (first_id, 3));
+    drop(pinned);
+    drop(map);
+    log.flush_until_all_dropped();
+}

@@ -685,3 +685,71 @@ fn invariant_2_tables_and_keys_not_freed_while_guarded() {
     drop(map);
     log.flush_until_all_dropped();
 }
+
+/// `clear` racing with lock-free and locked writers: at every quiescent point
+/// the invariants hold and `len()` is exact (the count of live entries, and of
+/// what iteration yields).
+#[test]
+fn clear_racing_with_writers_keeps_len_exact() {
+    const WRITERS: u64 = 2;
+    const ROUNDS: usize = 20;
+    const OPS: usize = 300;
+    let map: SyncMap<u64, u64> = SyncMap::new();
+    let barrier = Barrier::new(WRITERS as usize + 2);
+    thread::scope(|s| {
+        for t in 0..WRITERS {
+            let (map, barrier) = (&map, &barrier);
+            s.spawn(move || {
+                let mut rng = Rng::new(7 + t);
+                for _ in 0..ROUNDS {
+                    for _ in 0..OPS {
+                        let k = rng.below(32);
+                        let pinned = map.pin();
+                        match rng.below(5) {
+                            0 => {
+                                pinned.insert(k, k);
+                            }
+                            1 => {
+                                pinned.remove(&k);
+                            }
+                            2 => {
+                                pinned.get_or_insert(k, k);
+                            }
+                            3 => {
+                                pinned.update(&k, |v| v + 1);
+                            }
+                            _ => {
+                                pinned.insert(1_000 + rng.below(1_000), 0);
+                            }
+                        }
+                    }
+                    barrier.wait();
+                    barrier.wait();
+                }
+            });
+        }
+        {
+            let (map, barrier) = (&map, &barrier);
+            s.spawn(move || {
+                for _ in 0..ROUNDS {
+                    for i in 0..10 {
+                        if i % 2 == 0 {
+                            map.clear();
+                        } else {
+                            map.pin().clear();
+                        }
+                        thread::yield_now();
+                    }
+                    barrier.wait();
+                    barrier.wait();
+                }
+            });
+        }
+        for _ in 0..ROUNDS {
+            barrier.wait();
+            map.check_invariants();
+            assert_eq!(map.pin().iter().count(), map.len());
+            barrier.wait();
+        }
+    });
+}
