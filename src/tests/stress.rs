@@ -516,8 +516,8 @@ fn a_value_is_visible_to_every_thread_once_insert_returns() {
                     // Read the flag first: a final round starts after both
                     // writers published everything.
                     done = writers_done.load(Ordering::Acquire) == WRITERS;
-                    for w in 0..WRITERS {
-                        let p = published[w].load(Ordering::Acquire);
+                    for (w, published) in published.iter().enumerate() {
+                        let p = published.load(Ordering::Acquire);
                         if p == 0 {
                             continue;
                         }

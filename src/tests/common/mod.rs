@@ -126,6 +126,14 @@ impl<T: Hash> Hash for Tracked<T> {
     }
 }
 
+/// Lets a map of tracked keys be queried by payload (`map.get(&7)`), without
+/// creating tracked probes. `Hash` and `Eq` above agree with the payload's.
+impl<T> std::borrow::Borrow<T> for Tracked<T> {
+    fn borrow(&self) -> &T {
+        &self.payload
+    }
+}
+
 impl<T: std::fmt::Debug> std::fmt::Debug for Tracked<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Tracked#{}({:?})", self.id, self.payload)
