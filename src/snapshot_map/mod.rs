@@ -353,7 +353,12 @@ where
     }
 
     /// Publishes `table` as the next version and returns the one it replaced.
-    fn publish(&self, table: HashMap<K, V, S>, copied: Option<usize>) -> Snapshot<K, V, S> {
+    fn publish(&self, mut table: HashMap<K, V, S>, copied: Option<usize>) -> Snapshot<K, V, S> {
+        // A copy keeps its source's capacity: after mass removals, give the
+        // memory back (one rehash of what is left, cheaper than the copy was).
+        if table.capacity() > 64 && table.len() * 4 < table.capacity() {
+            table.shrink_to_fit();
+        }
         // Caller holds `self.writer`: the current version cannot change under us.
         let number = self.current.load().number + 1;
         let allocation = table.allocation_size();

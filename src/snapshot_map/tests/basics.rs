@@ -182,3 +182,17 @@ fn extend_is_one_batch() {
     map.extend(std::iter::empty());
     assert_eq!((map.len(), map.version()), (20, 2));
 }
+
+#[test]
+fn memory_comes_back_after_mass_removal() {
+    let map: SnapshotMap<u64, u64> = (0..10_000).map(|i| (i, i)).collect();
+    let big = map.stats().current_bytes;
+    map.batch(|txn| {
+        for i in 0..9_990 {
+            txn.remove(&i);
+        }
+    });
+    assert_eq!(map.len(), 10);
+    assert!(map.stats().current_bytes * 10 < big, "{:?}", map.stats());
+    assert!((9_990..10_000).all(|k| map.get_cloned(&k) == Some(k)));
+}
