@@ -201,7 +201,7 @@ fn invariant_2_value_retired_once_and_not_freed_while_guarded() {
 
     drop(pinned);
     flush_until_quiet(&map);
-    assert!(log.is_dropped(one_id) && log.is_dropped(two_id));
+    log.flush_until_dropped(&[one_id, two_id]);
     assert_eq!(map.stats().values_retired, 2, "retired once each");
     assert_eq!(log.double_drops(), 0);
     assert_eq!(map.get_cloned(&1).map(|v| v.payload), Some(11));
@@ -245,7 +245,7 @@ fn invariant_2_guard_on_another_thread_keeps_value_alive() {
         check_tx.send(()).unwrap();
         reader.join().unwrap();
         flush_until_quiet(&map);
-        assert!(log.is_dropped(id));
+        log.flush_until_dropped(&[id]);
     });
     assert_eq!(map.stats().values_retired, 1);
     drop(map);
@@ -309,8 +309,8 @@ fn invariant_2_every_unlinking_operation_retires_once() {
     check(&pinned, 7);
     drop(pinned);
     flush_until_quiet(&map);
-    assert_eq!(log.alive(), 0, "every value made is dropped");
-    assert_eq!(log.double_drops(), 0);
+    // Every value made is dropped (the map itself holds none after `clear`).
+    log.flush_until_all_dropped();
     assert_eq!(map.stats().values_retired, 13);
     drop(map);
     log.flush_until_all_dropped();
@@ -679,9 +679,7 @@ fn invariant_2_tables_and_keys_not_freed_while_guarded() {
     let ids: Vec<usize> = held.iter().map(|k| k.id).collect();
     drop(pinned);
     flush_until_quiet(&map);
-    for id in ids {
-        assert!(log.is_dropped(id));
-    }
+    log.flush_until_dropped(&ids);
     drop(map);
     log.flush_until_all_dropped();
 }
@@ -751,5 +749,51 @@ fn clear_racing_with_writers_keeps_len_exact() {
             assert_eq!(map.pin().iter().count(), map.len());
             barrier.wait();
         }
+    });
+}
+
+/// `Stats::pending` is "retired objects not freed yet", and tests (and tools)
+/// wait for it to reach 0 before checking that destructors ran. But each `free`
+/// function in `garbage.rs` calls `ledger.record_free` *before* dropping the
+/// object, so while a collector thread is still running a value's destructor the
+/// map already reports nothing pending. Here the destructor blocks on another
+/// thread until released, and `pending` reads 0 meanwhile.
+#[test]
+#[ignore = "BUG: the ledger records a free before the object's destructor runs: stats().pending can be 0 while a retired value is still being dropped"]
+fn stats_pending_counts_an_object_until_its_destructor_has_run() {
+    use std::time::{Duration, Instant};
+    static ENTERED: AtomicBool = AtomicBool::new(false);
+    static RELEASE: AtomicBool = AtomicBool::new(false);
+    struct Blocker;
+    impl Drop for Blocker {
+        fn drop(&mut self) {
+            ENTERED.store(true, Ordering::SeqCst);
+            let start = Instant::now();
+            while !RELEASE.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(20) {
+                thread::yield_now();
+            }
+        }
+    }
+    let map: SyncMap<u32, Blocker> = SyncMap::new();
+    map.pin().insert(1, Blocker);
+    map.promote();
+    flush_until_quiet(&map);
+    thread::scope(|s| {
+        s.spawn(|| {
+            map.pin().remove(&1); // retires the Blocker on this thread
+            while !ENTERED.load(Ordering::SeqCst) {
+                map.flush(); // its destructor runs (and blocks) in here
+            }
+        });
+        while !ENTERED.load(Ordering::SeqCst) {
+            thread::yield_now();
+        }
+        // The destructor has started and not finished: the value is not freed.
+        let pending = map.stats().pending;
+        RELEASE.store(true, Ordering::SeqCst);
+        assert_eq!(
+            pending, 1,
+            "pending reached 0 while a destructor was still running"
+        );
     });
 }

@@ -326,6 +326,18 @@ impl DropLog {
         self.inner.double_drops.load(Ordering::Relaxed)
     }
 
+    /// Flushes the reclaimer until the values `ids` have been dropped.
+    ///
+    /// (Waiting for `stats().pending == 0` is not enough: the ledger counts an
+    /// object as freed just before its destructor runs, possibly on another
+    /// thread — see `stats_pending_counts_an_object_until_its_destructor_has_run`.)
+    pub(crate) fn flush_until_dropped(&self, ids: &[usize]) {
+        flush_until("the given values dropped", || {
+            ids.iter().all(|&id| self.is_dropped(id))
+        });
+        assert_eq!(self.double_drops(), 0, "a value was dropped twice");
+    }
+
     /// Flushes the reclaimer until every value made so far has been dropped, then
     /// checks that none was dropped twice.
     pub(crate) fn flush_until_all_dropped(&self) {
