@@ -16,9 +16,9 @@ mod common;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Barrier;
+use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{flush_until, flush_until_quiet, DropLedger, Rng, Tracked};
 use readmostly::{LoadOrStore, SyncMap};
@@ -30,6 +30,26 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// Flushes until `map` has no retired object left to free.
 fn quiet(map: &Map) {
     flush_until_quiet(map, TIMEOUT);
+}
+
+/// Flushes until `map` has nothing pending and exactly `alive` tracked values
+/// are left, and checks that nothing was dropped twice.
+///
+/// `pending == 0` alone is not enough: the map counts an object as freed just
+/// *before* running its destructor, which may be running on another thread
+/// (whichever collects), so for a moment the stats say "freed" while the value
+/// is still alive (see the ignored test
+/// `stats_count_a_value_as_freed_only_after_its_drop_ran`). Waiting for the
+/// ledger closes that window; a value never dropped still fails, by timeout.
+#[track_caller]
+fn settle(map: &Map, ledger: &DropLedger, alive: usize) {
+    quiet(map);
+    flush_until(
+        || ledger.alive() <= alive,
+        TIMEOUT,
+        &format!("{} values alive, expected {alive}", ledger.alive()),
+    );
+    ledger.assert_alive(alive);
 }
 
 /// Asserts the reclamation ledger adds up: nothing pending, every retired object
@@ -87,9 +107,8 @@ fn overwrite_drops_the_old_value_once_and_the_duplicate_key_at_once() {
             assert!(!ledger.is_dropped(first_value_id));
             assert_eq!(old.payload, 10);
         }
-        quiet(&map);
+        settle(&map, &ledger, 2);
         assert!(ledger.is_dropped(first_value_id));
-        ledger.assert_alive(2);
         assert_stats_consistent(&map);
         // The map's own entries are freed at once when it is dropped.
         drop(map);
@@ -113,17 +132,15 @@ fn remove_drops_the_value_then_the_key_when_its_entry_goes() {
     assert_eq!(pinned.remove(&150).unwrap().payload, 1500);
     assert!(pinned.remove(&5).is_none() && pinned.remove(&150).is_none());
     drop(pinned);
-    quiet(&map);
+    settle(&map, &ledger, 2 * 198 + 1);
     assert!(ledger.is_dropped(read_value) && ledger.is_dropped(dirty_value));
     // The dirty-only entry left its only table: its key is gone too. The read
     // entry stays as a tombstone, holding its key, until the next promotion.
     assert!(ledger.is_dropped(dirty_key));
     assert!(!ledger.is_dropped(read_key));
-    ledger.assert_alive(2 * 198 + 1);
     map.promote();
-    quiet(&map);
+    settle(&map, &ledger, 2 * 198);
     assert!(ledger.is_dropped(read_key));
-    ledger.assert_alive(2 * 198);
     assert_stats_consistent(&map);
     drop(map);
     ledger.assert_alive(0);
@@ -149,14 +166,12 @@ fn clear_drops_every_key_and_value_once() {
     }
     map.clear();
     assert!(map.is_empty());
-    quiet(&map);
-    ledger.assert_alive(0);
+    settle(&map, &ledger, 0);
     // Usable after `clear`, and its drop frees what came after.
     fill(&map, &ledger, 0..10);
     map.clear();
     fill(&map, &ledger, 5..15);
-    quiet(&map);
-    ledger.assert_alive(20);
+    settle(&map, &ledger, 20);
     assert_stats_consistent(&map);
     drop(map);
     ledger.assert_alive(0);
@@ -185,12 +200,16 @@ fn retain_drops_exactly_the_rejected_values() {
     });
     assert_eq!(visited, 250);
     assert_eq!(map.len(), kept.len());
+    // Rejected values go now; their keys stay in tombstones until a promotion.
     quiet(&map);
-    assert!(rejected.iter().all(|id| ledger.is_dropped(*id)));
+    flush_until(
+        || rejected.iter().all(|id| ledger.is_dropped(*id)),
+        TIMEOUT,
+        "rejected values dropped",
+    );
     assert!(kept.iter().all(|id| !ledger.is_dropped(*id)));
     map.promote();
-    quiet(&map);
-    ledger.assert_alive(2 * kept.len());
+    settle(&map, &ledger, 2 * kept.len());
     assert_stats_consistent(&map);
     drop(map);
     ledger.assert_alive(0);
@@ -237,9 +256,8 @@ fn compare_exchange_drops_the_replaced_value_and_hands_back_the_rejected_one() {
         map.flush();
         assert!(!ledger.is_dropped(old_id));
     }
-    quiet(&map);
+    settle(&map, &ledger, 2);
     assert!(ledger.is_dropped(old_id));
-    ledger.assert_alive(2);
 
     // Many threads in compare-exchange retry loops on one key: every losing
     // `new` comes back and is dropped; every replaced value is retired.
@@ -274,8 +292,7 @@ fn compare_exchange_drops_the_replaced_value_and_hands_back_the_rejected_one() {
         map.get_cloned(&1).unwrap().payload,
         11 + THREADS * INCREMENTS
     );
-    quiet(&map);
-    ledger.assert_alive(2);
+    settle(&map, &ledger, 2);
     assert_stats_consistent(&map);
     drop(map);
     ledger.assert_alive(0);
@@ -297,9 +314,8 @@ fn update_drops_the_replaced_value_and_the_values_of_lost_races() {
         map.flush();
         assert!(!ledger.is_dropped(old_id));
     }
-    quiet(&map);
+    settle(&map, &ledger, 4);
     assert!(ledger.is_dropped(old_id));
-    ledger.assert_alive(4);
 
     // A panicking closure leaves the map as it was and leaks nothing.
     let before = value_id(&map, 2);
@@ -344,8 +360,7 @@ fn update_drops_the_replaced_value_and_the_values_of_lost_races() {
     assert!(calls >= THREADS * UPDATES);
     assert_eq!(value_id(&map, 1), value_id(&map, 1));
     assert_eq!(map.pin().get(&1).unwrap().payload, 11 + THREADS * UPDATES);
-    quiet(&map);
-    ledger.assert_alive(4);
+    settle(&map, &ledger, 4);
     assert_stats_consistent(&map);
     drop(map);
     ledger.assert_alive(0);
@@ -416,8 +431,7 @@ fn get_or_insert_drops_the_unused_candidate_and_key() {
         handles.into_iter().map(|h| h.join().unwrap()).sum()
     });
     assert_eq!(stored, KEYS);
-    quiet(&map);
-    ledger.assert_alive(2 + 2 * KEYS as usize);
+    settle(&map, &ledger, 2 + 2 * KEYS as usize);
     assert_stats_consistent(&map);
     drop(map);
     ledger.assert_alive(0);
@@ -453,17 +467,18 @@ fn promotion_and_compaction_drop_each_key_once() {
         assert_eq!(map.pin().remove(&k).unwrap().payload, k * 10 + 1);
     }
     assert!(map.stats().compactions >= 1, "{:?}", map.stats());
-    quiet(&map);
+    // 400 live keys and values, and the keys of the 100 removes made after the
+    // compaction, still in tombstones: the compaction (at 500 tombstones of
+    // 1000) freed the entries removed before it, keys included.
+    settle(&map, &ledger, 2 * 400 + 100);
     assert!(overwritten.iter().all(|id| ledger.is_dropped(*id)));
     assert!(removed.iter().all(|(_, value)| ledger.is_dropped(*value)));
-    // The compaction freed the entries removed before it ran (with their keys).
     assert!(removed[..500]
         .iter()
         .all(|(key, _)| ledger.is_dropped(*key)));
     map.promote();
-    quiet(&map);
+    settle(&map, &ledger, 2 * 400);
     assert!(removed.iter().all(|(key, _)| ledger.is_dropped(*key)));
-    ledger.assert_alive(2 * 400);
     assert_stats_consistent(&map);
     drop(map);
     ledger.assert_alive(0);
@@ -574,11 +589,10 @@ fn concurrent_mixed_operations_drop_every_key_and_value_exactly_once() {
     });
     // Drop tombstones, then every alive key and value is in the map.
     map.promote();
-    quiet(&map);
-    assert_stats_consistent(&map);
     let len = map.len();
     assert_eq!(map.pin().iter().count(), len);
-    ledger.assert_alive(2 * len);
+    settle(&map, &ledger, 2 * len);
+    assert_stats_consistent(&map);
     drop(map);
     ledger.assert_alive(0);
     flush_until(|| probes.alive() == 0, TIMEOUT, "probes dropped");
@@ -641,11 +655,12 @@ fn a_value_seen_through_a_live_pinned_is_not_dropped_under_heavy_flushing() {
         TIMEOUT,
         "retired key and values dropped once the guard is gone",
     );
-    quiet(&map);
-    assert_stats_consistent(&map);
+    map.promote();
     let len = map.len();
-    drop(map);
     assert!(len > 0);
+    settle(&map, &ledger, 2 * len);
+    assert_stats_consistent(&map);
+    drop(map);
     ledger.assert_alive(0);
 }
 
@@ -681,14 +696,15 @@ fn stats_add_up_after_flushing() {
             }
         }
     }
-    // (Iterating promotes first, which retires the read table: before `quiet`.)
+    // (Iterating promotes first, which retires the read table: before `settle`.)
     let contents: HashMap<u64, u64> = map
         .pin()
         .iter()
         .map(|(k, v)| (k.payload, v.payload))
         .collect();
     assert_eq!(contents, expected);
-    quiet(&map);
+    map.promote(); // drops the tombstones, so only live keys hold tracked values
+    settle(&map, &ledger, 2 * expected.len());
     let stats = map.stats();
     assert!(
         stats.values_retired > 0 && stats.tables_retired > 0,
@@ -697,4 +713,85 @@ fn stats_add_up_after_flushing() {
     assert_stats_consistent(&map);
     drop(map);
     ledger.assert_alive(0);
+}
+
+/// Where a [`SlowDrop`] is in its destructor.
+#[derive(Default)]
+struct Gate {
+    /// (the destructor started, the test released it)
+    state: Mutex<(bool, bool)>,
+    changed: Condvar,
+}
+
+impl Gate {
+    /// Waits until `done(state)` holds, or panics after [`TIMEOUT`].
+    fn wait_for(&self, done: impl Fn(&(bool, bool)) -> bool, what: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut state = self.state.lock().unwrap();
+        while !done(&state) {
+            assert!(Instant::now() < deadline, "{what}: timed out");
+            state = self
+                .changed
+                .wait_timeout(state, Duration::from_millis(10))
+                .unwrap()
+                .0;
+        }
+    }
+
+    fn set(&self, update: impl FnOnce(&mut (bool, bool))) {
+        update(&mut self.state.lock().unwrap());
+        self.changed.notify_all();
+    }
+}
+
+/// A value whose destructor announces that it started, then waits until the test
+/// releases it.
+struct SlowDrop(Arc<Gate>);
+
+impl Drop for SlowDrop {
+    fn drop(&mut self) {
+        self.0.set(|state| state.0 = true);
+        self.0.wait_for(|state| state.1, "SlowDrop released");
+    }
+}
+
+/// `Stats::pending` counts retired objects "not freed yet", and the helpers
+/// above (`flush_until_quiet`) take `pending == 0` to mean every destructor has
+/// run. But each `free` function in `src/sync_map/garbage.rs` calls
+/// `ledger.record_free` *before* dropping the object, so while a retired value's
+/// destructor runs — on whichever thread collects — `stats()` already reports
+/// it freed. Recording after the drop (e.g. in `Retired::reclaim`, after the
+/// `catch_unwind`, so a panicking destructor is still counted) would fix it.
+#[test]
+#[ignore = "BUG: the ledger counts a retired object as freed before its destructor runs, so pending == 0 while drops are in flight"]
+fn stats_count_a_value_as_freed_only_after_its_drop_ran() {
+    let gate = Arc::new(Gate::default());
+    let map: SyncMap<u64, SlowDrop> = SyncMap::new();
+    assert!(map.pin().insert(1, SlowDrop(Arc::clone(&gate))).is_none());
+    // In the read table, with nothing pending: the remove retires the value alone.
+    map.promote();
+    flush_until(|| map.stats().pending == 0, TIMEOUT, "promotion garbage freed");
+    let collected = AtomicBool::new(false);
+    let pending_during_drop = thread::scope(|scope| {
+        let (map, collected) = (&map, &collected);
+        scope.spawn(move || {
+            assert!(map.pin().remove(&1).is_some());
+            // The destructor runs inside one of these flushes (or on another
+            // thread that collects), and blocks until released below.
+            while !collected.load(Ordering::Acquire) {
+                map.flush();
+                thread::yield_now();
+            }
+        });
+        gate.wait_for(|state| state.0, "the destructor started");
+        let pending = map.stats().pending;
+        gate.set(|state| state.1 = true);
+        flush_until(|| map.stats().pending == 0, TIMEOUT, "value freed");
+        collected.store(true, Ordering::Release);
+        pending
+    });
+    assert_eq!(
+        pending_during_drop, 1,
+        "stats reported the value freed while its destructor was still running"
+    );
 }
