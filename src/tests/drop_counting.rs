@@ -770,7 +770,11 @@ fn stats_count_a_value_as_freed_only_after_its_drop_ran() {
     assert!(map.pin().insert(1, SlowDrop(Arc::clone(&gate))).is_none());
     // In the read table, with nothing pending: the remove retires the value alone.
     map.promote();
-    flush_until(|| map.stats().pending == 0, TIMEOUT, "promotion garbage freed");
+    flush_until(
+        || map.stats().pending == 0,
+        TIMEOUT,
+        "promotion garbage freed",
+    );
     let collected = AtomicBool::new(false);
     let pending_during_drop = thread::scope(|scope| {
         let (map, collected) = (&map, &collected);
