@@ -15,7 +15,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -514,20 +514,18 @@ fn dropping_a_map_with_garbage_pending_drops_everything_once() {
     ledger.assert_alive(0);
 }
 
-#[test]
-fn concurrent_mixed_operations_drop_every_key_and_value_exactly_once() {
+/// 8 threads of random operations — every operation of the API, promotions,
+/// iteration, retain and clear — on 256 shared tracked keys.
+fn mixed_workload(map: &Map, ledger: &DropLedger, probes: &DropLedger, seed: u64) {
     const THREADS: usize = 8;
-    const OPS: u64 = 10_000;
+    const OPS: u64 = 6_000;
     const KEYS: u64 = 256;
-    let ledger = DropLedger::new();
-    let probes = DropLedger::new();
-    let map = Map::new();
     let start = Barrier::new(THREADS);
     thread::scope(|scope| {
         for t in 0..THREADS {
-            let (map, ledger, probes, start) = (&map, &ledger, &probes, &start);
+            let start = &start;
             scope.spawn(move || {
-                let mut rng = Rng::new(0xD20B + t as u64);
+                let mut rng = Rng::new(seed + t as u64);
                 start.wait();
                 for _ in 0..OPS {
                     let pinned = map.pin();
@@ -587,6 +585,14 @@ fn concurrent_mixed_operations_drop_every_key_and_value_exactly_once() {
             });
         }
     });
+}
+
+#[test]
+fn concurrent_mixed_operations_drop_every_key_and_value_exactly_once() {
+    let ledger = DropLedger::new();
+    let probes = DropLedger::new();
+    let map = Map::new();
+    mixed_workload(&map, &ledger, &probes, 0xD20B);
     // Drop tombstones, then every alive key and value is in the map.
     map.promote();
     let len = map.len();
@@ -597,6 +603,93 @@ fn concurrent_mixed_operations_drop_every_key_and_value_exactly_once() {
     ledger.assert_alive(0);
     flush_until(|| probes.alive() == 0, TIMEOUT, "probes dropped");
     probes.assert_alive(0);
+}
+
+#[test]
+fn concurrent_mixed_operations_then_drop_with_garbage_pending() {
+    let ledger = DropLedger::new();
+    let probes = DropLedger::new();
+    let map = Map::new();
+    mixed_workload(&map, &ledger, &probes, 0xD20C);
+    // Dropped at once, retired objects still in the collector.
+    drop(map);
+    flush_until(
+        || ledger.alive() == 0 && probes.alive() == 0,
+        TIMEOUT,
+        "every key and value dropped after the map",
+    );
+    ledger.assert_alive(0);
+    probes.assert_alive(0);
+}
+
+static ZST_CREATED: AtomicUsize = AtomicUsize::new(0);
+static ZST_DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// A zero-sized value that counts its drops (only the test below uses it).
+#[derive(Debug, PartialEq)]
+struct Unit;
+
+impl Unit {
+    fn new() -> Self {
+        ZST_CREATED.fetch_add(1, Ordering::SeqCst);
+        Unit
+    }
+}
+
+impl Drop for Unit {
+    fn drop(&mut self) {
+        ZST_DROPPED.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Zero-sized values get an allocation each (slots compare addresses): every
+/// overwrite, update and compare-exchange retires exactly the value it replaced.
+#[test]
+fn zero_sized_values_are_dropped_exactly_once() {
+    let map: SyncMap<u64, Unit> = SyncMap::new();
+    let alive = || ZST_CREATED.load(Ordering::SeqCst) - ZST_DROPPED.load(Ordering::SeqCst);
+    {
+        let pinned = map.pin();
+        for k in 0..100 {
+            assert!(pinned.insert(k, Unit::new()).is_none());
+        }
+    }
+    map.promote();
+    thread::scope(|scope| {
+        for t in 0..4u64 {
+            let map = &map;
+            scope.spawn(move || {
+                let expected = Unit::new();
+                for k in 0..100 {
+                    let pinned = map.pin();
+                    match (k + t) % 4 {
+                        0 => assert!(pinned.insert(k, Unit::new()).is_some()),
+                        1 => assert!(pinned.update(&k, |_| Unit::new()).is_some()),
+                        2 => {
+                            // Every `Unit` equals every other: swaps unless absent.
+                            if let Err(err) = pinned.compare_exchange(&k, &expected, Unit::new()) {
+                                assert!(err.current.is_none());
+                            }
+                        }
+                        _ => {
+                            let _ = pinned.get_or_insert(k, Unit::new());
+                        }
+                    }
+                }
+            });
+        }
+    });
+    for k in 0..50 {
+        assert!(map.pin().remove(&k).is_some());
+    }
+    flush_until(
+        || alive() <= 50,
+        TIMEOUT,
+        "replaced and removed units dropped",
+    );
+    assert_eq!(alive(), 50);
+    map.clear();
+    flush_until(|| alive() == 0, TIMEOUT, "cleared units dropped");
 }
 
 #[test]

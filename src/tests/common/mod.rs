@@ -152,6 +152,10 @@ impl<T> Drop for Tracked<T> {
 
 /// Flushes the reclaimer until the map reports no pending garbage, or panics
 /// after `timeout` with the stats (a leak or a stuck guard).
+///
+/// Caveat: the map counts an object as freed just before its destructor runs,
+/// possibly on another thread, so a destructor may still be running when this
+/// returns; to check drops, also wait on the drop ledger (`flush_until`).
 pub fn flush_until_quiet<K, V, S, R>(map: &SyncMap<K, V, S, R>, timeout: Duration)
 where
     K: Hash + Eq + Send + 'static,
