@@ -1,0 +1,102 @@
+//! What the numbers were measured on: the header of every table and file.
+
+use std::process::Command;
+
+/// Key–value lines describing the machine, toolchain and versions.
+pub fn describe(hasher: &str, command: &str) -> Vec<(String, String)> {
+    let mut lines = vec![
+        ("command".into(), command.to_string()),
+        (
+            "cores".into(),
+            std::thread::available_parallelism()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|_| "?".into()),
+        ),
+        ("cpu".into(), cpu_model()),
+        ("rustc".into(), rustc_version()),
+        (
+            "profile".into(),
+            if cfg!(debug_assertions) {
+                "debug (smoke check: numbers mean nothing)".into()
+            } else {
+                "bench (optimized)".into()
+            },
+        ),
+        ("hasher".into(), hasher.to_string()),
+        ("load average at start".into(), load_average()),
+    ];
+    lines.push(("crates".into(), crate_versions()));
+    lines
+}
+
+/// `/proc/loadavg`'s first three fields (noise warning when others are busy).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+fn rustc_version() -> String {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    Command::new(rustc)
+        .arg("-V")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The crates under test and their resolved versions, from `Cargo.lock`.
+fn crate_versions() -> String {
+    const CRATES: [&str; 10] = [
+        "crossbeam-epoch",
+        "parking_lot",
+        "hashbrown",
+        "dashmap",
+        "papaya",
+        "flurry",
+        "scc",
+        "arc-swap",
+        "left-right",
+        "foldhash",
+    ];
+    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock"))
+        .unwrap_or_default();
+    let mut versions = vec![format!("readmostly {}", env!("CARGO_PKG_VERSION"))];
+    for name in CRATES {
+        let mut found: Vec<&str> = Vec::new();
+        let mut lines = lock.lines();
+        while let Some(line) = lines.next() {
+            if line == format!("name = \"{name}\"") {
+                if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = ")) {
+                    found.push(v.trim_matches('"'));
+                }
+            }
+        }
+        // The highest version is the one the lab uses (older ones come in
+        // through other dependencies).
+        if let Some(v) = found.iter().max_by_key(|v| version_key(v)) {
+            versions.push(format!("{name} {v}"));
+        }
+    }
+    versions.join(", ")
+}
+
+fn version_key(v: &str) -> Vec<u64> {
+    v.split(['.', '-', '+'])
+        .map(|p| p.parse().unwrap_or(0))
+        .collect()
+}

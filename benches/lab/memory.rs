@@ -1,0 +1,123 @@
+//! The memory tables, measured with the counting allocator: heap bytes each map
+//! holds for the same content, and its peak while the churn mix runs.
+
+use std::thread;
+
+use indicatif::ProgressBar;
+
+use crate::alloc;
+use crate::cli::Config;
+use crate::keys::{KeyTable, LabHasher, LabKey};
+use crate::maps::{drain_reclaimers, for_each_map, LabMap, Visit};
+use crate::matrix::stream_seed;
+use crate::ops::{self, Dist};
+use crate::report::{MemoryRow, Report};
+use crate::runner::{self, CellInput, Untimed};
+use crate::workloads::Workload;
+
+/// Map runs of the memory section for one key type.
+pub fn planned_runs(cfg: &Config) -> u64 {
+    crate::matrix::maps_for(cfg, Workload::Churn)
+}
+
+struct Measure<'a, 'k, K> {
+    cfg: &'a Config,
+    content: &'a [K],
+    churn: &'a CellInput<'k, K>,
+    progress: &'a ProgressBar,
+    rows: Vec<MemoryRow>,
+}
+
+impl<K: LabKey, S: LabHasher> Visit<K, S> for Measure<'_, '_, K> {
+    fn visit<M: LabMap<K, S> + 'static>(&mut self) {
+        if !self.cfg.selects_map(&M::id()) {
+            return;
+        }
+        self.progress
+            .set_message(format!("memory · {} · {}", K::NAME, M::name()));
+
+        // Live bytes: built on a thread that then exits, so that per-thread
+        // reclamation state is flushed as it would be in a service.
+        drain_reclaimers();
+        let base = alloc::live();
+        let content = self.content;
+        let map: M = thread::scope(|s| {
+            s.spawn(|| {
+                let map = M::new(S::default());
+                map.batch(&map.local(), &[], content, 0);
+                map.settle();
+                map
+            })
+            .join()
+            .expect("build panicked")
+        });
+        map.quiesce();
+        drain_reclaimers();
+        let live = alloc::live() - base;
+        drop(map);
+        drain_reclaimers();
+
+        // Churn peak: every map gets the same streams and duration.
+        let (churn_start, churn_peak) = if M::supports(Workload::Churn) {
+            let base = alloc::live();
+            let map: M = runner::build(&self.churn.layout, self.churn.keys);
+            map.quiesce();
+            drain_reclaimers();
+            let start = alloc::live() - base;
+            alloc::reset_peak();
+            runner::run_on::<K, S, M, Untimed>(&map, self.churn, || Untimed);
+            let peak = alloc::peak() - base;
+            map.quiesce();
+            drop(map);
+            drain_reclaimers();
+            (Some(start), Some(peak))
+        } else {
+            (None, None)
+        };
+
+        self.rows.push(MemoryRow {
+            map: M::name(),
+            key_type: K::NAME,
+            keys: content.len(),
+            live: Some(live),
+            churn_keys: self.churn.layout.present,
+            churn_start,
+            churn_peak,
+        });
+        self.progress.inc(1);
+    }
+}
+
+/// Measures every selected map's memory for key type `K` and hasher `S`. Counting
+/// starts here and stops at the end: run it before anything else has made garbage.
+pub fn measure<K: LabKey, S: LabHasher>(cfg: &Config, report: &mut Report, progress: &ProgressBar) {
+    let content = KeyTable::<K>::build(cfg.memory_keys, cfg.seed ^ 0x3e3);
+    let keys = cfg.keys[0];
+    let layout = Workload::Churn.layout(keys, cfg.memory_threads);
+    let table = KeyTable::<K>::build(layout.total(), cfg.seed);
+    let streams = ops::generate(
+        Workload::Churn,
+        &layout,
+        Dist::Uniform,
+        ops::stream_len(keys),
+        stream_seed(cfg, Workload::Churn, Dist::Uniform, keys),
+    );
+    let churn = CellInput {
+        workload: Workload::Churn,
+        layout,
+        keys: table.keys(),
+        streams: &streams,
+        duration: cfg.latency_duration,
+    };
+    alloc::start();
+    let mut measure = Measure {
+        cfg,
+        content: content.keys(),
+        churn: &churn,
+        progress,
+        rows: Vec::new(),
+    };
+    for_each_map::<K, S, _>(&mut measure);
+    alloc::stop();
+    report.memory.extend(measure.rows);
+}
