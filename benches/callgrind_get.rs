@@ -1,0 +1,281 @@
+//! Deterministic driver for counting instructions per `get` hit under callgrind.
+//!
+//! ```text
+//! callgrind_get IMPL [N] [M]
+//! ```
+//!
+//! Builds a map of `N` random `u64` keys (default 10 000) with a fixed-key hasher
+//! (`BuildHasherDefault<DefaultHasher>`: SipHash-1-3 with zero keys, the same
+//! algorithm as `RandomState`, minus the random keys, so that runs are
+//! repeatable), then looks up `M` hit keys (default 1 000 000) drawn from a
+//! fixed-seed sequence, in one `#[inline(never)]` function per implementation:
+//!
+//! * `baseline`: the loop alone (load the key, `black_box` it): subtracted;
+//! * `hashbrown`: `hashbrown::HashMap::get`, unsynchronized;
+//! * `syncmap-held`: `SyncMap::pin()` once, then `Pinned::get` for each key;
+//! * `syncmap-fresh`: `SyncMap::get_cloned`, which pins crossbeam-epoch per call;
+//! * `rwlock`: `RwLock<std::collections::HashMap>`, a read lock per get.
+//!
+//! Run it under `valgrind --tool=callgrind --toggle-collect='*measure_*'` so only
+//! the measured function is counted; `docs/performance.md` has the commands. The
+//! program prints the sum of the values it found, so that nothing is optimized
+//! away and a wrong map is noticed. `cargo bench` runs it once with small sizes.
+//!
+//! ```text
+//! callgrind_get interleaved [N] [BLOCK] [ROUNDS]
+//! ```
+//!
+//! A wall-clock cross-check for a shared, noisy machine: times blocks of `BLOCK`
+//! gets (default 4096) on maps of `N` keys (default 100 000), the implementations
+//! taking turns block by block for `ROUNDS` rounds (default 1000), so that every
+//! implementation runs under the same background load; prints the median ns per
+//! get of each and the median over rounds of each per-round ratio to hashbrown.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::BuildHasherDefault;
+use std::hint::black_box;
+use std::sync::RwLock;
+use std::time::Instant;
+
+use readmostly::reclaim::CrossbeamEpoch;
+use readmostly::{Pinned, SyncMap};
+
+type Fixed = BuildHasherDefault<DefaultHasher>;
+type Brown = hashbrown::HashMap<u64, u64, Fixed>;
+type SMap = SyncMap<u64, u64, Fixed, CrossbeamEpoch>;
+type StdMap = std::collections::HashMap<u64, u64, Fixed>;
+type Locked = RwLock<StdMap>;
+
+/// xorshift64*, as in `benches/sync_map.rs`.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+#[inline(never)]
+fn measure_baseline(lookups: &[u64]) -> u64 {
+    let mut sum = 0u64;
+    for &k in lookups {
+        sum = sum.wrapping_add(black_box(Some(k)).unwrap_or(0));
+    }
+    sum
+}
+
+#[inline(never)]
+fn measure_hashbrown(map: &Brown, lookups: &[u64]) -> u64 {
+    let mut sum = 0u64;
+    for k in lookups {
+        sum = sum.wrapping_add(black_box(map.get(k).copied()).unwrap_or(0));
+    }
+    sum
+}
+
+#[inline(never)]
+fn measure_syncmap_held(
+    pinned: &Pinned<'_, u64, u64, Fixed, CrossbeamEpoch>,
+    lookups: &[u64],
+) -> u64 {
+    let mut sum = 0u64;
+    for k in lookups {
+        sum = sum.wrapping_add(black_box(pinned.get(k).copied()).unwrap_or(0));
+    }
+    sum
+}
+
+#[inline(never)]
+fn measure_syncmap_fresh(map: &SMap, lookups: &[u64]) -> u64 {
+    let mut sum = 0u64;
+    for k in lookups {
+        sum = sum.wrapping_add(black_box(map.get_cloned(k)).unwrap_or(0));
+    }
+    sum
+}
+
+#[inline(never)]
+fn measure_rwlock(map: &Locked, lookups: &[u64]) -> u64 {
+    let mut sum = 0u64;
+    for k in lookups {
+        sum = sum.wrapping_add(black_box(map.read().unwrap().get(k).copied()).unwrap_or(0));
+    }
+    sum
+}
+
+/// A map of `keys` (value = key), promoted: every key is in the read table.
+fn build_sync(keys: &[u64]) -> SMap {
+    let map = SMap::with_hasher(Fixed::default());
+    {
+        let pinned = map.pin();
+        for &k in keys {
+            pinned.insert(k, k);
+        }
+    }
+    map.promote();
+    map
+}
+
+fn build_brown(keys: &[u64]) -> Brown {
+    let mut map = Brown::default();
+    map.extend(keys.iter().map(|&k| (k, k)));
+    map
+}
+
+fn build_locked(keys: &[u64]) -> Locked {
+    let mut map = StdMap::default();
+    map.extend(keys.iter().map(|&k| (k, k)));
+    RwLock::new(map)
+}
+
+/// `n` distinct keys from `rng`.
+fn distinct_keys(rng: &mut XorShift, n: usize) -> Vec<u64> {
+    let mut keys = Vec::with_capacity(n);
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    while keys.len() < n {
+        let k = rng.next();
+        if seen.insert(k) {
+            keys.push(k);
+        }
+    }
+    keys
+}
+
+/// Median of `v` (sorts it).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The `interleaved` mode: see the module docs.
+fn interleaved(keys: &[u64], rng: &mut XorShift, block: usize, rounds: usize) {
+    let n = keys.len();
+    let lookups: Vec<u64> = (0..1 << 20)
+        .map(|_| keys[(rng.next() % n as u64) as usize])
+        .collect();
+    let brown = build_brown(keys);
+    let sync = build_sync(keys);
+    let pinned = sync.pin();
+    let locked = build_locked(keys);
+
+    const NAMES: [&str; 4] = ["hashbrown", "syncmap-held", "syncmap-fresh", "rwlock"];
+    let mut per_get: [Vec<f64>; 4] = Default::default();
+    let mut ratios: [Vec<f64>; 3] = Default::default();
+    let mut offset = 0;
+    for round in 0..rounds {
+        let mut this_round = [0.0; 4];
+        // Rotate the order, so no implementation always runs first in a round.
+        for turn in 0..4 {
+            let which = (round + turn) % 4;
+            if offset + block > lookups.len() {
+                offset = 0;
+            }
+            let slice = &lookups[offset..offset + block];
+            offset += block;
+            let start = Instant::now();
+            let sum = match which {
+                0 => measure_hashbrown(&brown, slice),
+                1 => measure_syncmap_held(&pinned, slice),
+                2 => measure_syncmap_fresh(&sync, slice),
+                _ => measure_rwlock(&locked, slice),
+            };
+            let ns = start.elapsed().as_nanos() as f64 / block as f64;
+            black_box(sum);
+            this_round[which] = ns;
+            per_get[which].push(ns);
+        }
+        for (i, r) in ratios.iter_mut().enumerate() {
+            r.push(this_round[i + 1] / this_round[0]);
+        }
+    }
+    println!("interleaved: n={n} block={block} rounds={rounds}");
+    for (name, v) in NAMES.iter().zip(per_get.iter_mut()) {
+        println!("  {name:<14} median {:7.2} ns/get", median(v));
+    }
+    for (name, v) in NAMES[1..].iter().zip(ratios.iter_mut()) {
+        println!(
+            "  {name:<14} / hashbrown: median of per-round ratios {:.3}",
+            median(v)
+        );
+    }
+}
+
+fn main() {
+    // `cargo bench` appends `--bench`; anything starting with `--` is ignored.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let under_cargo_bench = args.is_empty();
+    let which = args.first().map_or("all", String::as_str);
+    if which == "interleaved" {
+        let arg = |i: usize, default: usize| {
+            args.get(i).map_or(default, |s| {
+                s.parse().expect("N, BLOCK and ROUNDS are integers")
+            })
+        };
+        let n = arg(1, 100_000);
+        let mut rng = XorShift(0x00c0_ffee);
+        let keys = distinct_keys(&mut rng, n);
+        interleaved(&keys, &mut rng, arg(2, 4096), arg(3, 1000));
+        return;
+    }
+    let arg = |i: usize, default: usize| {
+        args.get(i)
+            .map_or(default, |s| s.parse().expect("N and M are integers"))
+    };
+    // Under a bare `cargo bench`, a quick smoke run of every implementation.
+    let (n, m) = if under_cargo_bench {
+        (1_000, 10_000)
+    } else {
+        (arg(1, 10_000), arg(2, 1_000_000))
+    };
+
+    let mut rng = XorShift(0x00c0_ffee);
+    let keys = distinct_keys(&mut rng, n);
+    let lookups: Vec<u64> = (0..m)
+        .map(|_| keys[(rng.next() % n as u64) as usize])
+        .collect();
+    // Every key maps to itself, so each implementation must print the same sum.
+    let expected = lookups.iter().fold(0u64, |s, &k| s.wrapping_add(k));
+
+    let run = |name: &str| -> u64 {
+        match name {
+            "baseline" => measure_baseline(&lookups),
+            "hashbrown" => measure_hashbrown(&build_brown(&keys), &lookups),
+            "rwlock" => measure_rwlock(&build_locked(&keys), &lookups),
+            "syncmap-held" | "syncmap-fresh" => {
+                let map = build_sync(&keys);
+                if name == "syncmap-held" {
+                    let pinned = map.pin();
+                    measure_syncmap_held(&pinned, &lookups)
+                } else {
+                    measure_syncmap_fresh(&map, &lookups)
+                }
+            }
+            other => panic!(
+                "unknown implementation {other:?}: baseline, hashbrown, syncmap-held, syncmap-fresh, rwlock"
+            ),
+        }
+    };
+
+    let names: &[&str] = if which == "all" {
+        &[
+            "baseline",
+            "hashbrown",
+            "syncmap-held",
+            "syncmap-fresh",
+            "rwlock",
+        ]
+    } else {
+        std::slice::from_ref(&which)
+    };
+    for &name in names {
+        let sum = run(name);
+        assert_eq!(sum, expected, "{name}: wrong sum");
+        println!("{name}: n={n} m={m} sum={sum:#x}");
+    }
+}
