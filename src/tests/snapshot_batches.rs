@@ -7,7 +7,7 @@
 //! * Every value clone the map makes is dropped exactly once, including the
 //!   partial copies of aborted and panicking batches.
 //!
-//! Scale with `SNAPSHOT_STRESS_BATCHES` (batches per writer; default 2,000).
+//! Scale with `SNAPSHOT_STRESS_BATCHES` (batches per writer; default 10,000).
 
 mod common;
 
@@ -29,7 +29,7 @@ fn batches_per_writer() -> u64 {
     std::env::var("SNAPSHOT_STRESS_BATCHES")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(2_000)
+        .unwrap_or(10_000)
 }
 
 /// xorshift64*: deterministic per seed.
@@ -92,6 +92,8 @@ fn readers_never_see_half_a_batch() {
             let (map, aborted) = (&map, &aborted);
             writers.push(s.spawn(move || {
                 let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (writer + 1));
+                // The zero-balance key this writer added last (each writer's own).
+                let mut previous_extra = None;
                 for i in 0..batches {
                     match rng.below(10) {
                         // A transfer between two accounts.
@@ -112,7 +114,9 @@ fn readers_never_see_half_a_batch() {
                             }
                             let extra = ACCOUNTS + writer * batches + i;
                             txn.insert(extra, 0);
-                            txn.remove(&(extra - 1));
+                            if let Some(previous) = previous_extra.replace(extra) {
+                                assert_eq!(txn.remove(&previous), Some(0));
+                            }
                         }),
                         // Breaks the total, then fails: must never be seen.
                         8 => {
@@ -147,7 +151,12 @@ fn readers_never_see_half_a_batch() {
         }
     });
 
-    assert!(checks.load(Ordering::Relaxed) >= READERS as u64);
+    let checks = checks.load(Ordering::Relaxed);
+    assert!(checks >= READERS as u64);
+    println!(
+        "{checks} snapshot checks by {READERS} readers while {WRITERS} writers ran {} batches",
+        WRITERS * batches
+    );
     assert_eq!(total(&map.snapshot()), TOTAL);
     let stats = map.stats();
     assert_eq!(stats.aborted, aborted.load(Ordering::Relaxed));
