@@ -13,10 +13,9 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Barrier;
 use std::thread;
 
-use common::Rng;
+use common::{Rendezvous, Rng};
 use readmostly::{CompareExchangeError, LoadOrStore, SyncMap};
 
 const THREADS: usize = 8;
@@ -73,7 +72,8 @@ struct MixedOutcome {
 /// (each result checked against `model`: nobody else writes them), increments
 /// of the shared counters through `update` and `compare_exchange` retry loops,
 /// lookups of absent and of other threads' keys, promotions, iteration, retain.
-fn mixed_thread(map: &SyncMap<u64, u64>, t: usize, start: &Barrier) -> MixedOutcome {
+fn mixed_thread(map: &SyncMap<u64, u64>, t: usize, start: &Rendezvous) -> MixedOutcome {
+    let _guard = start.guard();
     let mut rng = Rng::new(0x5EED + t as u64);
     let mut model: HashMap<u64, u64> = HashMap::new();
     let mut increments = [0; SHARED_KEYS as usize];
@@ -283,7 +283,7 @@ fn assert_contents(map: &SyncMap<u64, u64>, expected: &HashMap<u64, u64>, what: 
 #[test]
 fn mixed_operations_leave_an_exact_final_state() {
     let map: SyncMap<u64, u64> = SyncMap::new();
-    let start = Barrier::new(THREADS);
+    let start = Rendezvous::new(THREADS);
 
     // Phase 1: mixed operations.
     let outcomes: Vec<MixedOutcome> = thread::scope(|scope| {
@@ -327,9 +327,11 @@ fn mixed_operations_leave_an_exact_final_state() {
                 scope.spawn(move || {
                     let mut rng = Rng::new(0xC1EA + t as u64);
                     let mut last = HashMap::new();
+                    let _guard = start.guard();
                     start.wait();
                     let mut seq = 0;
                     while seq < 2_000 || !clears_done.load(Ordering::Acquire) {
+                        start.check();
                         seq += 1;
                         let k = own_key(t, rng.below(OWN_KEYS));
                         let v = own_value(t, seq);
@@ -362,6 +364,7 @@ fn mixed_operations_leave_an_exact_final_state() {
             .collect();
         let (map, start, clears_done) = (&map, &start, &clears_done);
         scope.spawn(move || {
+            let _guard = start.guard();
             start.wait();
             for _ in 0..40 {
                 map.clear();
@@ -401,6 +404,7 @@ fn mixed_operations_leave_an_exact_final_state() {
         for t in 0..THREADS {
             let (map, start) = (&map, &start);
             scope.spawn(move || {
+                let _guard = start.guard();
                 start.wait();
                 for j in 0..OWN_KEYS {
                     let v = own_value(t, j);
@@ -449,13 +453,14 @@ fn a_value_is_visible_to_every_thread_once_insert_returns() {
     let published: [AtomicU64; WRITERS] = Default::default();
     let writers_done = AtomicUsize::new(0);
     let checks = AtomicU64::new(0);
-    let start = Barrier::new(THREADS);
+    let start = Rendezvous::new(THREADS);
 
     thread::scope(|scope| {
         for w in 0..WRITERS {
             let (map, published, writers_done, start) = (&map, &published, &writers_done, &start);
             scope.spawn(move || {
                 let mut rng = Rng::new(0xF00D + w as u64);
+                let _guard = start.guard();
                 start.wait();
                 for i in 0..PUBLISHED_KEYS {
                     let k = published_key(w, i);
@@ -522,10 +527,12 @@ fn a_value_is_visible_to_every_thread_once_insert_returns() {
                         "key {i} of writer {w}: value {v:#x}"
                     );
                 };
+                let _guard = start.guard();
                 start.wait();
                 let mut done = false;
                 let mut local = 0;
                 while !done {
+                    start.check();
                     // Read the flag first: a final round starts after both
                     // writers published everything.
                     done = writers_done.load(Ordering::Acquire) == WRITERS;
@@ -603,19 +610,21 @@ fn iteration_yields_each_key_at_most_once_and_every_key_present_throughout() {
     }
     let iterators_done = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let start = Barrier::new(THREADS);
+    let start = Rendezvous::new(THREADS);
 
     thread::scope(|scope| {
         for w in 0..THREADS - ITERATORS {
             let (map, stop, start) = (&map, &stop, &start);
             scope.spawn(move || {
                 let mut rng = Rng::new(0x17E2 + w as u64);
+                let _guard = start.guard();
                 start.wait();
                 // Bounded, in case the iterators fail.
                 for op in 0..2_000_000u64 {
                     if stop.load(Ordering::Acquire) {
                         break;
                     }
+                    start.check();
                     let pinned = map.pin();
                     match rng.below(10) {
                         0..=2 => {
@@ -649,6 +658,7 @@ fn iteration_yields_each_key_at_most_once_and_every_key_present_throughout() {
         for _ in 0..ITERATORS {
             let (map, stop, start, iterators_done) = (&map, &stop, &start, &iterators_done);
             scope.spawn(move || {
+                let _guard = start.guard();
                 start.wait();
                 for round in 0..ITERATIONS {
                     let pinned = map.pin();
@@ -708,8 +718,8 @@ fn is_survivor(j: u64) -> bool {
 #[test]
 fn removes_and_reinserts_racing_with_compaction_never_lose_a_key() {
     let map: SyncMap<u64, u64> = SyncMap::new();
-    let start = Barrier::new(THREADS);
-    let round_barrier = Barrier::new(COMPACT_WORKERS);
+    let start = Rendezvous::new(THREADS);
+    let round_barrier = Rendezvous::new(COMPACT_WORKERS);
     let workers_done = AtomicUsize::new(0);
     let filled = AtomicBool::new(false);
 
@@ -725,6 +735,8 @@ fn removes_and_reinserts_racing_with_compaction_never_lose_a_key() {
                     seq += 1;
                     own_value(t, seq)
                 };
+                let _guard = start.guard();
+                let _round_guard = round_barrier.guard();
                 start.wait();
                 for round in 0..COMPACT_ROUNDS {
                     // Fill: every key present, then all in the read table.
@@ -812,9 +824,11 @@ fn removes_and_reinserts_racing_with_compaction_never_lose_a_key() {
         // The iterator: each key at most once, survivors always there.
         let (map, start, workers_done, filled) = (&map, &start, &workers_done, &filled);
         scope.spawn(move || {
+            let _guard = start.guard();
             start.wait();
             let mut round = 0;
             while workers_done.load(Ordering::Acquire) < COMPACT_WORKERS {
+                start.check();
                 round += 1;
                 // Survivors are present throughout once the first fill is done.
                 let filled_before = filled.load(Ordering::Acquire);

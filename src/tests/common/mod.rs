@@ -223,3 +223,74 @@ impl Rng {
         self.below(n) == 0
     }
 }
+
+/// A barrier for test threads that fails instead of hanging: if a thread of the
+/// group panics (holding a [`Rendezvous::guard`]), every thread waiting at the
+/// barrier, and every loop that checks [`Rendezvous::is_broken`], gives up with
+/// a panic, so the test reports the first failure instead of deadlocking.
+pub struct Rendezvous {
+    threads: usize,
+    /// (threads arrived in this generation, generation)
+    state: Mutex<(usize, u64)>,
+    changed: std::sync::Condvar,
+    broken: std::sync::atomic::AtomicBool,
+}
+
+impl Rendezvous {
+    pub fn new(threads: usize) -> Self {
+        Rendezvous {
+            threads,
+            state: Mutex::new((0, 0)),
+            changed: std::sync::Condvar::new(),
+            broken: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Waits until all `threads` have called `wait` in this generation.
+    pub fn wait(&self) {
+        let mut state = lock(&self.state);
+        let generation = state.1;
+        state.0 += 1;
+        if state.0 == self.threads {
+            *state = (0, generation + 1);
+            self.changed.notify_all();
+            return;
+        }
+        while state.1 == generation {
+            self.check();
+            state = self
+                .changed
+                .wait_timeout(state, Duration::from_millis(20))
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+    }
+
+    /// Whether a thread of the group panicked.
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    /// Panics if a thread of the group panicked (call in waiting loops).
+    #[track_caller]
+    pub fn check(&self) {
+        assert!(!self.is_broken(), "another test thread failed");
+    }
+
+    /// Breaks the barrier if the current thread panics while the guard lives.
+    pub fn guard(&self) -> BreakOnPanic<'_> {
+        BreakOnPanic(self)
+    }
+}
+
+/// See [`Rendezvous::guard`].
+pub struct BreakOnPanic<'a>(&'a Rendezvous);
+
+impl Drop for BreakOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.broken.store(true, Ordering::Release);
+            self.0.changed.notify_all();
+        }
+    }
+}
