@@ -27,6 +27,9 @@ struct State {
     /// Tasks waiting for a version after the one they saw, by waiter id.
     wakers: Vec<(u64, Waker)>,
     next_id: u64,
+    /// Threads blocked on the condition variable. A publish notifies only when
+    /// there are some: `notify_all` is a system call even with no waiter.
+    blocked: usize,
 }
 
 impl Watch {
@@ -36,6 +39,7 @@ impl Watch {
                 version,
                 wakers: Vec::new(),
                 next_id: 0,
+                blocked: 0,
             }),
             published: Condvar::new(),
         }
@@ -43,12 +47,15 @@ impl Watch {
 
     /// Records that `version` is now current and wakes every waiter.
     pub(crate) fn published(&self, version: u64) {
-        let wakers = {
+        let (wakers, blocked) = {
             let mut state = sync::lock(&self.state);
             state.version = version;
-            core::mem::take(&mut state.wakers)
+            (core::mem::take(&mut state.wakers), state.blocked)
         };
-        self.published.notify_all();
+        // A thread that blocks after we released the lock saw `version` first.
+        if blocked > 0 {
+            self.published.notify_all();
+        }
         for (_, waker) in wakers {
             waker.wake();
         }
@@ -59,22 +66,25 @@ impl Watch {
     fn wait_after(&self, seen: u64, deadline: Option<Instant>) -> bool {
         let mut state = sync::lock(&self.state);
         while state.version <= seen {
-            state = match deadline {
+            let left = match deadline {
+                None => None,
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return false,
+                },
+            };
+            state.blocked += 1;
+            state = match left {
                 None => match self.published.wait(state) {
                     Ok(state) => state,
                     Err(poisoned) => poisoned.into_inner(),
                 },
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return false;
-                    }
-                    match self.published.wait_timeout(state, left) {
-                        Ok((state, _)) => state,
-                        Err(poisoned) => poisoned.into_inner().0,
-                    }
-                }
+                Some(left) => match self.published.wait_timeout(state, left) {
+                    Ok((state, _)) => state,
+                    Err(poisoned) => poisoned.into_inner().0,
+                },
             };
+            state.blocked -= 1;
         }
         true
     }
