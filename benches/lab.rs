@@ -111,6 +111,9 @@ fn run<S: LabHasher>(cfg: &Config) -> ExitCode {
         estimate.as_secs() / 60,
         estimate.as_secs() % 60
     );
+    if cfg.dry_run {
+        return ExitCode::SUCCESS;
+    }
 
     let progress = ProgressBar::new(throughput_runs + latency_runs + memory_runs);
     progress.set_style(

@@ -47,6 +47,8 @@ pub struct Config {
     pub seed: u64,
     /// Tiny matrix, checks on (what `cargo test --benches` runs).
     pub smoke: bool,
+    /// Print the plan and the time estimate, run nothing.
+    pub dry_run: bool,
     /// The command line, for the output header.
     pub command: String,
 }
@@ -59,8 +61,9 @@ USAGE
     cargo bench --bench lab [-- FLAGS]
 
     The default matrix (u64 keys, 100k keys, uniform + zipf, threads 1,2,4,8,16,
-    six workloads, 3 runs of 60 ms per cell) takes about 4 minutes on 2 cores.
-    Full run (the lead's quiet-machine measurement; hours):
+    six workloads, 3 runs of 60 ms per cell) takes 3 to 5 minutes on 2 cores.
+    The full run (every workload, key count and key type; about 5 to 6 hours on
+    2 cores, --dry-run prints the estimate; --runs 3 cuts it by 40%):
     cargo bench --bench lab -- --full --plots-dir docs/lab
 
 PRESETS
@@ -69,7 +72,7 @@ PRESETS
     --smoke                 seconds-long check of every map and workload (what a
                             run without --bench does, e.g. `cargo test --benches`)
 
-FLAGS (after a preset, they override it)
+FLAGS (they override a preset, wherever they stand)
     --workloads LIST        comma-separated, or `all`, or `default`:
 WORKLOADS
     --maps LIST             map ids or id prefixes (`syncmap` = every SyncMap
@@ -92,6 +95,7 @@ MAPS
     --out DIR               tables, CSV, JSON and SVG go here [target/lab]
     --plots-dir DIR         also write the SVG plots here
     --seed N                operation streams and keys [42]
+    --dry-run               print the plan and its time estimate, run nothing
     -h, --help              this text
 ";
 
@@ -119,6 +123,7 @@ impl Config {
             plots_dir: None,
             seed: 42,
             smoke: false,
+            dry_run: false,
             command: String::new(),
         }
     }
@@ -250,6 +255,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "--memory-threads" => cfg.memory_threads = number(&value()?)?.max(1),
             "--no-memory" => cfg.memory = false,
             "--no-plots" => cfg.plots = false,
+            "--dry-run" => cfg.dry_run = true,
             "--out" => cfg.out = PathBuf::from(value()?),
             "--plots-dir" => cfg.plots_dir = Some(PathBuf::from(value()?)),
             "--seed" => cfg.seed = number(&value()?)? as u64,

@@ -353,7 +353,7 @@ impl Report {
     fn results_csv(&self) -> String {
         let mut s = String::from(
             "workload,dist,key_type,keys,threads,map,runs,mops_median,mops_min,mops_max,\
-             ratio_vs_rwlock,hit_rate,reloads_median\n",
+             ratio_vs_rwlock,hit_rate,reloads_median,ops_total\n",
         );
         for c in &self.cells {
             let (med, min, max) = c.mops();
@@ -364,7 +364,7 @@ impl Report {
             reloads.sort_unstable();
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{},{:.4},{}",
+                "{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{},{:.4},{},{}",
                 c.workload.id(),
                 c.dist.id(),
                 c.key_type,
@@ -377,7 +377,8 @@ impl Report {
                 max,
                 ratio,
                 c.hit_rate(),
-                reloads[reloads.len() / 2]
+                reloads[reloads.len() / 2],
+                c.runs.iter().map(|r| r.ops).sum::<u64>()
             );
         }
         s
