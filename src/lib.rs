@@ -76,6 +76,7 @@
 #![deny(missing_docs, unsafe_op_in_unsafe_fn, rustdoc::broken_intra_doc_links)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod classic;
 pub mod reclaim;
 mod snapshot_map;
 mod stats;

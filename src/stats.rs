@@ -1,9 +1,13 @@
 //! What a map reports about its protocol and its garbage.
 
+use crate::reclaim::{Kind, Ledger};
 use crate::sync::{AtomicU64, Ordering};
 
-/// A snapshot of a [`SyncMap`](crate::SyncMap)'s protocol counters and
-/// reclamation ledger.
+/// A snapshot of a map's protocol counters and reclamation ledger.
+///
+/// One type for every map of the crate; a counter a map's protocol has no use
+/// for stays 0 (for example `misses` and `dirty_copies` belong to the classic
+/// sync.Map protocol, `delta_reads` to [`SyncMap`](crate::SyncMap)'s).
 ///
 /// Counters are cumulative since the map was created. They are read one by one
 /// without stopping writers, so a snapshot taken while writers run may mix moments
@@ -15,32 +19,41 @@ use crate::sync::{AtomicU64, Ordering};
 /// use readmostly::SyncMap;
 ///
 /// let map = SyncMap::new();
-/// map.insert("a", 1); // a new key: copies `read` into a fresh dirty table
-/// map.promote();      // publishes it
+/// map.insert("a", 1); // a new key: goes to the delta
+/// map.promote();      // merges the delta into a fresh read table
 /// let stats = map.stats();
 /// assert_eq!(stats.promotions, 1);
-/// assert_eq!(stats.dirty_copies, 1);
-/// assert!(stats.tables_retired >= 1);
+/// assert!(stats.tables_retired >= 1); // the old root (read table and delta)
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Lookups that missed the read table while it was amended and so took the
-    /// lock to look in the dirty table (Go's `misses`, but never reset).
+    /// [`SyncMap`](crate::SyncMap): lookups served by the delta (keys added since
+    /// the last promotion), counted by sampling one in 16 — an estimate.
+    pub delta_reads: u64,
+    /// Classic protocol: lookups that missed the read table while it was amended
+    /// and so took the lock to look in the dirty table (Go's `misses`, never reset).
     pub misses: u64,
-    /// Times the dirty table was published as the new read table.
+    /// Times a new read table was published (SyncMap: read and delta merged;
+    /// classic: the dirty table promoted).
     pub promotions: u64,
     /// Of those, promotions started because removed keys (tombstones) reached half
-    /// of the read table, to give their memory back.
+    /// of the map, to give their memory back.
     pub compactions: u64,
-    /// Times the read table was copied into a fresh dirty table (the cost Go pays
-    /// on the first new key after each promotion).
+    /// Entries of removed keys dropped by promotions.
+    pub tombstones_purged: u64,
+    /// [`SyncMap`](crate::SyncMap): times the delta grew (copied into one twice the
+    /// size).
+    pub delta_growths: u64,
+    /// Classic protocol: times the read table was copied into a fresh dirty table
+    /// (the cost Go pays on the first new key after each promotion).
     pub dirty_copies: u64,
     /// Values retired after an overwrite, update or remove.
     pub values_retired: u64,
     /// Entries (key, hash, value slot) retired after leaving their last table.
     pub entries_retired: u64,
-    /// Whole tables retired by promotion or `clear`.
+    /// Whole tables retired by promotion, delta growth or `clear` (a SyncMap root
+    /// counts once, with its read table and delta).
     pub tables_retired: u64,
     /// Retired objects freed so far.
     pub freed: u64,
@@ -55,9 +68,12 @@ pub struct Stats {
 /// miss path only — never on a read hit.
 #[derive(Default, Debug)]
 pub(crate) struct Counters {
+    pub(crate) delta_reads: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) promotions: AtomicU64,
     pub(crate) compactions: AtomicU64,
+    pub(crate) tombstones_purged: AtomicU64,
+    pub(crate) delta_growths: AtomicU64,
     pub(crate) dirty_copies: AtomicU64,
 }
 
@@ -68,8 +84,34 @@ impl Counters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn read(counter: &AtomicU64) -> u64 {
+    /// Counts `n` events.
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        // Relaxed: a statistic, read by no protocol decision.
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn read(counter: &AtomicU64) -> u64 {
         // Relaxed: a statistic.
         counter.load(Ordering::Relaxed)
+    }
+
+    /// These counters and `ledger`'s figures, as one [`Stats`].
+    pub(crate) fn snapshot(&self, ledger: &Ledger) -> Stats {
+        let (pending, pending_bytes) = ledger.pending();
+        Stats {
+            delta_reads: Self::read(&self.delta_reads),
+            misses: Self::read(&self.misses),
+            promotions: Self::read(&self.promotions),
+            compactions: Self::read(&self.compactions),
+            tombstones_purged: Self::read(&self.tombstones_purged),
+            delta_growths: Self::read(&self.delta_growths),
+            dirty_copies: Self::read(&self.dirty_copies),
+            values_retired: ledger.retired(Kind::Value),
+            entries_retired: ledger.retired(Kind::Entry),
+            tables_retired: ledger.retired(Kind::Table),
+            freed: ledger.freed(),
+            pending,
+            pending_bytes,
+        }
     }
 }

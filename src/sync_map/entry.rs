@@ -20,10 +20,8 @@
 //! who puts the entry back into `dirty` in the same critical section, may.
 
 use core::mem::ManuallyDrop;
-use core::panic::AssertUnwindSafe;
-use std::panic::catch_unwind;
 
-use super::value::{self, Owned};
+use super::value::{self, drop_contained, Owned};
 use crate::sync::{AtomicPtr, Ordering};
 
 /// One key of a [`SyncMap`](crate::SyncMap).
@@ -89,6 +87,8 @@ impl<K, V> Entry<K, V> {
         // makes the writes into the replaced value happen-before the caller retires
         // (and a collector later drops) it. Failure Acquire: the caller may
         // dereference the value it finds.
+        #[cfg(loom_mutant)] // mutant: the loser does not acquire the value it finds
+        if crate::reclaim::mutant("cas_failure_relaxed") { return self.slot.compare_exchange(current, new, Ordering::AcqRel, Ordering::Relaxed); }
         self.slot
             .compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
     }
@@ -100,7 +100,11 @@ impl<K, V> Entry<K, V> {
     pub(crate) fn try_swap(&self, new: Owned<V>) -> Result<*mut V, Owned<V>> {
         let mut current = self.load();
         loop {
-            if current == value::expunged() {
+            #[cfg(not(loom_mutant))]
+            let expunged = current == value::expunged();
+            #[cfg(loom_mutant)] // mutant: revive an expunged slot through `read` alone
+            let expunged = current == value::expunged() && !crate::reclaim::mutant("swap_ignores_expunged");
+            if expunged {
                 return Err(new);
             }
             match self.cas(current, new.as_ptr()) {
@@ -186,6 +190,8 @@ impl<K, V> Entry<K, V> {
                 return LoadOrStoreRaw::Loaded(current);
             }
             let new = candidate.get_or_insert_with(&mut *make).as_ptr();
+            #[cfg(loom_mutant)] // mutant: a blind swap instead of the CAS from deleted
+            if crate::reclaim::mutant("load_or_store_blind") { self.slot.swap(new, Ordering::AcqRel); current = new; }
             match self.cas(current, new) {
                 Ok(_) => {
                     if let Some(owned) = candidate.take() {
@@ -243,11 +249,9 @@ impl<K, V> Drop for Entry<K, V> {
         // each one (the panic hook has already reported it) and free everything.
         if value::is_live(ptr) {
             // SAFETY: a live slot owns its value, and nobody else can reach it now.
-            let _ = catch_unwind(AssertUnwindSafe(|| unsafe { value::drop_raw(ptr) }));
+            drop_contained(|| unsafe { value::drop_raw(ptr) });
         }
         // SAFETY: the key is dropped exactly once, here, and never used again.
-        let _ = catch_unwind(AssertUnwindSafe(|| unsafe {
-            ManuallyDrop::drop(&mut self.key)
-        }));
+        drop_contained(|| unsafe { ManuallyDrop::drop(&mut self.key) });
     }
 }

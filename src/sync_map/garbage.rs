@@ -9,11 +9,33 @@
 use core::mem::size_of;
 use core::ptr::NonNull;
 
+use super::delta::Delta;
 use super::entry::Entry;
+use super::root::Root;
 use super::table::{table_bytes, Table};
 use super::value;
 use crate::reclaim::{Guard, Kind, Ledger, Retired};
 use crate::sync::Arc;
+
+/// Counts a free in the ledger when dropped — after the object's destructor has
+/// run, even if it panicked — so `pending` never reaches 0 while a destructor is
+/// still running.
+struct FreeRecord<'l> {
+    ledger: &'l Ledger,
+    bytes: usize,
+}
+
+impl<'l> FreeRecord<'l> {
+    fn new(ledger: &'l Ledger, bytes: usize) -> Self {
+        FreeRecord { ledger, bytes }
+    }
+}
+
+impl Drop for FreeRecord<'_> {
+    fn drop(&mut self) {
+        self.ledger.record_free(self.bytes);
+    }
+}
 
 /// Retires a value unlinked from its slot.
 ///
@@ -27,7 +49,7 @@ pub(crate) unsafe fn retire_value<V: Send + 'static>(
     ptr: *mut V,
 ) {
     unsafe fn free<V>(ptr: NonNull<()>, ledger: &Ledger) {
-        ledger.record_free(value::cell_bytes::<V>());
+        let _record = FreeRecord::new(ledger, value::cell_bytes::<V>());
         // SAFETY: `Retired::reclaim` runs this once, after the grace period.
         unsafe { value::drop_raw(ptr.cast::<V>().as_ptr()) }
     }
@@ -62,7 +84,7 @@ pub(crate) unsafe fn retire_entry<K, V>(
     V: Send + 'static,
 {
     unsafe fn free<K, V>(ptr: NonNull<()>, ledger: &Ledger) {
-        ledger.record_free(size_of::<Entry<K, V>>());
+        let _record = FreeRecord::new(ledger, size_of::<Entry<K, V>>());
         // SAFETY: the pointer came from `Arc::into_raw` in `retire_entry` and this
         // reference is released once.
         drop(unsafe { Arc::from_raw(ptr.cast::<Entry<K, V>>().as_ptr()) });
@@ -82,33 +104,56 @@ pub(crate) unsafe fn retire_entry<K, V>(
     }
 }
 
-/// Retires a whole table (an old read table, or a cleared dirty table).
+/// Heap bytes a retired structure holds, for the reclamation ledger.
+pub(crate) trait HeapBytes {
+    fn heap_bytes(&self) -> usize;
+}
+
+impl<K, V> HeapBytes for Table<K, V> {
+    fn heap_bytes(&self) -> usize {
+        table_bytes(self)
+    }
+}
+
+impl<K, V> HeapBytes for Root<K, V> {
+    fn heap_bytes(&self) -> usize {
+        self.bytes()
+    }
+}
+
+impl<K, V> HeapBytes for Delta<K, V> {
+    fn heap_bytes(&self) -> usize {
+        self.bytes()
+    }
+}
+
+/// Retires a boxed structure — a table, a root (with its read table and delta) or
+/// a delta replaced by a grown copy — counted as a table; the entries it refers to
+/// are released with it.
 ///
 /// # Safety
 ///
-/// `table` came from `Box::into_raw`, is unlinked (no guard pinned from now on
-/// can reach it), and is retired only here.
-pub(crate) unsafe fn retire_table<K, V>(
+/// `ptr` came from `Box::into_raw`, is unlinked (no guard pinned from now on can
+/// reach it), is never written again, and is retired only here; the keys and
+/// values it owns are `Send + 'static`.
+pub(crate) unsafe fn retire_structure<T: HeapBytes>(
     guard: &impl Guard,
     ledger: &Arc<Ledger>,
-    table: *mut Table<K, V>,
-) where
-    K: Send + 'static,
-    V: Send + 'static,
-{
-    unsafe fn free<K, V>(ptr: NonNull<()>, ledger: &Ledger) {
+    ptr: *mut T,
+) {
+    unsafe fn free<T: HeapBytes>(ptr: NonNull<()>, ledger: &Ledger) {
         // SAFETY: from `Box::into_raw`, reclaimed once.
-        let table = unsafe { Box::from_raw(ptr.cast::<Table<K, V>>().as_ptr()) };
-        ledger.record_free(table_bytes(&table));
-        drop(table);
+        let boxed = unsafe { Box::from_raw(ptr.cast::<T>().as_ptr()) };
+        let _record = FreeRecord::new(ledger, boxed.heap_bytes());
+        drop(boxed);
     }
-    // SAFETY: the caller's contract; the table is never written again, so reading
-    // its size here races with nothing.
+    // SAFETY: the caller's contract; the structure no longer changes, so its size
+    // read here is the one the free will count.
     unsafe {
-        let bytes = table_bytes(&*table);
+        let bytes = (*ptr).heap_bytes();
         let retired = Retired::new(
-            NonNull::new_unchecked(table.cast()),
-            free::<K, V>,
+            NonNull::new_unchecked(ptr.cast()),
+            free::<T>,
             Kind::Table,
             bytes,
             ledger,

@@ -1,15 +1,19 @@
-//! Iteration over a [`SyncMap`](crate::SyncMap)'s read table.
+//! Iteration over a [`SyncMap`](crate::SyncMap)'s current root.
 
 use core::fmt;
 use core::iter::FusedIterator;
 
 use hashbrown::hash_table;
 
+use super::delta::Entries;
 use super::entry::Entry;
+use super::root::Root;
+use crate::reclaim::Guard;
 use crate::sync::Arc;
 
 /// An iterator over a [`SyncMap`](crate::SyncMap)'s live entries, from
-/// [`Pinned::iter`](crate::Pinned::iter).
+/// [`Pinned::iter`](crate::Pinned::iter): the read table, then the delta of keys
+/// added since the last promotion.
 ///
 /// # Examples
 ///
@@ -21,16 +25,18 @@ use crate::sync::Arc;
 /// assert_eq!(total, 3);
 /// ```
 pub struct Iter<'g, K, V> {
-    entries: hash_table::Iter<'g, Arc<Entry<K, V>>>,
+    read: hash_table::Iter<'g, Arc<Entry<K, V>>>,
+    delta: Entries<'g, K, V>,
 }
 
 impl<'g, K, V> Iter<'g, K, V> {
     /// # Safety
     ///
-    /// `table` and the values of its entries are protected by a guard for `'g`.
-    pub(crate) unsafe fn new(table: &'g super::table::Table<K, V>) -> Self {
+    /// `guard` protects `root` and the values of its entries for `'g`.
+    pub(crate) unsafe fn new<G: Guard>(root: &'g Root<K, V>, guard: &'g G) -> Self {
         Iter {
-            entries: table.iter(),
+            read: root.read.iter(),
+            delta: root.delta(guard).iter(),
         }
     }
 }
@@ -39,7 +45,8 @@ impl<'g, K, V> Iterator for Iter<'g, K, V> {
     type Item = (&'g K, &'g V);
 
     fn next(&mut self) -> Option<Self::Item> {
-        for entry in self.entries.by_ref() {
+        let entries = self.read.by_ref().map(|entry| &**entry);
+        for entry in entries.chain(self.delta.by_ref()) {
             // SAFETY: `new`'s caller guaranteed a guard for 'g.
             if let Some(value) = unsafe { entry.get() } {
                 return Some((entry.key(), value));
@@ -49,7 +56,9 @@ impl<'g, K, V> Iterator for Iter<'g, K, V> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, self.entries.size_hint().1)
+        let read = self.read.len();
+        let delta = self.delta.size_hint().1;
+        (0, delta.map(|d| d + read))
     }
 }
 
@@ -58,7 +67,7 @@ impl<K, V> FusedIterator for Iter<'_, K, V> {}
 impl<K, V> fmt::Debug for Iter<'_, K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Iter")
-            .field("remaining_at_most", &self.entries.len())
-            .finish()
+            .field("read_remaining", &self.read.len())
+            .finish_non_exhaustive()
     }
 }

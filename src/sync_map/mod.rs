@@ -1,18 +1,23 @@
-//! [`SyncMap`]: Go's `sync.Map` read/dirty design with lock-free reads and
-//! epoch-based reclamation.
+//! [`SyncMap`]: Go's `sync.Map` idea — an immutable read table, a side table for
+//! new keys, promotion by a counter — with reads that never lock.
 //!
 //! Module map: `entry` (the per-key value slot and its state machine), `value`
-//! (value cells and slot markers), `table` (the shared-entry hash table and the
-//! published read pointer), `protocol` (the algorithm), `garbage` (retiring what
-//! the protocol unlinks), `pinned` (the guarded public API), `iter`.
+//! (value cells and slot markers), `table` (the shared-entry hash table), `delta`
+//! (the lock-free table of keys added since the last promotion), `root` (read
+//! table + delta behind one published pointer), `protocol` (the algorithm),
+//! `garbage` (retiring what the protocol unlinks), `pinned` (the guarded public
+//! API), `iter`. The classic protocol, Go's exactly, is in `crate::classic` and
+//! shares `entry`, `value`, `table` and `garbage`.
 
-mod entry;
-mod garbage;
+mod delta;
+pub(crate) mod entry;
+pub(crate) mod garbage;
 mod iter;
 mod pinned;
 mod protocol;
-mod table;
-mod value;
+mod root;
+pub(crate) mod table;
+pub(crate) mod value;
 
 #[cfg(test)]
 mod tests;
@@ -27,25 +32,34 @@ use crossbeam_utils::CachePadded;
 
 pub use iter::Iter;
 pub use pinned::{CompareExchangeError, LoadOrStore, Pinned};
-use table::{ReadPtr, Table};
+use delta::Delta;
+use root::{Root, RootPtr};
+use table::Table;
 
-use crate::reclaim::{DefaultReclaim, Kind, Ledger, Reclaim};
+use crate::reclaim::{DefaultReclaim, Ledger, Reclaim};
 use crate::stats::{Counters, Stats};
-use crate::sync::{self, Arc, AtomicIsize, AtomicUsize, Mutex, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicIsize, AtomicUsize, Mutex, Ordering};
 
-/// A concurrent hash map for read-mostly workloads: Go's `sync.Map`, in Rust.
+/// A concurrent hash map for read-mostly workloads: Go's `sync.Map` idea, with
+/// reads that never lock.
 ///
-/// Reads are lock-free and wait-free on keys the read table holds: a hit pins the
-/// reclaimer (or reuses the caller's [`Pinned`] guard), loads one pointer, hashes
-/// once, probes once and loads the value — no lock, no shared counter, no
-/// reference count. Updates of existing keys are one compare-and-swap on the key's
-/// entry. New keys go to a mutex-protected *dirty* table, which is published as the
-/// new read table once lookups have missed the read table as many times as the
-/// dirty table has entries.
+/// Reads are lock-free and wait-free: a lookup pins the reclaimer (or reuses the
+/// caller's [`Pinned`] guard), loads the published root, hashes once and probes
+/// the immutable read table — and, on a miss, the *delta* of keys added since the
+/// last promotion, itself a lock-free table. No lock, no reference count; the only
+/// shared write on the read path is a sampled counter (one delta hit in 16) that
+/// decides when to merge the delta into the read table.
 ///
-/// It suits caches with a stable key set and occasional new keys. For tables
-/// rewritten as a whole, with consistent snapshots, see the crate docs on choosing
-/// a map.
+/// Updates and removes of existing keys are one compare-and-swap on the key's
+/// entry, wherever it lives. A new key takes a mutex (one writer at a time adds to
+/// the delta). Promotion merges the read table and the delta into a fresh read
+/// table, dropping removed keys, when delta-served reads reach the read table's
+/// size, when the delta reaches half of it, when removed keys reach half of the
+/// map, or on [`promote`](SyncMap::promote). Each costs O(len) and follows O(len)
+/// operations, so it is amortized O(1).
+///
+/// It suits caches and tables with a mostly stable key set. For tables rewritten
+/// as a whole, with consistent snapshots, see the crate docs on choosing a map.
 ///
 /// # Guards
 ///
@@ -90,39 +104,49 @@ use crate::sync::{self, Arc, AtomicIsize, AtomicUsize, Mutex, Ordering};
 pub struct SyncMap<K, V, S = RandomState, R: Reclaim = DefaultReclaim> {
     /// What every read touches, and nothing a writer writes except at promotion.
     read_side: CachePadded<ReadSide<K, V, S, R>>,
-    /// Written by writers and the locked miss path, on its own cache lines so that
-    /// readers never share one with it.
-    write_side: CachePadded<WriteSide<K, V>>,
+    /// Written by writers, on its own cache lines so that readers never share one
+    /// with it.
+    write_side: CachePadded<WriteSide>,
+    /// The promotion trigger fed by sampled delta reads: the one line readers may
+    /// write, rarely, and apart from both of the above.
+    sampler: CachePadded<Sampler>,
     ledger: Arc<Ledger>,
+    #[cfg(test)]
+    lock_audit: protocol::LockAudit,
     /// The map owns keys and values through raw pointers; this makes `Send`/`Sync`
     /// opt-in (see the impls below) instead of derived from those pointers.
     _owns: PhantomData<(*const K, *const V)>,
 }
 
 struct ReadSide<K, V, S, R> {
-    read: ReadPtr<K, V>,
+    root: RootPtr<K, V>,
     hasher: S,
     reclaim: R,
 }
 
-struct WriteSide<K, V> {
-    dirty: Mutex<Dirty<K, V>>,
+struct WriteSide {
+    writer: Mutex<Writer>,
     /// Live keys: +1 when a slot gains a value, −1 when it loses one.
     len: AtomicIsize,
-    /// Removes that left a tombstone in the read table since the last promotion.
+    /// Removes since the last promotion (each left a tombstone in the root).
     tombstones: AtomicUsize,
+    /// Entries in the current delta; written under the lock, read without it by
+    /// the tombstone trigger.
+    delta_len: AtomicUsize,
     counters: Counters,
 }
 
-/// The state behind the lock.
-struct Dirty<K, V> {
-    /// Present exactly while the read table is `amended`; then it holds every live
-    /// key: all non-expunged entries of `read` plus the new ones.
-    table: Option<Table<K, V>>,
-    /// Lookups that missed `read` and took the lock since the last promotion.
-    misses: usize,
-    /// From `with_capacity*`: the first dirty table is sized for it.
-    capacity_hint: usize,
+/// The writer lock's token: holding it proves the right to add keys, replace the
+/// root or the delta, and fill delta slots. The state it guards is atomic (so
+/// readers can read it without the lock).
+struct Writer;
+
+/// Sampled delta-served reads since the last promotion, and the flag asking the
+/// next writer to promote.
+#[derive(Default)]
+struct Sampler {
+    delta_reads: AtomicUsize,
+    promote_wanted: AtomicBool,
 }
 
 // SAFETY: the map owns its keys and values (through `Arc<Entry>` and raw value
@@ -138,8 +162,7 @@ unsafe impl<K: Send + Sync, V: Send + Sync, S: Sync, R: Reclaim> Sync for SyncMa
 impl<K, V> SyncMap<K, V> {
     /// An empty map with the default hasher and reclaimer.
     ///
-    /// Allocates one empty read table; the dirty table is created with the first
-    /// new key.
+    /// Allocates an empty root: an empty read table and an 8-slot delta.
     ///
     /// # Examples
     ///
@@ -153,7 +176,8 @@ impl<K, V> SyncMap<K, V> {
         Self::with_hasher_and_reclaim(RandomState::new(), DefaultReclaim::default())
     }
 
-    /// An empty map whose first dirty table has room for `capacity` keys.
+    /// An empty map whose first delta has room for `capacity` new keys (so a bulk
+    /// load does not grow it step by step).
     ///
     /// # Examples
     ///
@@ -188,8 +212,8 @@ impl<K, V, S> SyncMap<K, V, S> {
         Self::with_hasher_and_reclaim(hasher, DefaultReclaim::default())
     }
 
-    /// An empty map with `hasher`, whose first dirty table has room for
-    /// `capacity` keys.
+    /// An empty map with `hasher`, whose first delta has room for `capacity` new
+    /// keys.
     ///
     /// # Examples
     ///
@@ -202,9 +226,7 @@ impl<K, V, S> SyncMap<K, V, S> {
     /// assert_eq!(map.len(), 1);
     /// ```
     pub fn with_capacity_and_hasher(capacity: usize, hasher: S) -> Self {
-        let map = Self::with_hasher(hasher);
-        sync::lock(&map.write_side.dirty).capacity_hint = capacity;
-        map
+        Self::with_parts(capacity, hasher, DefaultReclaim::default())
     }
 }
 
@@ -223,23 +245,27 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
     /// assert_eq!(map.get_cloned(&1), Some('a'));
     /// ```
     pub fn with_hasher_and_reclaim(hasher: S, reclaim: R) -> Self {
+        Self::with_parts(0, hasher, reclaim)
+    }
+
+    fn with_parts(capacity: usize, hasher: S, reclaim: R) -> Self {
         SyncMap {
             read_side: CachePadded::new(ReadSide {
-                read: ReadPtr::new(Table::new()),
+                root: RootPtr::new(Root::new(Table::new(), Delta::with_room_for(capacity))),
                 hasher,
                 reclaim,
             }),
             write_side: CachePadded::new(WriteSide {
-                dirty: Mutex::new(Dirty {
-                    table: None,
-                    misses: 0,
-                    capacity_hint: 0,
-                }),
+                writer: Mutex::new(Writer),
                 len: AtomicIsize::new(0),
                 tombstones: AtomicUsize::new(0),
+                delta_len: AtomicUsize::new(0),
                 counters: Counters::default(),
             }),
+            sampler: CachePadded::new(Sampler::default()),
             ledger: Arc::new(Ledger::default()),
+            #[cfg(test)]
+            lock_audit: protocol::LockAudit::default(),
             _owns: PhantomData,
         }
     }
@@ -307,20 +333,7 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
     /// assert_eq!(map.stats().values_retired, 1);
     /// ```
     pub fn stats(&self) -> Stats {
-        let counters = &self.write_side.counters;
-        let (pending, pending_bytes) = self.ledger.pending();
-        Stats {
-            misses: Counters::read(&counters.misses),
-            promotions: Counters::read(&counters.promotions),
-            compactions: Counters::read(&counters.compactions),
-            dirty_copies: Counters::read(&counters.dirty_copies),
-            values_retired: self.ledger.retired(Kind::Value),
-            entries_retired: self.ledger.retired(Kind::Entry),
-            tables_retired: self.ledger.retired(Kind::Table),
-            freed: self.ledger.freed(),
-            pending,
-            pending_bytes,
-        }
+        self.write_side.counters.snapshot(&self.ledger)
     }
 
     /// Asks the reclaimer to free what it can now (see [`Reclaim::flush`]): garbage
@@ -464,14 +477,16 @@ where
         self.pin().remove(key).cloned()
     }
 
-    /// Publishes every key added since the last promotion now, and drops the
+    /// Merges the delta of new keys into a fresh read table now, dropping the
     /// entries of removed keys, instead of waiting for the promotion rule.
     ///
-    /// The rule: new keys first go to the dirty table, and a lookup that misses the
-    /// read table while new keys exist takes the lock and counts a *miss*; when
-    /// misses reach the dirty table's size, the dirty table becomes the read table
-    /// (O(len), so amortized O(1) per miss). Call `promote` after a bulk load so
-    /// that lookups of the new keys never take the lock. Costs O(len).
+    /// The rule: new keys go to the delta; lookups that miss the read table probe
+    /// the delta (lock-free) and are sampled; the next writer promotes once
+    /// delta-served reads reach the read table's size, and a new key promotes first
+    /// once the delta reaches half of the read table; a remove promotes once removed
+    /// keys reach half of the map. Each promotion costs O(len) after O(len)
+    /// operations. Call `promote` after a bulk load so that lookups of the new keys
+    /// probe one table. Costs O(len).
     ///
     /// # Examples
     ///
@@ -483,9 +498,9 @@ where
     ///     map.insert(i, i);
     /// }
     /// map.promote();
-    /// let misses = map.stats().misses;
+    /// let delta_reads = map.stats().delta_reads;
     /// assert_eq!(map.get_cloned(&500), Some(500));
-    /// assert_eq!(map.stats().misses, misses); // served by the read table
+    /// assert_eq!(map.stats().delta_reads, delta_reads); // served by the read table
     /// ```
     pub fn promote(&self) {
         let guard = self.read_side.reclaim.pin();
@@ -533,10 +548,7 @@ impl<K, V, S, R: Reclaim> Drop for SyncMap<K, V, S, R> {
         // Exclusive access: no guard can hold references into this map (they borrow
         // it), so the tables, entries and values are freed at once. Garbage retired
         // earlier stays with the reclaimer, which frees it after its grace period.
-        let read = self.read_side.read.take_exclusive();
-        let dirty = sync::lock(&self.write_side.dirty).table.take();
-        drop(dirty);
-        drop(read);
+        drop(self.read_side.root.take_exclusive());
     }
 }
 

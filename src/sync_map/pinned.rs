@@ -48,13 +48,22 @@ pub struct Pinned<'map, K, V, S, R: Reclaim> {
 /// assert!(matches!(pinned.get_or_insert(1, 'a'), LoadOrStore::Stored(&'a')));
 /// assert!(matches!(pinned.get_or_insert(1, 'b'), LoadOrStore::Loaded(&'a')));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum LoadOrStore<'g, V> {
     /// The key was present: its value, unchanged.
     Loaded(&'g V),
     /// The key was absent: the value this call stored.
     Stored(&'g V),
 }
+
+// Manual impls: a derive would require `V: Copy`, but only references are copied.
+impl<V> Clone for LoadOrStore<'_, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<V> Copy for LoadOrStore<'_, V> {}
 
 impl<'g, V> LoadOrStore<'g, V> {
     /// The key's value after the call, whichever way it got there.
@@ -152,10 +161,10 @@ where
 
     /// `key`'s value (Go's `Load`).
     ///
-    /// A key in the read table costs one load of the read table, one hash, one
-    /// probe and one load of the value: no lock, no shared write. A key added since
-    /// the last promotion is found in the dirty table under the lock, and counts a
-    /// miss toward the next promotion.
+    /// A key in the read table costs one load of the root, one hash, one probe and
+    /// one load of the value: no lock, no shared write. A key added since the last
+    /// promotion costs a second probe, in the delta, still without a lock; one such
+    /// read in 16 is counted toward the next promotion.
     ///
     /// # Examples
     ///
@@ -175,9 +184,9 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.map.hash(key);
-        let found = self.map.lookup(&self.guard, hash, key)?;
+        let entry = self.map.lookup(&self.guard, hash, key)?;
         // SAFETY: `self.guard` is held for as long as the returned borrow of `self`.
-        unsafe { found.entry.get() }
+        unsafe { entry.get() }
     }
 
     /// `key` and its value, as stored (the key the entry was created with).
@@ -197,10 +206,10 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.map.hash(key);
-        let found = self.map.lookup(&self.guard, hash, key)?;
+        let entry = self.map.lookup(&self.guard, hash, key)?;
         // SAFETY: as in `get`.
-        let value = unsafe { found.entry.get() }?;
-        Some((found.entry.key(), value))
+        let value = unsafe { entry.get() }?;
+        Some((entry.key(), value))
     }
 
     /// Whether `key` is present.
@@ -226,9 +235,9 @@ where
     /// Inserts `value` for `key` and returns the previous value, which stays valid
     /// while this handle lives (Go's `Swap`).
     ///
-    /// A key present in the read table is updated with one compare-and-swap and no
-    /// lock; a new key takes the lock (and, on the first new key after a
-    /// promotion, copies the read table into a fresh dirty table).
+    /// A key present in the map (in the read table or the delta) is updated with
+    /// one compare-and-swap and no lock; a new key takes the writer lock and goes
+    /// into the delta.
     ///
     /// # Examples
     ///
@@ -338,9 +347,8 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.map.hash(key);
-        let found = self.map.lookup(&self.guard, hash, key)?;
-        self.map
-            .delete(&self.guard, found.entry, found.in_read, remove)
+        let entry = self.map.lookup(&self.guard, hash, key)?;
+        self.map.delete(&self.guard, entry, remove)
     }
 
     /// Replaces `key`'s value with `new` if it equals `current` (Go's
@@ -371,16 +379,12 @@ where
         V: PartialEq,
     {
         let hash = self.map.hash(key);
-        let Some(found) = self.map.lookup(&self.guard, hash, key) else {
+        let Some(entry) = self.map.lookup(&self.guard, hash, key) else {
             return Err(CompareExchangeError { current: None, new });
         };
         let new = Owned::new(new);
         // SAFETY: `self.guard` is held for the call.
-        let swapped = unsafe {
-            found
-                .entry
-                .replace_live(|v| (v == current).then(|| new.as_ptr()))
-        };
+        let swapped = unsafe { entry.replace_live(|v| (v == current).then(|| new.as_ptr())) };
         match swapped {
             Ok(old) => {
                 new.publish();
@@ -419,11 +423,11 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.map.hash(key);
-        let found = self.map.lookup(&self.guard, hash, key)?;
+        let entry = self.map.lookup(&self.guard, hash, key)?;
         let mut next: Option<Owned<V>> = None;
         // SAFETY: `self.guard` is held for the call.
         let swapped = unsafe {
-            found.entry.replace_live(|v| {
+            entry.replace_live(|v| {
                 let cell = next.insert(Owned::new(f(v)));
                 Some(cell.as_ptr())
             })
@@ -436,9 +440,8 @@ where
         Some(unsafe { &*new })
     }
 
-    /// Iterates over live entries (Go's `Range`). If keys were added since the last
-    /// promotion, promotes first (taking the lock once), as Go does, so the walk is
-    /// over the read table alone.
+    /// Iterates over live entries (Go's `Range`): the read table, then the delta of
+    /// keys added since the last promotion. Lock-free; never promotes.
     ///
     /// Every key present for the whole iteration is yielded exactly once; keys
     /// inserted or removed meanwhile may or may not be. Not a snapshot.
@@ -454,9 +457,9 @@ where
     /// assert_eq!(seen, [(0, 0), (1, 10), (2, 20), (3, 30), (4, 40)]);
     /// ```
     pub fn iter(&self) -> Iter<'_, K, V> {
-        let table = self.map.promote_if_amended(&self.guard);
-        // SAFETY: the table is protected by `self.guard` for the iterator's borrow.
-        unsafe { Iter::new(table) }
+        let root = self.map.root(&self.guard);
+        // SAFETY: the root is protected by `self.guard` for the iterator's borrow.
+        unsafe { Iter::new(root, &self.guard) }
     }
 
     /// Keeps only the keys for which `keep` returns true; see [`SyncMap::retain`].
@@ -471,11 +474,11 @@ where
     /// assert_eq!(map.len(), 2);
     /// ```
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
-        let table = self.map.promote_if_amended(&self.guard);
-        for entry in table.iter() {
+        let root = self.map.root(&self.guard);
+        let entries = root.read.iter().map(|entry| &**entry);
+        for entry in entries.chain(root.delta(&self.guard).iter()) {
             let key = entry.key();
-            self.map
-                .delete(&self.guard, entry, true, |value| !keep(key, value));
+            self.map.delete(&self.guard, entry, |value| !keep(key, value));
         }
     }
 

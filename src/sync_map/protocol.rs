@@ -1,32 +1,32 @@
-//! The sync.Map protocol: lookups, the locked slow paths, the dirty copy and
-//! promotion. [`Pinned`](super::Pinned) wraps these in the public API.
+//! The SyncMap v2 protocol: a read table and a delta of new keys behind one root;
+//! reads never lock; promotion merges the two.
 //!
 //! Every function takes the caller's guard; references it returns live as long
-//! as that guard (see `garbage` for why that is sound). The lock is the only
-//! writer of `read` and the only reader or writer of `dirty`.
+//! as that guard (see `garbage`). The writer lock is the only writer of the root
+//! pointer, of a root's delta pointer and of delta slots; readers take no lock.
 
 use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
 
+use super::delta::Delta;
 use super::entry::{Entry, LoadOrStoreRaw};
-use super::garbage::{retire_entry, retire_table, retire_value};
-use super::table::{find, insert_new, Table};
-use super::value::{self, Owned};
-use super::{Dirty, LoadOrStore, SyncMap};
+use super::garbage::{retire_structure, retire_value};
+use super::root::Root;
+use super::table::{insert_new, Table};
+use super::value::{self, drop_contained, Owned};
+use super::{LoadOrStore, SyncMap, Writer};
 use crate::reclaim::Reclaim;
 use crate::stats::Counters;
 use crate::sync::{self, Arc, MutexGuard, Ordering};
 
-/// Below this many read-table entries, tombstones never trigger a compaction:
-/// the memory at stake is smaller than the work.
-pub(crate) const MIN_COMPACTION_LEN: usize = 64;
+/// A delta of up to this many keys is never merged because of its size alone:
+/// probing it costs no more than the read table, and merging a tiny map at every
+/// new key would be waste.
+pub(crate) const MIN_PROMOTION_LEN: usize = 64;
 
-/// An entry found by [`SyncMap::lookup`].
-pub(crate) struct Found<'g, K, V> {
-    pub(crate) entry: &'g Entry<K, V>,
-    /// Whether it came from the read table (a remove there leaves a tombstone).
-    pub(crate) in_read: bool,
-}
+/// One delta-served read in this many is counted (by adding this many), so that
+/// the shared counter's cache line is written by one read in `SAMPLE` at most.
+const SAMPLE: usize = 16;
 
 impl<K, V, S, R> SyncMap<K, V, S, R>
 where
@@ -40,196 +40,199 @@ where
         self.read_side.hasher.hash_one(key)
     }
 
-    fn lock_dirty(&self) -> MutexGuard<'_, Dirty<K, V>> {
-        sync::lock(&self.write_side.dirty)
+    /// Takes the writer lock. Readers never call this (a test counts it).
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        #[cfg(test)]
+        self.lock_audit.note_lock();
+        sync::lock(&self.write_side.writer)
     }
 
-    /// Extends a reference obtained under the lock (or through an owned `Arc`) to
-    /// the guard's lifetime.
-    ///
-    /// # Safety
-    ///
-    /// `entry` is held by one of the map's tables (or by an `Arc` the caller retires
-    /// later) while the caller holds `_guard`: tables let go of entries only through
-    /// the reclaimer, so the entry outlives every guard pinned before that.
-    unsafe fn extend<'g>(_guard: &'g R::Guard<'_>, entry: &Entry<K, V>) -> &'g Entry<K, V> {
-        // SAFETY: the caller's contract.
-        unsafe { &*(entry as *const Entry<K, V>) }
-    }
-
-    /// Finds `key`'s entry: the read table first, then — only if the read table is
-    /// amended — the dirty table under the lock, counting a miss (Go's `Load`).
+    /// Finds `key`'s entry in the current root: the read table, then the delta.
+    /// Lock-free and wait-free; a delta hit is sampled toward the next promotion.
     #[inline]
     pub(crate) fn lookup<'g, Q>(
         &self,
         guard: &'g R::Guard<'_>,
         hash: u64,
         key: &Q,
-    ) -> Option<Found<'g, K, V>>
+    ) -> Option<&'g Entry<K, V>>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let read = self.read_side.read.load(guard);
-        if let Some(entry) = find(read.table, hash, key) {
-            return Some(Found {
-                entry,
-                in_read: true,
-            });
+        let root = self.read_side.root.load(guard);
+        if let Some(entry) = super::table::find(&root.read, hash, key) {
+            return Some(entry);
         }
-        if !read.amended {
-            return None;
-        }
-        self.lookup_slow(guard, hash, key)
+        self.lookup_delta(guard, root, hash, key)
     }
 
-    #[cold]
-    fn lookup_slow<'g, Q>(
+    #[inline(never)]
+    fn lookup_delta<'g, Q>(
         &self,
         guard: &'g R::Guard<'_>,
+        root: &'g Root<K, V>,
         hash: u64,
         key: &Q,
-    ) -> Option<Found<'g, K, V>>
+    ) -> Option<&'g Entry<K, V>>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let mut dirty = self.lock_dirty();
-        // SAFETY: lock held for this scope.
-        let read = unsafe { self.read_side.read.load_locked() };
-        // Double-checked: a promotion may have published the key meanwhile.
-        if let Some(entry) = find(read.table, hash, key) {
-            return Some(Found {
-                // SAFETY: in the read table while we hold the lock; guard held.
-                entry: unsafe { Self::extend(guard, entry) },
-                in_read: true,
-            });
+        let entry = root.delta(guard).find(hash, key)?;
+        if sampled() {
+            self.count_delta_reads(root);
         }
-        if !read.amended {
-            return None;
-        }
-        let entry = dirty
-            .table
-            .as_ref()
-            .and_then(|t| find(t, hash, key))
-            .map(|entry| {
-                // SAFETY: in the dirty table while we hold the lock; guard held.
-                unsafe { Self::extend(guard, entry) }
-            });
-        self.miss_locked(guard, &mut dirty);
-        entry.map(|entry| Found {
-            entry,
-            in_read: false,
-        })
+        Some(entry)
     }
 
-    /// Counts a miss and promotes once misses reach the dirty table's size, so the
-    /// O(len) promotion is paid at most once per `len` misses.
-    fn miss_locked(&self, guard: &R::Guard<'_>, dirty: &mut Dirty<K, V>) {
-        Counters::bump(&self.write_side.counters.misses);
-        dirty.misses += 1;
-        if dirty.misses >= dirty.table.as_ref().map_or(0, Table::len) {
-            self.promote_locked(guard, dirty);
+    /// Adds a sample of delta-served reads; once they reach the read table's size,
+    /// asks the next writer to promote (amortized O(1) per read: a promotion of
+    /// `n` entries follows about `n` delta reads).
+    #[cold]
+    fn count_delta_reads(&self, root: &Root<K, V>) {
+        let reads = &self.sampler;
+        // Relaxed: a heuristic trigger; the promotion itself runs under the lock.
+        let seen = reads.delta_reads.fetch_add(SAMPLE, Ordering::Relaxed) + SAMPLE;
+        // Relaxed: as above. Checked first so the flag's line is written once.
+        if seen >= root.read.len().max(MIN_PROMOTION_LEN)
+            && !reads.promote_wanted.load(Ordering::Relaxed)
+        {
+            reads.promote_wanted.store(true, Ordering::Relaxed);
         }
+        Counters::add(&self.write_side.counters.delta_reads, SAMPLE as u64);
     }
 
-    /// Publishes the dirty table as the read table (`amended` cleared) and retires
-    /// the old read table. No-op without a dirty table.
-    fn promote_locked(&self, guard: &R::Guard<'_>, dirty: &mut Dirty<K, V>) {
-        let Some(table) = dirty.table.take() else {
-            return;
-        };
-        let old = self.read_side.read.replace(table);
-        dirty.misses = 0;
-        // Relaxed: a heuristic counter; the lock orders its reset with promotions.
-        self.write_side.tombstones.store(0, Ordering::Relaxed);
-        Counters::bump(&self.write_side.counters.promotions);
-        // SAFETY: `old` was just unlinked by `replace`; only promotion and clear
-        // retire a read table, both under the lock, so it is retired once.
-        unsafe { retire_table(guard, &self.ledger, old) };
-    }
-
-    /// The dirty table, copying every non-deleted entry of the read table into a
-    /// fresh one first if there is none (Go's `dirtyLocked`). Deleted entries are
-    /// expunged and left out: that is how removed keys eventually leave the map.
-    /// Sets `amended`, which is set exactly while a dirty table exists.
-    fn dirty_locked<'d>(&self, dirty: &'d mut Dirty<K, V>) -> &'d mut Table<K, V> {
-        if dirty.table.is_none() {
-            // SAFETY: we hold the lock (`dirty` is its guard's contents).
-            let read = unsafe { self.read_side.read.load_locked() };
-            let mut copy = Table::with_capacity(read.table.len().max(dirty.capacity_hint));
-            for entry in read.table.iter() {
-                if !entry.try_expunge_locked() {
-                    insert_new(&mut copy, Arc::clone(entry));
-                }
+    /// Promotes if readers asked for it. Called by writers after their change.
+    #[inline]
+    fn promote_if_wanted(&self, guard: &R::Guard<'_>) {
+        // Relaxed: a hint; re-checked under the lock.
+        if self.sampler.promote_wanted.load(Ordering::Relaxed) {
+            let mut writer = self.lock_writer();
+            // Relaxed: the lock orders the re-check with the reset in `promote_locked`.
+            if self.sampler.promote_wanted.load(Ordering::Relaxed) {
+                self.promote_locked(guard, &mut writer);
             }
-            Counters::bump(&self.write_side.counters.dirty_copies);
-            dirty.table = Some(copy);
-            self.read_side.read.set_amended();
         }
-        dirty.table.as_mut().expect("just ensured")
     }
 
-    /// Puts a new entry for `key` into the dirty table (creating it if needed). The
-    /// caller checked under the lock that neither table has the key.
+    /// Builds a fresh read table from the live entries of the read table and the
+    /// delta, expunging every tombstone (so a racing lock-free revival fails and
+    /// retakes the lock), publishes it with an empty delta, and retires the old
+    /// root. O(read + delta).
+    fn promote_locked(&self, guard: &R::Guard<'_>, _writer: &mut Writer) {
+        // SAFETY: the caller holds the lock (`writer` is its contents).
+        let root = unsafe { self.read_side.root.load_locked() };
+        let delta = root.delta_locked();
+        // Sized for the live entries only: after a mass delete, a table sized for
+        // the tombstones it is about to drop would keep their memory.
+        let entries = root.read.len() + self.delta_len();
+        // Relaxed: a heuristic size hint, read under the lock.
+        let tombstones = self.write_side.tombstones.load(Ordering::Relaxed);
+        let mut read = Table::with_capacity(entries.saturating_sub(tombstones));
+        let mut purged = 0u64;
+        for entry in root.read.iter().cloned().chain(delta.arcs()) {
+            if entry.try_expunge_locked() {
+                purged += 1;
+            } else {
+                insert_new(&mut read, entry);
+            }
+        }
+        let old = self
+            .read_side
+            .root
+            .replace(Root::new(read, Delta::with_room_for(0)));
+        self.set_delta_len(0);
+        // Relaxed: heuristic counters reset under the lock.
+        self.write_side.tombstones.store(0, Ordering::Relaxed);
+        self.sampler.delta_reads.store(0, Ordering::Relaxed);
+        self.sampler.promote_wanted.store(false, Ordering::Relaxed);
+        let counters = &self.write_side.counters;
+        Counters::bump(&counters.promotions);
+        Counters::add(&counters.tombstones_purged, purged);
+        // SAFETY: `old` was just unlinked by `replace`; roots are replaced only
+        // under the lock, so it is retired once.
+        unsafe { retire_structure(guard, &self.ledger, old) };
+    }
+
+    /// Adds a new entry for `key` to the delta, growing the delta or promoting
+    /// first as the policy says. The caller checked under the lock that the root
+    /// lacks the key.
     fn insert_new_locked(
         &self,
-        dirty: &mut Dirty<K, V>,
+        guard: &R::Guard<'_>,
+        writer: &mut Writer,
         hash: u64,
         key: K,
         value: Owned<V>,
     ) -> *mut V {
+        // SAFETY: lock held.
+        let mut root = unsafe { self.read_side.root.load_locked() };
+        // The delta may grow to half the read table before it is merged: each
+        // merge then copies at most three entries per key added since the last.
+        if self.delta_len() >= (root.read.len() / 2).max(MIN_PROMOTION_LEN) {
+            self.promote_locked(guard, writer);
+            // SAFETY: lock held.
+            root = unsafe { self.read_side.root.load_locked() };
+        }
+        let mut delta = root.delta_locked();
+        let delta_len = self.delta_len();
+        if delta_len >= delta.room() {
+            let old = root.replace_delta(delta.grown((delta_len + 1) * 2));
+            Counters::bump(&self.write_side.counters.delta_growths);
+            // SAFETY: just unlinked by `replace_delta` under the lock; retired once.
+            unsafe { retire_structure(guard, &self.ledger, old) };
+            delta = root.delta_locked();
+        }
         let entry = Arc::new(Entry::new(hash, key, value));
         let ptr = entry.load();
-        insert_new(self.dirty_locked(dirty), entry);
+        delta.insert(entry);
+        self.set_delta_len(delta_len + 1);
         self.count_insert();
         ptr
     }
 
-    /// Un-expunges `entry` (found in the read table under the lock) and puts it back
-    /// into the dirty table if it was expunged, so its slot may take a value again.
-    fn revive_locked(&self, dirty: &mut Dirty<K, V>, entry: &Arc<Entry<K, V>>) {
-        if entry.unexpunge_locked() {
-            // An entry is expunged only by a dirty copy, and stays so at most until
-            // the next promotion, which drops it: the dirty table is present.
-            let table = dirty
-                .table
-                .as_mut()
-                .expect("expunged implies a dirty table");
-            insert_new(table, Arc::clone(entry));
-        }
-    }
-
     /// `insert` (Go's `Swap`): returns the previous value, retired but protected by
-    /// `guard`.
+    /// `guard`. Existing keys — in the read table or the delta — take one CAS; only a
+    /// key absent from the root (or expunged by a racing promotion) takes the lock.
     pub(crate) fn swap<'g>(&self, guard: &'g R::Guard<'_>, key: K, value: V) -> Option<&'g V> {
         let hash = self.hash(&key);
         let mut new = Owned::new(value);
-        if let Some(entry) = find(self.read_side.read.load(guard).table, hash, &key) {
+        if let Some(entry) = self.lookup(guard, hash, &key) {
             match entry.try_swap(new) {
-                Ok(old) => return self.finish_swap(guard, old),
+                Ok(old) => {
+                    // An existing key keeps its stored key, as with `HashMap`.
+                    drop_contained(|| drop(key));
+                    return self.finish_swap(guard, old);
+                }
                 Err(expunged) => new = expunged,
             }
         }
-        let mut dirty = self.lock_dirty();
+        let mut writer = self.lock_writer();
         // SAFETY: lock held for this scope.
-        let read = unsafe { self.read_side.read.load_locked() };
-        let old = if let Some(entry) = find(read.table, hash, &key) {
-            self.revive_locked(&mut dirty, entry);
-            entry.swap_locked(new)
-        } else if let Some(entry) = dirty.table.as_ref().and_then(|t| find(t, hash, &key)) {
-            entry.swap_locked(new)
-        } else {
-            self.insert_new_locked(&mut dirty, hash, key, new);
-            return None;
-        };
-        drop(dirty);
-        self.finish_swap(guard, old)
+        let root = unsafe { self.read_side.root.load_locked() };
+        // An entry of the current root is never expunged: only a promotion or a
+        // clear expunges, and both replace the root under this lock.
+        match root.find_locked(hash, &key) {
+            Some(entry) => {
+                let old = entry.swap_locked(new);
+                drop(writer);
+                drop_contained(|| drop(key));
+                self.finish_swap(guard, old)
+            }
+            None => {
+                self.insert_new_locked(guard, &mut writer, hash, key, new);
+                drop(writer);
+                self.promote_if_wanted(guard);
+                None
+            }
+        }
     }
 
     /// Accounts for the pointer a swap replaced: a deleted slot gained a key; a live
     /// value is retired and handed back under the guard.
     fn finish_swap<'g>(&self, guard: &'g R::Guard<'_>, old: *mut V) -> Option<&'g V> {
+        self.promote_if_wanted(guard);
         if !value::is_live(old) {
             self.count_insert();
             return None;
@@ -239,12 +242,16 @@ where
     }
 
     /// Retires a value this thread just unlinked and returns it, still valid for
-    /// the guard's lifetime (the reclaimer frees it only after `guard` is dropped).
+    /// the guard's lifetime.
     ///
     /// # Safety
     ///
     /// `old` is live and was unlinked by this thread's successful CAS or swap.
-    pub(crate) unsafe fn retire_replaced<'g>(&self, guard: &'g R::Guard<'_>, old: *mut V) -> &'g V {
+    pub(crate) unsafe fn retire_replaced<'g>(
+        &self,
+        guard: &'g R::Guard<'_>,
+        old: *mut V,
+    ) -> &'g V {
         // SAFETY: the caller's contract: retired once, here.
         unsafe { retire_value(guard, &self.ledger, old) };
         // SAFETY: retired through the reclaimer, so `guard` keeps it alive.
@@ -268,102 +275,84 @@ where
         let hash = self.hash(&key);
         let mut candidate: Option<Owned<V>> = None;
         let mut make_cell = || Owned::new(make());
-        if let Some(entry) = find(self.read_side.read.load(guard).table, hash, &key) {
+        if let Some(entry) = self.lookup(guard, hash, &key) {
             match entry.try_load_or_store(&mut candidate, &mut make_cell) {
                 LoadOrStoreRaw::Expunged => {}
-                // SAFETY: protected by `guard` (values leave slots only via retire).
-                found => return unsafe { self.finish_load_or_store(found) },
+                found => {
+                    drop_contained(|| drop(key));
+                    // SAFETY: protected by `guard` (values leave slots only via retire).
+                    return unsafe { self.finish_load_or_store(guard, found) };
+                }
             }
         }
-        let mut dirty = self.lock_dirty();
+        // The key is absent (or was expunged by a racing promotion): make the value
+        // now, outside the lock, so that `make` may itself use the map and never
+        // holds up other writers.
+        let mut candidate = Some(candidate.take().unwrap_or_else(&mut make_cell));
+        let mut writer = self.lock_writer();
         // SAFETY: lock held for this scope.
-        let read = unsafe { self.read_side.read.load_locked() };
-        let found = if let Some(entry) = find(read.table, hash, &key) {
-            self.revive_locked(&mut dirty, entry);
-            entry.try_load_or_store(&mut candidate, &mut make_cell)
-        } else if let Some(entry) = dirty.table.as_ref().and_then(|t| find(t, hash, &key)) {
-            let found = entry.try_load_or_store(&mut candidate, &mut make_cell);
-            self.miss_locked(guard, &mut dirty);
-            found
-        } else {
-            let cell = candidate.take().unwrap_or_else(&mut make_cell);
-            let ptr = self.insert_new_locked(&mut dirty, hash, key, cell);
-            // SAFETY: just stored; protected by `guard` like any slot value.
-            return LoadOrStore::Stored(unsafe { &*ptr });
-        };
-        drop(dirty);
-        // SAFETY: as above.
-        unsafe { self.finish_load_or_store(found) }
+        let root = unsafe { self.read_side.root.load_locked() };
+        match root.find_locked(hash, &key) {
+            Some(entry) => {
+                let found = entry.try_load_or_store(&mut candidate, &mut || {
+                    unreachable!("the candidate was made before the lock")
+                });
+                drop(writer);
+                drop_contained(|| drop(key));
+                drop(candidate);
+                // SAFETY: as above.
+                unsafe { self.finish_load_or_store(guard, found) }
+            }
+            None => {
+                let cell = candidate.take().expect("made before the lock");
+                let ptr = self.insert_new_locked(guard, &mut writer, hash, key, cell);
+                drop(writer);
+                self.promote_if_wanted(guard);
+                // SAFETY: just stored; protected by `guard` like any slot value.
+                LoadOrStore::Stored(unsafe { &*ptr })
+            }
+        }
     }
 
     /// # Safety
     ///
     /// The pointer in `found` is protected by the caller's guard for `'g`.
-    unsafe fn finish_load_or_store<'g>(&self, found: LoadOrStoreRaw<V>) -> LoadOrStore<'g, V> {
+    unsafe fn finish_load_or_store<'g>(
+        &self,
+        guard: &'g R::Guard<'_>,
+        found: LoadOrStoreRaw<V>,
+    ) -> LoadOrStore<'g, V> {
         match found {
             // SAFETY: the caller's contract.
             LoadOrStoreRaw::Loaded(ptr) => LoadOrStore::Loaded(unsafe { &*ptr }),
             LoadOrStoreRaw::Stored(ptr) => {
                 self.count_insert();
+                self.promote_if_wanted(guard);
                 // SAFETY: the caller's contract.
                 LoadOrStore::Stored(unsafe { &*ptr })
             }
-            LoadOrStoreRaw::Expunged => unreachable!("revived under the lock"),
+            LoadOrStoreRaw::Expunged => unreachable!("the current root has no expunged entry"),
         }
     }
 
-    /// `remove` (Go's `LoadAndDelete`): a key in the read table is deleted in place
-    /// (leaving a tombstone); a key only in the dirty table is taken out of it.
+    /// `remove` (Go's `LoadAndDelete`): lock-free. The entry stays in its table as a
+    /// tombstone until the next promotion.
     pub(crate) fn remove_key<'g, Q>(&self, guard: &'g R::Guard<'_>, key: &Q) -> Option<&'g V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
-        let read = self.read_side.read.load(guard);
-        if let Some(entry) = find(read.table, hash, key) {
-            return self.delete(guard, entry, true, |_| true);
-        }
-        if !read.amended {
-            return None;
-        }
-        let mut dirty = self.lock_dirty();
-        // SAFETY: lock held for this scope.
-        let read = unsafe { self.read_side.read.load_locked() };
-        if let Some(entry) = find(read.table, hash, key) {
-            // SAFETY: in the read table while we hold the lock; guard held.
-            let entry = unsafe { Self::extend(guard, entry) };
-            drop(dirty);
-            return self.delete(guard, entry, true, |_| true);
-        }
-        if !read.amended {
-            return None;
-        }
-        let removed = dirty.table.as_mut().and_then(|t| {
-            t.find_entry(hash, |e| e.hash == hash && e.key().borrow() == key)
-                .ok()
-                .map(|occupied| occupied.remove().0)
-        });
-        self.miss_locked(guard, &mut dirty);
-        drop(dirty);
-        let removed = removed?;
-        // SAFETY: the `Arc` we own keeps the entry alive; it is retired below, and
-        // the reclaimer then keeps it alive for `guard`.
-        let entry = unsafe { Self::extend(guard, &removed) };
-        let old = self.delete(guard, entry, false, |_| true);
-        // SAFETY: just removed from the dirty table under the lock.
-        unsafe { retire_entry(guard, &self.ledger, removed) };
-        old
+        let entry = self.lookup(guard, hash, key)?;
+        self.delete(guard, entry, |_| true)
     }
 
     /// Deletes `entry`'s value if `remove` says so (Go's `delete` and
-    /// `CompareAndDelete`), retiring it. A delete in the read table leaves a
-    /// tombstone, which may trigger a compaction.
+    /// `CompareAndDelete`), retiring it and counting the tombstone it leaves.
     pub(crate) fn delete<'g>(
         &self,
         guard: &'g R::Guard<'_>,
         entry: &'g Entry<K, V>,
-        in_read: bool,
         mut remove: impl FnMut(&V) -> bool,
     ) -> Option<&'g V> {
         // SAFETY: `guard` is held for the call.
@@ -372,100 +361,148 @@ where
         self.write_side.len.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: unlinked by this thread's CAS.
         let old = unsafe { self.retire_replaced(guard, old) };
-        if in_read {
-            self.note_tombstone(guard);
-        }
+        self.note_tombstone(guard);
         Some(old)
     }
 
-    /// Counts a tombstone left in the read table; once they reach half of it,
-    /// rebuilds the table without them, so deleted keys give their memory back (Go's
-    /// sync.Map keeps them until a new key happens to arrive). Amortized O(1): a
-    /// rebuild of `n` entries follows at least `n / 2` removes.
+    /// Counts a tombstone; once they reach half of the root's entries, promotes, so
+    /// deleted keys give their memory back by themselves (Go's sync.Map keeps them
+    /// until a new key happens to arrive). Amortized O(1): a merge of `n` entries
+    /// follows at least `n / 2` removes.
     fn note_tombstone(&self, guard: &R::Guard<'_>) {
         // Relaxed: a heuristic trigger, re-checked under the lock.
         let tombstones = self.write_side.tombstones.fetch_add(1, Ordering::Relaxed) + 1;
-        let read_len = self.read_side.read.load(guard).table.len();
-        if read_len < MIN_COMPACTION_LEN || tombstones * 2 < read_len {
-            return;
+        let entries = self.read_side.root.load(guard).read.len() + self.delta_len();
+        if tombstones * 2 < entries {
+            return self.promote_if_wanted(guard);
         }
-        let mut dirty = self.lock_dirty();
+        let mut writer = self.lock_writer();
         // SAFETY: lock held.
-        let read_len = unsafe { self.read_side.read.load_locked() }.table.len();
+        let entries = unsafe { self.read_side.root.load_locked() }.read.len() + self.delta_len();
         // Relaxed: promotions reset it under the lock we hold.
-        if self.write_side.tombstones.load(Ordering::Relaxed) * 2 >= read_len {
+        if self.write_side.tombstones.load(Ordering::Relaxed) * 2 >= entries {
             Counters::bump(&self.write_side.counters.compactions);
-            self.compact_locked(guard, &mut dirty);
+            self.promote_locked(guard, &mut writer);
         }
     }
 
-    /// Rebuilds and publishes the read table with only live entries: copies `read`
-    /// into `dirty` if needed (expunging deleted entries), expunges and drops the
-    /// entries deleted since the copy, then promotes. `promote()` is this.
-    fn compact_locked(&self, guard: &R::Guard<'_>, dirty: &mut Dirty<K, V>) {
-        let table = self.dirty_locked(dirty);
-        // Expunging keeps invariant 1 (no expunged entry in `dirty`) and makes a
-        // racing lock-free insert through the old read table retake the lock.
-        for removed in table.extract_if(|entry| entry.try_expunge_locked()) {
-            // SAFETY: just removed from the dirty table under the lock.
-            unsafe { retire_entry(guard, &self.ledger, removed) };
-        }
-        self.promote_locked(guard, dirty);
+    /// Entries in the current delta (exact under the lock, a hint without it).
+    fn delta_len(&self) -> usize {
+        // Relaxed: written only under the lock, which orders it for lock holders;
+        // lock-free readers use it as a heuristic.
+        self.write_side.delta_len.load(Ordering::Relaxed)
     }
 
-    /// `promote()`: publishes the pending new keys now, dropping tombstones.
+    fn set_delta_len(&self, len: usize) {
+        // Relaxed: see `delta_len`.
+        self.write_side.delta_len.store(len, Ordering::Relaxed);
+    }
+
+    /// `promote()`: merges the delta into a fresh read table now, dropping
+    /// tombstones.
     pub(crate) fn promote_now(&self, guard: &R::Guard<'_>) {
-        let mut dirty = self.lock_dirty();
-        self.compact_locked(guard, &mut dirty);
+        let mut writer = self.lock_writer();
+        self.promote_locked(guard, &mut writer);
     }
 
-    /// Promotes if the read table is amended, so that it holds every key (Go's
-    /// `Range` does this first), and returns the read table to iterate.
-    pub(crate) fn promote_if_amended<'g>(&self, guard: &'g R::Guard<'_>) -> &'g Table<K, V> {
-        let read = self.read_side.read.load(guard);
-        if !read.amended {
-            return read.table;
-        }
-        let mut dirty = self.lock_dirty();
-        self.promote_locked(guard, &mut dirty);
-        drop(dirty);
-        self.read_side.read.load(guard).table
+    /// The current root, for iteration: its read table and its delta hold every
+    /// key present when it was loaded, each exactly once.
+    pub(crate) fn root<'g>(&self, guard: &'g R::Guard<'_>) -> &'g Root<K, V> {
+        self.read_side.root.load(guard)
     }
 
-    /// Empties the map. Every entry of both tables is expunged, so a lock-free
-    /// writer still holding one fails over to the lock and writes into the new,
-    /// empty tables instead of into a discarded entry; that also keeps `len` exact.
+    /// Empties the map: publishes an empty root and expunges every entry of the
+    /// old one, so a lock-free writer still holding one fails over to the lock and
+    /// writes into the new root instead of into a discarded entry (which also keeps
+    /// `len` exact).
     pub(crate) fn clear_tables(&self, guard: &R::Guard<'_>) {
-        let mut dirty = self.lock_dirty();
-        let old_read = self.read_side.read.replace(Table::new());
-        let old_dirty = dirty.table.take();
-        dirty.misses = 0;
-        // Relaxed: a heuristic, reset under the lock.
+        let writer = self.lock_writer();
+        let old = self
+            .read_side
+            .root
+            .replace(Root::new(Table::new(), Delta::with_room_for(0)));
+        self.set_delta_len(0);
+        // Relaxed: heuristics reset under the lock.
         self.write_side.tombstones.store(0, Ordering::Relaxed);
-        // SAFETY: `old_read` is unlinked and ours to retire; nobody writes it.
-        let old_read_table = unsafe { &*old_read };
+        self.sampler.delta_reads.store(0, Ordering::Relaxed);
+        self.sampler.promote_wanted.store(false, Ordering::Relaxed);
+        // SAFETY: `old` is unlinked and ours to retire; nobody else writes it now
+        // (its delta only changes under the lock we hold).
+        let old_root = unsafe { &*old };
         let mut removed = 0isize;
-        for entry in old_read_table
-            .iter()
-            .chain(old_dirty.iter().flat_map(Table::iter))
-        {
-            let old = entry.expunge_locked();
-            if value::is_live(old) {
+        for entry in old_root.read.iter().map(|e| &**e).chain(old_root.delta_locked().iter()) {
+            let old_value = entry.expunge_locked();
+            if value::is_live(old_value) {
                 removed += 1;
                 // SAFETY: unlinked by this swap; retired once.
-                unsafe { retire_value(guard, &self.ledger, old) };
+                unsafe { retire_value(guard, &self.ledger, old_value) };
             }
         }
         // Relaxed: see `count_insert`.
         self.write_side.len.fetch_sub(removed, Ordering::Relaxed);
-        drop(dirty);
-        // SAFETY: both tables are unlinked: `read` points to the new empty table and
-        // the dirty table has left the mutex; each is retired once.
-        unsafe {
-            retire_table(guard, &self.ledger, old_read);
-            if let Some(table) = old_dirty {
-                retire_table(guard, &self.ledger, Box::into_raw(Box::new(table)));
-            }
+        drop(writer);
+        // SAFETY: unlinked by `replace`; retired once.
+        unsafe { retire_structure(guard, &self.ledger, old) };
+    }
+}
+
+/// Whether this delta-served read is one of the sampled ones (one in [`SAMPLE`]),
+/// decided by a per-thread countdown so the shared counter is touched rarely.
+#[inline]
+fn sampled() -> bool {
+    #[cfg(not(loom))]
+    {
+        use core::cell::Cell;
+        std::thread_local! {
+            static COUNTDOWN: Cell<u8> = const { Cell::new(0) };
         }
+        COUNTDOWN.with(|countdown| {
+            let left = countdown.get();
+            if left == 0 {
+                countdown.set(SAMPLE as u8 - 1);
+                true
+            } else {
+                countdown.set(left - 1);
+                false
+            }
+        })
+    }
+    // Under loom every delta read counts: deterministic, and models are tiny.
+    #[cfg(loom)]
+    {
+        true
+    }
+}
+
+/// Counts this map's lock acquisitions, and those made while a read operation
+/// runs, for the test that proves reads never lock.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct LockAudit {
+    pub(crate) locks: std::sync::atomic::AtomicUsize,
+    pub(crate) reader_locks: std::sync::atomic::AtomicUsize,
+}
+
+#[cfg(test)]
+std::thread_local! {
+    static IN_READ: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+impl LockAudit {
+    fn note_lock(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.locks.fetch_add(1, Relaxed);
+        if IN_READ.with(core::cell::Cell::get) {
+            self.reader_locks.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Runs `read` with this thread flagged as inside a read operation.
+    pub(crate) fn as_reader<T>(read: impl FnOnce() -> T) -> T {
+        IN_READ.with(|flag| flag.set(true));
+        let result = read();
+        IN_READ.with(|flag| flag.set(false));
+        result
     }
 }

@@ -116,10 +116,20 @@ impl<V> Owned<V> {
 }
 
 impl<V> Drop for Owned<V> {
+    /// A value the map made but did not store (a lost race, a present key): its
+    /// destructor's panic is contained like any value the map drops.
     fn drop(&mut self) {
+        let ptr = self.0.as_ptr();
         // SAFETY: never published, so nobody else can see it.
-        unsafe { drop_raw(self.0.as_ptr()) }
+        drop_contained(|| unsafe { drop_raw(ptr) });
     }
+}
+
+/// Runs `drop`, a destructor of user data the map disposes of, containing a
+/// panic: the panic hook reports it, the map's call goes on (see "Panics in user
+/// code" on [`SyncMap`](crate::SyncMap)).
+pub(crate) fn drop_contained(drop: impl FnOnce()) {
+    let _ = std::panic::catch_unwind(core::panic::AssertUnwindSafe(drop));
 }
 
 /// Frees a cell whose value has been moved out.

@@ -341,7 +341,6 @@ fn mass_delete_gives_memory_back() {
 /// The check from the issue: after the mass delete the map's memory is within
 /// 10% of an empty map's.
 #[test]
-#[ignore = "BUG: fewer than MIN_COMPACTION_LEN (64) tombstones never compact: ~60 dead entries and a 256-bucket table stay"]
 fn mass_delete_returns_to_empty_map_footprint() {
     let _serial = SERIAL
         .lock()
@@ -382,7 +381,6 @@ fn footprint_after_two_promotions(map: SyncMap<u64, u64>) -> isize {
 /// never gives that memory back, and each promotion cycle costs O(capacity)
 /// rather than O(len).
 #[test]
-#[ignore = "BUG: with_capacity's hint sizes every dirty copy, not only the first: 11 keys hold a 100k-slot table"]
 fn with_capacity_sizes_only_the_first_dirty_table() {
     let _serial = SERIAL
         .lock()

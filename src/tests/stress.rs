@@ -308,8 +308,10 @@ fn mixed_operations_leave_an_exact_final_state() {
     assert_contents(&map, &expected, "after the mixed phase");
     let stats = map.stats();
     println!("mixed phase: {stats:?}");
+    // The run exercised the protocol's moving parts: new keys served from the
+    // delta, promotions merging it, tombstones purged.
     assert!(
-        stats.promotions > 0 && stats.misses > 0 && stats.dirty_copies > 0,
+        stats.promotions > 0 && stats.delta_reads > 0 && stats.tombstones_purged > 0,
         "{stats:?}"
     );
 
@@ -566,7 +568,7 @@ fn a_value_is_visible_to_every_thread_once_insert_returns() {
         "visibility: {} checks; {stats:?}",
         checks.load(Ordering::Relaxed)
     );
-    assert!(stats.promotions > 0 && stats.misses > 0, "{stats:?}");
+    assert!(stats.promotions > 0 && stats.delta_reads > 0, "{stats:?}");
     let published_len = map
         .pin()
         .iter()

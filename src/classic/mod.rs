@@ -1,0 +1,433 @@
+//! Go's `sync.Map` protocol, exactly: the baseline [`SyncMap`](crate::SyncMap)
+//! is measured against.
+//!
+//! [`ClassicSyncMap`] is the faithful port this crate shipped first: an immutable
+//! read table behind an atomic pointer; a mutex-protected *dirty* table holding
+//! every live key; a lookup that misses the read table while new keys exist takes
+//! the mutex and counts a miss; when misses reach the dirty table's size, the dirty
+//! table is published as the read table; and the first new key after a promotion
+//! copies the whole read table into a fresh dirty table. It inherits Go's two
+//! costs — reads of absent or new keys lock, and new keys after each promotion
+//! copy the table — which [`SyncMap`](crate::SyncMap) removes. It is kept so the
+//! performance lab can put both side by side, and for readers studying the classic
+//! design (`docs/design.md` describes both). Prefer `SyncMap`.
+//!
+//! # Examples
+//!
+//! ```
+//! use readmostly::classic::ClassicSyncMap;
+//!
+//! let map = ClassicSyncMap::new();
+//! map.insert("a", 1);
+//! assert_eq!(map.pin().get("a"), Some(&1));
+//! assert_eq!(map.stats().dirty_copies, 1); // the first new key built `dirty`
+//! ```
+
+mod protocol;
+mod read_ptr;
+
+#[cfg(test)]
+mod tests;
+
+use core::borrow::Borrow;
+use core::fmt;
+use core::hash::{BuildHasher, Hash};
+use core::marker::PhantomData;
+use std::collections::hash_map::RandomState;
+
+use crossbeam_utils::CachePadded;
+
+use read_ptr::ReadPtr;
+
+use crate::reclaim::{DefaultReclaim, Ledger, Reclaim};
+use crate::stats::{Counters, Stats};
+use crate::sync::{self, Arc, AtomicIsize, AtomicUsize, Mutex};
+use crate::sync_map::table::Table;
+use crate::LoadOrStore;
+
+/// Go's `sync.Map`, ported faithfully; see the [module docs](self).
+pub struct ClassicSyncMap<K, V, S = RandomState, R: Reclaim = DefaultReclaim> {
+    read_side: CachePadded<ReadSide<K, V, S, R>>,
+    write_side: CachePadded<WriteSide<K, V>>,
+    ledger: Arc<Ledger>,
+    _owns: PhantomData<(*const K, *const V)>,
+}
+
+struct ReadSide<K, V, S, R> {
+    read: ReadPtr<K, V>,
+    hasher: S,
+    reclaim: R,
+}
+
+struct WriteSide<K, V> {
+    dirty: Mutex<Dirty<K, V>>,
+    len: AtomicIsize,
+    tombstones: AtomicUsize,
+    counters: Counters,
+}
+
+/// The state behind the lock.
+struct Dirty<K, V> {
+    /// Present exactly while the read table is `amended`; then it holds every live
+    /// key: all non-expunged entries of `read` plus the new ones.
+    table: Option<Table<K, V>>,
+    /// Lookups that missed `read` and took the lock since the last promotion.
+    misses: usize,
+    /// From `with_capacity`: the first dirty table is sized for it.
+    capacity_hint: usize,
+}
+
+// SAFETY: as for `SyncMap`: the map owns its keys and values, which may be dropped
+// on the receiving thread.
+unsafe impl<K: Send, V: Send, S: Send, R: Reclaim> Send for ClassicSyncMap<K, V, S, R> {}
+
+// SAFETY: as for `SyncMap`: `&K`/`&V` are shared across threads, and values are
+// dropped on whichever thread removes or reclaims them.
+unsafe impl<K: Send + Sync, V: Send + Sync, S: Sync, R: Reclaim> Sync
+    for ClassicSyncMap<K, V, S, R>
+{
+}
+
+impl<K, V> ClassicSyncMap<K, V> {
+    /// An empty map with the default hasher and reclaimer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::classic::ClassicSyncMap;
+    ///
+    /// let map: ClassicSyncMap<u8, u8> = ClassicSyncMap::new();
+    /// assert!(map.is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Self::with_hasher_and_reclaim(RandomState::new(), DefaultReclaim::default())
+    }
+}
+
+impl<K, V> Default for ClassicSyncMap<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, V, S, R: Reclaim> ClassicSyncMap<K, V, S, R> {
+    /// An empty map with `hasher` and the reclaimer `reclaim`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::{classic::ClassicSyncMap, reclaim::CrossbeamEpoch};
+    /// use std::collections::hash_map::RandomState;
+    ///
+    /// let map = ClassicSyncMap::with_hasher_and_reclaim(RandomState::new(), CrossbeamEpoch);
+    /// map.insert(1, 2);
+    /// assert_eq!(map.len(), 1);
+    /// ```
+    pub fn with_hasher_and_reclaim(hasher: S, reclaim: R) -> Self {
+        ClassicSyncMap {
+            read_side: CachePadded::new(ReadSide {
+                read: ReadPtr::new(Table::new()),
+                hasher,
+                reclaim,
+            }),
+            write_side: CachePadded::new(WriteSide {
+                dirty: Mutex::new(Dirty {
+                    table: None,
+                    misses: 0,
+                    capacity_hint: 0,
+                }),
+                len: AtomicIsize::new(0),
+                tombstones: AtomicUsize::new(0),
+                counters: Counters::default(),
+            }),
+            ledger: Arc::new(Ledger::default()),
+            _owns: PhantomData,
+        }
+    }
+
+    /// Live keys, exact when no writer runs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::classic::ClassicSyncMap;
+    ///
+    /// let map = ClassicSyncMap::new();
+    /// map.insert('a', 1);
+    /// assert_eq!(map.len(), 1);
+    /// ```
+    pub fn len(&self) -> usize {
+        // Relaxed: a count that orders nothing.
+        self.write_side.len.load(crate::sync::Ordering::Relaxed).max(0) as usize
+    }
+
+    /// Whether [`len`](Self::len) is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::classic::ClassicSyncMap;
+    ///
+    /// assert!(ClassicSyncMap::<u8, u8>::new().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Protocol counters (`misses`, `dirty_copies`, `promotions`, …) and the
+    /// reclamation ledger.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::classic::ClassicSyncMap;
+    ///
+    /// let map = ClassicSyncMap::new();
+    /// map.insert(1, 1); // new key: copies `read` into a dirty table
+    /// map.pin().get(&1); // found in `dirty` under the lock: a miss, then promotion
+    /// let stats = map.stats();
+    /// assert_eq!((stats.misses, stats.promotions), (1, 1));
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.write_side.counters.snapshot(&self.ledger)
+    }
+
+    /// Asks the reclaimer to free what it can now; see
+    /// [`SyncMap::flush`](crate::SyncMap::flush).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::classic::ClassicSyncMap;
+    ///
+    /// let map: ClassicSyncMap<u8, u8> = ClassicSyncMap::new();
+    /// map.flush();
+    /// ```
+    pub fn flush(&self) {
+        self.read_side.reclaim.flush();
+    }
+}
+
+impl<K, V, S, R> ClassicSyncMap<K, V, S, R>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+    R: Reclaim,
+{
+    /// Pins the reclaimer; references from the handle live as long as it does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::classic::ClassicSyncMap;
+    ///
+    /// let map = ClassicSyncMap::new();
+    /// map.insert(1, "one");
+    /// assert_eq!(map.pin().get(&1), Some(&"one"));
+    /// ```
+    pub fn pin(&self) -> ClassicPinned<'_, K, V, S, R> {
+        ClassicPinned {
+            map: self,
+            guard: self.read_side.reclaim.pin(),
+        }
+    }
+
+    /// Inserts, returning a clone of the previous value (Go's `Swap`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::classic::ClassicSyncMap;
+    ///
+    /// let map = ClassicSyncMap::new();
+    /// assert_eq!(map.insert(1, 'a'), None);
+    /// assert_eq!(map.insert(1, 'b'), Some('a'));
+    /// ```
+    pub fn insert(&self, key: K, value: V) -> Option<V>
+    where
+        V: Clone,
+    {
+        self.pin().insert(key, value).cloned()
+    }
+
+    /// Removes, returning a clone of the value (Go's `LoadAndDelete`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::classic::ClassicSyncMap;
+    ///
+    /// let map = ClassicSyncMap::new();
+    /// map.insert(1, 'a');
+    /// assert_eq!(map.remove(&1), Some('a'));
+    /// ```
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        self.pin().remove(key).cloned()
+    }
+
+    /// Publishes the dirty table now (dropping removed keys' entries).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::classic::ClassicSyncMap;
+    ///
+    /// let map = ClassicSyncMap::new();
+    /// map.insert(1, 1);
+    /// map.promote();
+    /// assert_eq!(map.stats().promotions, 1);
+    /// ```
+    pub fn promote(&self) {
+        let guard = self.read_side.reclaim.pin();
+        self.promote_now(&guard);
+    }
+
+    /// Removes every key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::classic::ClassicSyncMap;
+    ///
+    /// let map = ClassicSyncMap::new();
+    /// map.insert(1, 1);
+    /// map.clear();
+    /// assert!(map.is_empty());
+    /// ```
+    pub fn clear(&self) {
+        let guard = self.read_side.reclaim.pin();
+        self.clear_tables(&guard);
+    }
+}
+
+/// A [`ClassicSyncMap`] with a reclamation guard held.
+pub struct ClassicPinned<'map, K, V, S, R: Reclaim> {
+    map: &'map ClassicSyncMap<K, V, S, R>,
+    guard: R::Guard<'map>,
+}
+
+impl<K, V, S, R> ClassicPinned<'_, K, V, S, R>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+    R: Reclaim,
+{
+    /// `key`'s value (Go's `Load`): lock-free if the read table has the key; takes
+    /// the lock and counts a miss if it does not and new keys are pending.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::classic::ClassicSyncMap;
+    ///
+    /// let map = ClassicSyncMap::new();
+    /// map.insert(String::from("k"), 1);
+    /// assert_eq!(map.pin().get("k"), Some(&1));
+    /// ```
+    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.map.hash(key);
+        let entry = self.map.lookup(&self.guard, hash, key)?;
+        // SAFETY: `self.guard` is held for as long as the returned borrow of `self`.
+        unsafe { entry.get() }
+    }
+
+    /// Inserts and returns the previous value (Go's `Swap`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::classic::ClassicSyncMap;
+    ///
+    /// let map = ClassicSyncMap::new();
+    /// assert_eq!(map.pin().insert(1, 'a'), None);
+    /// ```
+    pub fn insert(&self, key: K, value: V) -> Option<&V> {
+        self.map.swap(&self.guard, key, value)
+    }
+
+    /// Go's `LoadOrStore`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::{classic::ClassicSyncMap, LoadOrStore};
+    ///
+    /// let map = ClassicSyncMap::new();
+    /// assert_eq!(map.pin().get_or_insert(1, 'a'), LoadOrStore::Stored(&'a'));
+    /// ```
+    pub fn get_or_insert(&self, key: K, value: V) -> LoadOrStore<'_, V> {
+        let mut value = Some(value);
+        self.map.load_or_store(&self.guard, key, &mut || {
+            value.take().expect("load_or_store makes the value at most once")
+        })
+    }
+
+    /// Removes and returns the value (Go's `LoadAndDelete`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::classic::ClassicSyncMap;
+    ///
+    /// let map = ClassicSyncMap::new();
+    /// map.insert(1, 'a');
+    /// assert_eq!(map.pin().remove(&1), Some(&'a'));
+    /// ```
+    pub fn remove<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.remove_key(&self.guard, key)
+    }
+
+    /// The live entries (Go's `Range`, which promotes first if new keys are
+    /// pending).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::classic::ClassicSyncMap;
+    ///
+    /// let map = ClassicSyncMap::new();
+    /// map.insert(1, 10);
+    /// assert_eq!(map.pin().entries(), vec![(&1, &10)]);
+    /// ```
+    pub fn entries(&self) -> Vec<(&K, &V)> {
+        let table = self.map.promote_if_amended(&self.guard);
+        table
+            .iter()
+            // SAFETY: the table and its values are protected by `self.guard`.
+            .filter_map(|entry| Some((entry.key(), unsafe { entry.get() }?)))
+            .collect()
+    }
+}
+
+impl<K, V, S, R: Reclaim> Drop for ClassicSyncMap<K, V, S, R> {
+    fn drop(&mut self) {
+        // Exclusive access: no guard holds references into this map.
+        let read = self.read_side.read.take_exclusive();
+        let dirty = sync::lock(&self.write_side.dirty).table.take();
+        drop(dirty);
+        drop(read);
+    }
+}
+
+impl<K, V, S, R: Reclaim> fmt::Debug for ClassicSyncMap<K, V, S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClassicSyncMap")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,173 @@
+//! The delta table: the keys added since the last promotion, readable without a
+//! lock.
+//!
+//! An insert-only open-addressing table of entry pointers with linear probing.
+//! One writer at a time (the map's mutex) fills empty slots; readers probe with
+//! plain acquire loads and stop at the first empty slot. Because slots only ever go
+//! from empty to full — a removed key's entry stays, as a tombstone, until the next
+//! promotion builds a fresh read table and starts an empty delta — a key that was
+//! present when a reader started probing lies before the first empty slot on its
+//! probe path, and the reader finds it. Growth copies the entries into a table
+//! twice the size and publishes it through the root; the old one is retired.
+//!
+//! The load factor stays at most 1/2, so probe sequences stay short and every
+//! probe ends at an empty slot.
+
+use core::borrow::Borrow;
+use core::mem::{size_of, ManuallyDrop};
+
+use super::entry::Entry;
+use crate::sync::{Arc, AtomicPtr, Ordering};
+
+/// Keys added since the last promotion.
+pub(crate) struct Delta<K, V> {
+    /// Each non-null slot holds one strong reference (`Arc::into_raw`).
+    slots: Box<[AtomicPtr<Entry<K, V>>]>,
+    mask: usize,
+}
+
+/// The smallest delta: a map with no new keys pays 8 pointers for it.
+const MIN_CAPACITY: usize = 8;
+
+impl<K, V> Delta<K, V> {
+    /// An empty delta with room for `len` entries at load factor 1/2.
+    pub(crate) fn with_room_for(len: usize) -> Self {
+        let capacity = len
+            .saturating_mul(2)
+            .max(MIN_CAPACITY)
+            .checked_next_power_of_two()
+            .expect("delta capacity overflows usize");
+        Delta {
+            slots: (0..capacity)
+                .map(|_| AtomicPtr::new(core::ptr::null_mut()))
+                .collect(),
+            mask: capacity - 1,
+        }
+    }
+
+    /// Entries this delta can hold before it must grow.
+    pub(crate) fn room(&self) -> usize {
+        self.slots.len() / 2
+    }
+
+    /// Heap bytes of the slot array and the struct, for the reclamation ledger.
+    pub(crate) fn bytes(&self) -> usize {
+        size_of::<Self>() + self.slots.len() * size_of::<AtomicPtr<Entry<K, V>>>()
+    }
+
+    #[inline]
+    fn probe_start(&self, hash: u64) -> usize {
+        // The high bits: hashbrown uses the low ones for its own index, and a key's
+        // delta position should not correlate with its read-table position.
+        (hash >> 32) as usize & self.mask
+    }
+
+    /// Finds `key`'s entry. Lock-free; the returned reference lives as long as
+    /// this delta (which holds a strong reference to every entry in it).
+    #[inline]
+    pub(crate) fn find<Q>(&self, hash: u64, key: &Q) -> Option<&Entry<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let mut index = self.probe_start(hash);
+        loop {
+            // Acquire: pairs with the Release in `insert`, so the entry behind the
+            // pointer (its key, hash and first value) is initialized.
+            let ptr = self.slots[index].load(Ordering::Acquire);
+            if ptr.is_null() {
+                return None;
+            }
+            // SAFETY: a non-null slot holds a strong reference owned by this delta,
+            // which outlives the borrow of `self`.
+            let entry = unsafe { &*ptr };
+            if entry.hash == hash && entry.key().borrow() == key {
+                return Some(entry);
+            }
+            index = (index + 1) & self.mask;
+        }
+    }
+
+    /// Adds `entry`. Only the single writer (holding the map's lock) calls this,
+    /// only for a key not yet in the delta, and only while `len < room()`.
+    pub(crate) fn insert(&self, entry: Arc<Entry<K, V>>) {
+        let mut index = self.probe_start(entry.hash);
+        // Relaxed: only the lock holder writes slots, and the lock orders writers.
+        while !self.slots[index].load(Ordering::Relaxed).is_null() {
+            index = (index + 1) & self.mask;
+        }
+        // Release: publishes the entry's initialization to lock-free readers.
+        self.slots[index].store(Arc::into_raw(entry).cast_mut(), Ordering::Release);
+    }
+
+    /// The entries, in slot order. Lock-free; sees every entry inserted before the
+    /// call, and maybe some inserted during it.
+    pub(crate) fn iter(&self) -> Entries<'_, K, V> {
+        Entries {
+            slots: self.slots.iter(),
+        }
+    }
+
+    /// The entries as shared references, for building tables (writer only).
+    pub(crate) fn arcs(&self) -> impl Iterator<Item = Arc<Entry<K, V>>> + '_ {
+        self.slots.iter().filter_map(|slot| {
+            // Relaxed: the caller holds the lock, the only writer of slots.
+            let ptr = slot.load(Ordering::Relaxed);
+            (!ptr.is_null()).then(|| {
+                // SAFETY: the slot owns a strong reference; we borrow it without
+                // releasing it and hand out a new one.
+                let owned = ManuallyDrop::new(unsafe { Arc::from_raw(ptr) });
+                Arc::clone(&owned)
+            })
+        })
+    }
+
+    /// A delta with room for `len` entries holding the same entries (writer only).
+    pub(crate) fn grown(&self, len: usize) -> Self {
+        let grown = Delta::with_room_for(len);
+        for entry in self.arcs() {
+            grown.insert(entry);
+        }
+        grown
+    }
+}
+
+impl<K, V> Drop for Delta<K, V> {
+    fn drop(&mut self) {
+        for slot in self.slots.iter() {
+            // Relaxed: exclusive access (a delta is dropped after its grace period
+            // or with the map exclusively borrowed); loom's atomics lack `get_mut`.
+            let ptr = slot.load(Ordering::Relaxed);
+            if !ptr.is_null() {
+                // SAFETY: the slot's strong reference, released once.
+                drop(unsafe { Arc::from_raw(ptr) });
+            }
+        }
+    }
+}
+
+/// The entries of a [`Delta`], from [`Delta::iter`].
+pub(crate) struct Entries<'d, K, V> {
+    slots: core::slice::Iter<'d, AtomicPtr<Entry<K, V>>>,
+}
+
+impl<'d, K, V> Iterator for Entries<'d, K, V> {
+    type Item = &'d Entry<K, V>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        for slot in self.slots.by_ref() {
+            // Acquire: as in `Delta::find`.
+            let ptr = slot.load(Ordering::Acquire);
+            if !ptr.is_null() {
+                // SAFETY: a non-null slot holds a strong reference owned by the
+                // delta, which outlives 'd.
+                return Some(unsafe { &*ptr });
+            }
+        }
+        None
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.slots.len()))
+    }
+}
