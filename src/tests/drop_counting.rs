@@ -35,12 +35,10 @@ fn quiet(map: &Map) {
 /// Flushes until `map` has nothing pending and exactly `alive` tracked values
 /// are left, and checks that nothing was dropped twice.
 ///
-/// `pending == 0` alone is not enough: the map counts an object as freed just
-/// *before* running its destructor, which may be running on another thread
-/// (whichever collects), so for a moment the stats say "freed" while the value
-/// is still alive (see the ignored test
-/// `stats_count_a_value_as_freed_only_after_its_drop_ran`). Waiting for the
-/// ledger closes that window; a value never dropped still fails, by timeout.
+/// Waiting on the ledger as well as on `pending == 0` keeps these tests exact
+/// even if the map's accounting were to count a free before the destructor
+/// finished (it once did: `stats_count_a_value_as_freed_only_after_its_drop_ran`
+/// guards that); a value never dropped still fails, by timeout.
 #[track_caller]
 fn settle(map: &Map, ledger: &DropLedger, alive: usize) {
     quiet(map);
@@ -851,13 +849,10 @@ impl Drop for SlowDrop {
     }
 }
 
-/// `Stats::pending` counts retired objects "not freed yet", and the helpers
-/// above (`flush_until_quiet`) take `pending == 0` to mean every destructor has
-/// run. But each `free` function in `src/sync_map/garbage.rs` calls
-/// `ledger.record_free` *before* dropping the object, so while a retired value's
-/// destructor runs — on whichever thread collects — `stats()` already reports
-/// it freed. Recording after the drop (e.g. in `Retired::reclaim`, after the
-/// `catch_unwind`, so a panicking destructor is still counted) would fix it.
+/// `Stats::pending` counts retired objects "not freed yet", and
+/// `flush_until_quiet` takes `pending == 0` to mean every destructor has run: a
+/// value whose destructor is still running (on whichever thread collects) must
+/// still count as pending. (Regression: v1 recorded the free before the drop.)
 #[test]
 fn stats_count_a_value_as_freed_only_after_its_drop_ran() {
     let gate = Arc::new(Gate::default());

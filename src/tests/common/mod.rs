@@ -153,9 +153,8 @@ impl<T> Drop for Tracked<T> {
 /// Flushes the reclaimer until the map reports no pending garbage, or panics
 /// after `timeout` with the stats (a leak or a stuck guard).
 ///
-/// Caveat: the map counts an object as freed just before its destructor runs,
-/// possibly on another thread, so a destructor may still be running when this
-/// returns; to check drops, also wait on the drop ledger (`flush_until`).
+/// The map counts an object as freed once its destructor has run (wherever the
+/// collector ran it); drop-counting tests still wait on their ledger too.
 pub fn flush_until_quiet<K, V, S, R>(map: &SyncMap<K, V, S, R>, timeout: Duration)
 where
     K: Hash + Eq + Send + 'static,
