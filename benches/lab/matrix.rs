@@ -3,6 +3,9 @@
 //! them, with the runs of a cell interleaved across maps so that a noisy moment
 //! hits all of them alike.
 
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 
@@ -54,6 +57,28 @@ pub fn planned_latency_runs(cfg: &Config) -> u64 {
     per_dist * cfg.dists.len() as u64
 }
 
+/// Advances the progress bar by one map run. When the bar is hidden (stderr is
+/// not a terminal, as in a logged run), prints a plain progress line to stderr
+/// at most every 30 s instead.
+pub fn tick(progress: &ProgressBar) {
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    progress.inc(1);
+    if !progress.is_hidden() {
+        return;
+    }
+    let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
+    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+        *last = Some(Instant::now());
+        eprintln!(
+            "lab: {}/{} runs after {:.0} s · {}",
+            progress.position(),
+            progress.length().unwrap_or(0),
+            progress.elapsed().as_secs_f64(),
+            progress.message()
+        );
+    }
+}
+
 /// What one map run produced.
 enum Outcome {
     Throughput(RunResult),
@@ -92,7 +117,7 @@ impl<K: LabKey, S: LabHasher> Visit<K, S> for RunEach<'_, '_, K> {
             Outcome::Throughput(runner::run::<K, S, M, Untimed>(self.input, || Untimed).0)
         };
         self.out.push((M::name(), outcome));
-        self.progress.inc(1);
+        tick(self.progress);
     }
 }
 

@@ -85,7 +85,7 @@ impl<K: LabKey, S: LabHasher> Visit<K, S> for Measure<'_, '_, K> {
             churn_start,
             churn_peak,
         });
-        self.progress.inc(1);
+        crate::matrix::tick(self.progress);
     }
 }
 

@@ -16,7 +16,9 @@ use crate::maps::LabMap;
 use crate::ops::{Kind, Op};
 use crate::workloads::{Layout, Workload};
 
-/// Operations between two looks at the stop flag.
+/// Gets between two looks at the stop flag. Every write also looks: a write to
+/// a copy-on-write map copies the whole table (tens of milliseconds at 1M String
+/// keys), and a run must not overshoot its duration by a chunk of those.
 const CHUNK: usize = 16;
 /// The config-reload writer's period.
 pub const RELOAD_PERIOD: Duration = Duration::from_millis(10);
@@ -252,7 +254,8 @@ struct Counts {
     hits: u64,
 }
 
-/// Walks `ops` cyclically until `stop` (checked every [`CHUNK`] operations) or,
+/// Walks `ops` cyclically until `stop` (checked every [`CHUNK`] operations and
+/// after every write) or,
 /// in an exhaustible layout, until the thread's fresh keys run out.
 #[inline(never)]
 fn exec<K, S, M, P>(
@@ -316,6 +319,11 @@ where
                     }
                 }
                 c.ops += 1;
+                if !matches!(op.kind(), Kind::Get | Kind::GetOwn | Kind::GetRecent)
+                    && stop.load(Ordering::Relaxed)
+                {
+                    break 'run;
+                }
             }
             if stop.load(Ordering::Relaxed) {
                 break 'run;
