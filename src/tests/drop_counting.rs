@@ -416,7 +416,6 @@ fn get_or_insert_drops_the_unused_candidate_and_key() {
                     let mut stored = 0;
                     for k in 100..100 + KEYS {
                         let pinned = map.pin();
-                        // (`LoadOrStore` is `Copy` only for `V: Copy`.)
                         let (value, is_stored) =
                             match pinned.get_or_insert_with(ledger.track(k), || ledger.track(k)) {
                                 LoadOrStore::Loaded(value) => (value, false),
