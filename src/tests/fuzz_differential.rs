@@ -111,16 +111,27 @@ impl<Op: fmt::Display> fmt::Debug for Script<Op> {
     }
 }
 
-fn fuzz_config(cases: u32, regressions: &str) -> Config {
+/// Where proptest records the seeds of failures, per target.
+fn regressions_file(name: &str) -> &'static str {
+    match name {
+        "sync_map" => concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/tests/fuzz/regressions/sync_map.txt"
+        ),
+        "snapshot_map" => concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/tests/fuzz/regressions/snapshot_map.txt"
+        ),
+        other => panic!("no regressions file for {other}"),
+    }
+}
+
+fn fuzz_config(cases: u32, name: &str) -> Config {
     Config {
         cases,
         max_shrink_iters: 1024,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(Box::leak(
-            format!(
-                "{}/src/tests/fuzz/regressions/{regressions}.txt",
-                env!("CARGO_MANIFEST_DIR")
-            )
-            .into_boxed_str(),
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(regressions_file(
+            name,
         )))),
         ..Config::default()
     }
