@@ -82,6 +82,8 @@ mod snapshot_map;
 mod stats;
 mod sync;
 mod sync_map;
+#[cfg(test)]
+mod test_support;
 
 pub use snapshot_map::{
     Batch, Change, Changed, Diff, Snapshot, SnapshotIntoIter, SnapshotIter, SnapshotMap,

@@ -1,12 +1,12 @@
-//! The promotion rule (misses >= len(dirty)), `promote()`, and the
-//! tombstone-triggered compaction, checked with exact counts from `stats()`.
+//! The promotion rule (misses >= len(dirty)), the dirty copy, `promote()`, and
+//! the tombstone-triggered compaction (half of the read table, no minimum),
+//! checked with exact counts from `stats()`.
 
-use super::super::protocol::MIN_COMPACTION_LEN;
-use super::{flush_until_quiet, DropLog, Slot};
-use crate::SyncMap;
+use crate::classic::ClassicSyncMap;
+use crate::test_support::{flush_until_quiet, Counted, DropLog, Slot};
 
-fn map_with_dirty_keys(n: u32) -> SyncMap<u32, u32> {
-    let map = SyncMap::new();
+fn map_with_dirty_keys(n: u32) -> ClassicSyncMap<u32, u32> {
+    let map = ClassicSyncMap::new();
     for i in 0..n {
         assert_eq!(map.insert(i, i), None);
     }
@@ -152,8 +152,14 @@ fn first_new_key_after_promotion_copies_live_entries_and_expunges_deleted_ones()
     }
     assert_eq!(map.stats().dirty_copies, copies, "removes never copy");
     assert_eq!(map.dirty_len(), None);
+    assert_eq!(map.tombstones(), 3);
     assert_eq!(map.insert(100, 100), None);
     assert_eq!(map.stats().dirty_copies, copies + 1);
+    assert_eq!(
+        map.tombstones(),
+        0,
+        "the copy purged the 3 tombstones it counts"
+    );
     assert_eq!(map.dirty_len(), Some(8)); // 7 live + the new key
     for i in 0..10 {
         let expected = if [2, 5, 7].contains(&i) {
@@ -207,7 +213,7 @@ fn promote_publishes_pending_keys() {
 
 #[test]
 fn promote_on_an_empty_map() {
-    let map: SyncMap<u32, u32> = SyncMap::new();
+    let map: ClassicSyncMap<u32, u32> = ClassicSyncMap::new();
     map.promote();
     map.promote();
     assert!(!map.amended());
@@ -248,10 +254,11 @@ fn promote_drops_entries_of_removed_keys() {
 }
 
 #[test]
-fn removes_compact_once_tombstones_reach_half_of_a_large_table() {
+fn removes_compact_once_tombstones_reach_half_of_the_table() {
     let log = DropLog::new();
-    let n = MIN_COMPACTION_LEN as u32;
-    let map: SyncMap<super::Counted<u32>, u32> = SyncMap::new();
+    // Any size: compaction has no minimum (see `small_tables_compact_too`).
+    let n = 64;
+    let map: ClassicSyncMap<Counted<u32>, u32> = ClassicSyncMap::new();
     let mut key_ids = Vec::new();
     for i in 0..n {
         let key = log.make(i);
@@ -315,46 +322,52 @@ fn compaction_repeats_as_the_table_shrinks() {
     map.remove(&749);
     assert_eq!(map.stats().compactions, 2);
     assert_eq!(map.read_len(), 250);
-    // Down to MIN_COMPACTION_LEN, then no more compactions.
-    let mut next = 750;
-    while map.read_len() >= MIN_COMPACTION_LEN {
-        map.remove(&next);
-        next += 1;
+    // And on down to an empty table: tombstones never make up half of it.
+    for i in 750..n {
+        map.remove(&i);
+        let (read_len, live) = (map.read_len(), map.len());
+        assert!(
+            (read_len - live) * 2 < read_len || read_len == 0,
+            "{} tombstones in a read table of {read_len}",
+            read_len - live
+        );
         map.check_invariants();
     }
-    let compactions = map.stats().compactions;
-    assert!(map.read_len() < MIN_COMPACTION_LEN);
-    for i in next..n {
-        map.remove(&i);
-    }
-    assert_eq!(map.stats().compactions, compactions);
+    // 250 → 125 → 62 → 31 → 15 → 7 → 3 → 1 → 0.
+    assert_eq!(map.stats().compactions, 2 + 8);
+    assert_eq!(map.read_len(), 0);
     assert!(map.is_empty());
     map.check_invariants();
 }
 
+/// There is no minimum size for compaction (there was one, 64, which let up to
+/// 63 dead entries stay in a read table forever without new keys).
 #[test]
-fn small_tables_never_compact() {
-    let n = MIN_COMPACTION_LEN as u32 - 1;
+fn small_tables_compact_too() {
+    let n = 63;
     let map = map_with_dirty_keys(n);
     map.promote();
     for i in 0..n {
         assert_eq!(map.remove(&i), Some(i));
     }
-    assert_eq!(map.stats().compactions, 0);
-    assert_eq!(map.read_len(), n as usize);
+    // 63 → 31 → 15 → 7 → 3 → 1 → 0.
+    assert_eq!(map.stats().compactions, 6);
+    assert_eq!(map.read_len(), 0);
     assert!(map.is_empty());
     map.check_invariants();
-    // The next dirty copy leaves the tombstones out; the next promotion drops them.
+    // A single key removed from a single-entry table compacts it at once.
     assert_eq!(map.insert(1000, 0), None);
-    assert_eq!(map.dirty_len(), Some(1));
     map.promote();
     assert_eq!(map.read_len(), 1);
+    assert_eq!(map.remove(&1000), Some(0));
+    assert_eq!(map.stats().compactions, 7);
+    assert_eq!(map.read_len(), 0);
     map.check_invariants();
 }
 
 #[test]
 fn compaction_with_a_dirty_table_keeps_new_keys() {
-    let n = MIN_COMPACTION_LEN as u32;
+    let n = 64;
     let map = map_with_dirty_keys(n);
     map.promote();
     assert_eq!(map.insert(1000, 1000), None);
@@ -412,11 +425,10 @@ fn iteration_and_retain_promote_first() {
 /// The docs promise that "once removed keys make up half of the read table, the
 /// map rebuilds it without them". Removes made while a dirty table exists delete
 /// entries shared with it, and a promotion by misses carries those tombstones
-/// into the new read table — but resets the tombstone counter to 0, so they no
-/// longer count: here 51 of the 101 entries are tombstones and nothing compacts
-/// (it would take 51 more removes, leaving 100 of 101 entries dead).
+/// into the new read table: they must still count (a plain promotion keeps the
+/// tombstone count; it once reset it to 0, and here 51 of the 101 entries were
+/// then dead with nothing compacting).
 #[test]
-#[ignore = "BUG: promotion resets the tombstone count although the promoted dirty table carries the tombstones of removes made since the dirty copy"]
 fn tombstones_carried_by_a_promotion_count_toward_compaction() {
     let map = map_with_dirty_keys(100);
     map.promote();
@@ -425,6 +437,7 @@ fn tombstones_carried_by_a_promotion_count_toward_compaction() {
         assert_eq!(map.remove(&i), Some(i)); // 49 * 2 < 100: no compaction yet
     }
     assert_eq!(map.stats().compactions, 0);
+    assert_eq!(map.tombstones(), 49);
     let mut absent = 10_000;
     while map.amended() {
         assert_eq!(map.get_cloned(&absent), None); // promotion by misses
@@ -434,6 +447,11 @@ fn tombstones_carried_by_a_promotion_count_toward_compaction() {
         map.read_len(),
         101,
         "49 tombstones carried into the new read table"
+    );
+    assert_eq!(
+        map.tombstones(),
+        49,
+        "a promotion keeps the tombstone count"
     );
     assert_eq!(map.remove(&49), Some(49));
     assert_eq!(map.remove(&50), Some(50));

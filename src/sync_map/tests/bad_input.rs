@@ -8,6 +8,11 @@
 //!
 //! Also: a hasher under which every key collides, the empty map, a large map, and
 //! zero-sized values.
+//!
+//! The fixture holds keys in every state of the v2 protocol (live or a tombstone
+//! in the read table, live or a tombstone in the delta, dropped by a promotion,
+//! never inserted), and "unchanged" means every key's place and slot, the root's
+//! sizes and every protocol and ledger counter.
 
 use core::hash::{BuildHasher, Hash, Hasher};
 use std::collections::BTreeMap;
@@ -15,27 +20,40 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::{flush_until_quiet, Counted, DropLog, Slot};
+use super::super::protocol::MIN_PROMOTION_LEN;
+use super::Place;
+use crate::test_support::{flush_until, flush_until_quiet, Counted, DropLog, Slot};
 use crate::{LoadOrStore, SyncMap};
 
 /// A key (or value) whose `Hash` or `Eq` panics on demand.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 struct Evil {
     id: u32,
     panic_hash: bool,
     panic_eq: bool,
+    /// Hashes as this id instead of its own (a full-hash collision with that
+    /// key; the two still differ by `Eq`).
+    alias: Option<u32>,
+    /// `Eq` calls allowed before `Eq` panics.
+    eq_fuse: Option<Arc<AtomicUsize>>,
 }
 
 impl Hash for Evil {
     fn hash<H: Hasher>(&self, state: &mut H) {
         assert!(!self.panic_hash, "Hash panics on purpose");
-        self.id.hash(state);
+        self.alias.unwrap_or(self.id).hash(state);
     }
 }
 
 impl PartialEq for Evil {
     fn eq(&self, other: &Self) -> bool {
         assert!(!(self.panic_eq || other.panic_eq), "Eq panics on purpose");
+        for fuse in [&self.eq_fuse, &other.eq_fuse].into_iter().flatten() {
+            let burnt = fuse
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_err();
+            assert!(!burnt, "Eq panics on purpose (fuse burnt)");
+        }
         self.id == other.id
     }
 }
@@ -60,8 +78,7 @@ impl Fixture {
     fn key(&self, id: u32) -> Key {
         self.log.make(Evil {
             id,
-            panic_hash: false,
-            panic_eq: false,
+            ..Evil::default()
         })
     }
 
@@ -69,15 +86,26 @@ impl Fixture {
         self.log.make(Evil {
             id,
             panic_hash: true,
-            panic_eq: false,
+            ..Evil::default()
         })
     }
 
     fn eq_bomb(&self, id: u32) -> Key {
         self.log.make(Evil {
             id,
-            panic_hash: false,
             panic_eq: true,
+            ..Evil::default()
+        })
+    }
+
+    /// A new key (id `id`) whose hash collides with key `alias`'s, and whose `Eq`
+    /// panics on its `calls + 1`-th call.
+    fn fused_collider(&self, id: u32, alias: u32, calls: usize) -> Key {
+        self.log.make(Evil {
+            id,
+            alias: Some(alias),
+            eq_fuse: Some(Arc::new(AtomicUsize::new(calls))),
+            ..Evil::default()
         })
     }
 
@@ -86,10 +114,12 @@ impl Fixture {
     }
 
     /// A map with entries in every state, and its expected contents:
-    /// * 0..10 promoted into `read`, of which 3 removed before the dirty copy
-    ///   (expunged) and 4 removed after it (deleted, shared with `dirty`);
-    /// * 10..16 pending in `dirty`, of which 12 deleted by `remove_if` (a deleted
-    ///   entry in `dirty` only).
+    /// * 0..10 promoted into the read table, of which 3 removed and then dropped
+    ///   by a promotion (expunged in the retired root: absent from the current
+    ///   one) and 4 removed after it (a tombstone in the read table);
+    /// * 10..16 new keys in the delta, of which 12 deleted by `remove_if` (a
+    ///   tombstone in the delta);
+    /// * 99 never inserted.
     fn populated(&self) -> (EvilMap, BTreeMap<u32, u32>) {
         let map = EvilMap::new();
         let mut model = BTreeMap::new();
@@ -100,9 +130,10 @@ impl Fixture {
         }
         drop(pinned);
         map.promote();
-        let pinned = map.pin();
-        pinned.remove(&self.key(3));
+        map.pin().remove(&self.key(3));
         model.remove(&3);
+        map.promote();
+        let pinned = map.pin();
         for i in 10..16 {
             pinned.insert(self.key(i), self.val(i));
             model.insert(i, i);
@@ -112,28 +143,30 @@ impl Fixture {
         pinned.remove_if(&self.key(12), |_| true);
         model.remove(&12);
         drop(pinned);
-        assert_eq!(map.slots(&self.key(3)), (Some(Slot::Expunged), None));
+        assert_eq!(map.slot_of(&self.key(0)), Some(Place::Read(Slot::Live)));
+        assert_eq!(map.slot_of(&self.key(3)), None);
+        assert_eq!(map.slot_of(&self.key(4)), Some(Place::Read(Slot::Deleted)));
+        assert_eq!(map.slot_of(&self.key(11)), Some(Place::Delta(Slot::Live)));
         assert_eq!(
-            map.slots(&self.key(4)),
-            (Some(Slot::Deleted), Some(Slot::Deleted))
+            map.slot_of(&self.key(12)),
+            Some(Place::Delta(Slot::Deleted))
         );
-        assert_eq!(map.slots(&self.key(12)), (None, Some(Slot::Deleted)));
-        assert!(map.amended());
-        map.check_invariants();
+        assert_eq!(map.root_sizes(), (9, 6));
+        map.check_root();
         (map, model)
     }
 
     /// Everything about the map's state that an operation could change. With
-    /// `misses: false`, leaves out the miss counters (a lookup of a dirty key
-    /// counts a miss before an update closure runs).
-    fn fingerprint(&self, map: &EvilMap, misses: bool) -> impl PartialEq + core::fmt::Debug {
-        let slots: Vec<_> = (0..20).map(|i| map.slots(&self.key(i))).collect();
+    /// `sampled: false`, leaves out the sampled delta reads (a lookup that finds
+    /// a delta key may be sampled before an update closure runs).
+    fn fingerprint(&self, map: &EvilMap, sampled: bool) -> impl PartialEq + core::fmt::Debug {
+        let slots: Vec<_> = (0..20).map(|i| map.slot_of(&self.key(i))).collect();
         let stats = map.stats();
         (
             slots,
-            (map.read_len(), map.dirty_len(), map.amended(), map.len()),
-            misses.then(|| (map.pending_misses(), stats.misses)),
-            (stats.promotions, stats.compactions, stats.dirty_copies),
+            (map.root_sizes(), map.len()),
+            sampled.then(|| (map.promote_wanted(), stats.delta_reads)),
+            (stats.promotions, stats.compactions, stats.delta_growths),
             (
                 stats.values_retired,
                 stats.entries_retired,
@@ -157,7 +190,7 @@ impl Fixture {
     /// After a caught panic: the invariants hold, the contents are `model`, and
     /// every operation still works.
     fn assert_works(&self, map: &EvilMap, model: &mut BTreeMap<u32, u32>) {
-        map.check_invariants();
+        map.check_root();
         self.assert_contents(map, model);
         let pinned = map.pin();
         for (i, v) in [(3, 30), (4, 40), (12, 120), (50, 500), (1, 10)] {
@@ -176,9 +209,9 @@ impl Fixture {
         );
         model.insert(50, 501);
         drop(pinned);
-        map.check_invariants();
+        map.check_root();
         map.promote();
-        map.check_invariants();
+        map.check_root();
         let seen: BTreeMap<u32, u32> = map
             .pin()
             .iter()
@@ -269,35 +302,64 @@ fn assert_probe_panics_leave_map_unchanged(probe: fn(&Fixture, u32) -> Key, ids:
 
 #[test]
 fn panicking_hash_leaves_map_unchanged() {
-    // Keys in every state: live in read, expunged, deleted in both tables, live
-    // in dirty only, deleted in dirty only, absent.
+    // Keys in every state: live in the read table, dropped by a promotion, a
+    // tombstone in the read table, live in the delta, a tombstone in the delta,
+    // never inserted.
     assert_probe_panics_leave_map_unchanged(Fixture::hash_bomb, &[0, 3, 4, 11, 12, 99]);
 }
 
 #[test]
 fn panicking_eq_leaves_map_unchanged() {
-    // Eq runs only on a hash match, so only keys with an entry: in `read` it
-    // panics on the lock-free probe, in `dirty` under the lock (poisoning it).
-    assert_probe_panics_leave_map_unchanged(Fixture::eq_bomb, &[0, 3, 4, 11, 12]);
+    // Eq runs only on a hash match, so only keys with an entry in the current
+    // root (3's was dropped by a promotion): in the read table or the delta, live
+    // or a tombstone. Every probe is lock-free: Eq panics outside the lock.
+    assert_probe_panics_leave_map_unchanged(Fixture::eq_bomb, &[0, 4, 11, 12]);
 }
 
+/// Lookups never lock in v2, so user code runs under the writer lock only when a
+/// new key is checked against the root under the lock: a key that collides with
+/// an existing one (same full hash) and whose `Eq` panics on its second call —
+/// the first on the lock-free probe, the second under the lock, poisoning it.
 #[test]
 fn poisoned_lock_is_ignored() {
     let f = Fixture::new();
     let (map, mut model) = f.populated();
-    for _ in 0..3 {
-        // A dirty-only key: Eq panics while the lock is held.
-        let result = catch_unwind(AssertUnwindSafe(|| map.pin().get(&f.eq_bomb(11)).is_some()));
-        assert!(result.is_err());
+    let inserts: [KeyCase; 4] = [
+        ("insert", |f, m, k| {
+            m.pin().insert(k, f.val(0));
+        }),
+        ("insert_owned", |f, m, k| {
+            m.insert(k, f.val(0));
+        }),
+        ("get_or_insert", |f, m, k| {
+            m.pin().get_or_insert(k, f.val(0));
+        }),
+        ("get_or_insert_with", |f, m, k| {
+            m.pin().get_or_insert_with(k, || f.val(0));
+        }),
+    ];
+    let before = f.fingerprint(&map, true);
+    // Colliding with a key of the read table and with one of the delta.
+    for alias in [0, 11] {
+        for (name, insert) in inserts {
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                insert(&f, &map, f.fused_collider(200, alias, 1));
+            }));
+            assert!(
+                result.is_err(),
+                "{name} colliding with {alias}: expected a panic"
+            );
+            assert_eq!(f.fingerprint(&map, true), before, "{name} changed the map");
+        }
     }
-    assert!(map.write_side.dirty.is_poisoned());
+    assert!(map.write_side.writer.is_poisoned());
     f.assert_works(&map, &mut model);
     // New keys (which take the lock) still work.
     for i in 100..110 {
         map.pin().insert(f.key(i), f.val(i));
         model.insert(i, i);
     }
-    map.check_invariants();
+    map.check_root();
     for i in 100..110 {
         assert_eq!(map.pin().get(&f.key(i)).map(|v| v.payload), Some(i));
     }
@@ -354,12 +416,14 @@ fn panicking_remove_if_closure_leaves_map_unchanged() {
 
 #[test]
 fn panicking_get_or_insert_with_closure_leaves_key_absent() {
-    // Deleted in read and dirty (lock-free path), deleted in dirty only (locked
-    // path), absent (locked path, new key).
-    for id in [4, 12, 99] {
+    // A tombstone in the read table or in the delta (lock-free path: the value is
+    // made for the CAS), dropped by a promotion or never inserted (locked path:
+    // the value is made before the lock).
+    for id in [3, 4, 12, 99] {
         let f = Fixture::new();
         let (map, mut model) = f.populated();
         let before = f.fingerprint(&map, false);
+        let locks = map.audit_locks();
         let result = catch_unwind(AssertUnwindSafe(|| {
             map.pin()
                 .get_or_insert_with(f.key(id), || panic!("make panics on purpose"));
@@ -370,26 +434,14 @@ fn panicking_get_or_insert_with_closure_leaves_key_absent() {
             before,
             "get_or_insert_with of {id}"
         );
+        assert_eq!(map.audit_locks(), locks, "`make` ran under the lock");
         f.assert_works(&map, &mut model);
         f.finish(map);
     }
-    // Expunged: the locked path revives the entry (as deleted, back in `dirty`)
-    // before calling `make`; the key stays absent and the invariants hold.
-    let f = Fixture::new();
-    let (map, mut model) = f.populated();
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        map.pin()
-            .get_or_insert_with(f.key(3), || panic!("make panics on purpose"));
-    }));
-    assert!(result.is_err());
-    assert_eq!(map.pin().get(&f.key(3)), None);
-    assert_ne!(map.slots(&f.key(3)).0, Some(Slot::Live));
-    f.assert_works(&map, &mut model);
-    f.finish(map);
 }
 
 #[test]
-fn panicking_get_or_insert_with_on_a_fresh_map_creates_no_dirty_table() {
+fn panicking_get_or_insert_with_on_a_fresh_map_creates_no_entry() {
     let f = Fixture::new();
     let map = EvilMap::new();
     let result = catch_unwind(AssertUnwindSafe(|| {
@@ -397,11 +449,11 @@ fn panicking_get_or_insert_with_on_a_fresh_map_creates_no_dirty_table() {
             .get_or_insert_with(f.key(1), || panic!("make panics on purpose"));
     }));
     assert!(result.is_err());
-    assert_eq!(map.dirty_len(), None);
-    assert!(!map.amended());
-    assert_eq!(map.stats().dirty_copies, 0);
+    assert_eq!(map.root_sizes(), (0, 0));
+    assert_eq!(map.audit_locks(), 0, "`make` runs before the lock");
+    assert_eq!(map.stats(), crate::Stats::default());
     assert!(map.is_empty());
-    map.check_invariants();
+    map.check_root();
     assert!(map
         .pin()
         .get_or_insert_with(f.key(1), || f.val(1))
@@ -416,14 +468,14 @@ fn panicking_value_eq_in_compare_exchange_leaves_map_unchanged() {
     let evil = |id, panic_eq| {
         log.make(Evil {
             id,
-            panic_hash: false,
             panic_eq,
+            ..Evil::default()
         })
     };
     let map: SyncMap<u32, Counted<Evil>> = SyncMap::new();
     map.pin().insert(1, evil(1, false));
     map.promote();
-    map.pin().insert(2, evil(2, false)); // in dirty
+    map.pin().insert(2, evil(2, false)); // in the delta
     for key in [1, 2] {
         let result = catch_unwind(AssertUnwindSafe(|| {
             let _ = map
@@ -432,7 +484,7 @@ fn panicking_value_eq_in_compare_exchange_leaves_map_unchanged() {
         }));
         assert!(result.is_err());
         assert_eq!(map.pin().get(&key).map(|v| v.payload.id), Some(key));
-        map.check_invariants();
+        map.check_root();
     }
     assert_eq!(map.stats().values_retired, 0);
     let pinned = map.pin();
@@ -458,7 +510,7 @@ fn panicking_retain_closure_leaves_a_consistent_map() {
         });
     }));
     assert!(result.is_err());
-    map.check_invariants();
+    map.check_root();
     // Each removal is atomic on its own: 4 keys removed, the rest intact.
     let mut remaining = BTreeMap::new();
     for (&k, &v) in &model {
@@ -512,7 +564,7 @@ fn panicking_clone_in_get_cloned_releases_the_guard() {
     );
     let result = catch_unwind(AssertUnwindSafe(|| map.get_cloned(&1)));
     assert!(result.is_err());
-    map.check_invariants();
+    map.check_root();
     assert_eq!(map.get_cloned(&2).map(|v| v.value), Some(2));
     // The guard pinned by get_cloned was released on unwind: garbage retired now
     // can be freed.
@@ -562,7 +614,7 @@ fn panicking_clone_after_owned_insert_or_remove_keeps_the_change() {
     assert!(result.is_err());
     assert_eq!(map.pin().get(&2), None);
     assert_eq!(map.len(), 1);
-    map.check_invariants();
+    map.check_root();
     flush_until_quiet(&map);
 }
 
@@ -628,7 +680,7 @@ where
 fn panicking_value_drop_is_contained() {
     let b = Bombs::new();
     let map = b.map(40);
-    map.pin().insert(b.make(100), b.make(100)); // a dirty table too
+    map.pin().insert(b.make(100), b.make(100)); // a delta key too
     contained(&b, &map, "overwrite", || {
         map.pin().insert(b.probe(1), b.log.make(1001));
     });
@@ -651,16 +703,16 @@ fn panicking_value_drop_is_contained() {
     contained(&b, &map, "retain", || {
         map.retain(|k, _| k.payload != 6);
     });
-    contained(&b, &map, "remove of a dirty key", || {
+    contained(&b, &map, "remove of a delta key", || {
         map.pin().remove(&b.probe(100));
     });
-    map.check_invariants();
+    map.check_root();
     assert_eq!(map.len(), 41 - 4);
     assert_eq!(map.pin().get(&b.probe(1)).map(|v| v.payload), Some(1001));
     assert_eq!(map.pin().get(&b.probe(3)).map(|v| v.payload), Some(1003));
     contained(&b, &map, "clear", || map.clear());
     assert!(map.is_empty());
-    map.check_invariants();
+    map.check_root();
     // Still usable.
     map.pin().insert(b.log.make(7), b.log.make(7));
     assert_eq!(map.pin().get(&b.probe(7)).map(|v| v.payload), Some(7));
@@ -684,41 +736,41 @@ fn panicking_drop_in_map_drop_is_contained() {
 #[test]
 fn panicking_key_drop_is_contained() {
     let b = Bombs::new();
-    let map = b.map(MIN as u32 + 10);
-    // Removed keys leave the tables at the next promotion (their entries are
-    // freed by the reclaimer), or by a tombstone compaction.
+    const N: u32 = 74;
+    let map = b.map(N);
+    // Removed keys leave the root at the next promotion (their entries are freed
+    // by the reclaimer with the retired root), or by a tombstone compaction.
     contained(&b, &map, "remove + promote", || {
         map.pin().remove(&b.probe(0));
         map.promote();
     });
-    contained(&b, &map, "remove of a dirty key", || {
+    contained(&b, &map, "remove of a delta key + promote", || {
         map.pin().insert(b.make(500), b.log.make(500));
         map.pin().remove(&b.probe(500));
+        map.promote();
     });
     contained(&b, &map, "tombstone compaction", || {
-        for i in 1..=(MIN as u32 + 10) / 2 + 1 {
+        // Tombstones reach half of the 73 entries at the 37th remove.
+        for i in 1..=N / 2 + 1 {
             map.pin().remove(&b.probe(i));
         }
     });
     assert!(map.stats().compactions >= 1);
-    map.check_invariants();
+    map.check_root();
     contained(&b, &map, "clear", || map.clear());
     assert!(map.is_empty());
-    map.check_invariants();
+    map.check_root();
     map.pin().insert(b.make(1), b.make(1));
     assert_eq!(map.len(), 1);
     drop(map);
     b.log.flush_until_all_dropped();
 }
 
-const MIN: usize = super::super::protocol::MIN_COMPACTION_LEN;
-
 /// `insert` of a present key keeps the stored key and drops the one passed in;
 /// `get_or_insert` of a present key drops the key and the value passed in. The
 /// doc promises that a panicking `Drop` of a key or value the map drops "on
 /// overwrite" is contained; these drops happen on the caller's thread.
 #[test]
-#[ignore = "BUG: insert/get_or_insert of a present key drop the caller's surplus key/value in place; a Drop panic propagates, contrary to the doc"]
 fn panicking_drop_of_surplus_argument_is_contained() {
     let b = Bombs::new();
     let map = b.map(4);
@@ -733,6 +785,20 @@ fn panicking_drop_of_surplus_argument_is_contained() {
             map.pin().get_or_insert(b.make(2), b.log.make(20));
         },
     );
+    drop(map);
+    b.log.flush_until_all_dropped();
+}
+
+/// The third surplus argument of the test above, on its own: `get_or_insert`'s
+/// value when the key is present. `Pinned::get_or_insert` keeps the value in an
+/// `Option` captured by the `make` closure it hands to `load_or_store`; when the
+/// key is present the value is never taken, and the `Option` is dropped at the
+/// end of `get_or_insert`, outside `drop_contained`, so its panic propagates.
+#[test]
+#[ignore = "BUG: get_or_insert of a present key drops the unused value in Pinned::get_or_insert itself, not contained: a Drop panic propagates"]
+fn panicking_drop_of_surplus_value_is_contained() {
+    let b = Bombs::new();
+    let map = b.map(4);
     contained(
         &b,
         &map,
@@ -769,7 +835,7 @@ fn surplus_argument_drop_panic_leaves_map_consistent() {
     b.arm(false);
     assert_eq!(map.pin().get(&b.probe(2)).map(|v| v.payload), Some(2));
     assert_eq!(map.pin().get(&b.probe(3)).map(|v| v.payload), Some(3));
-    map.check_invariants();
+    map.check_root();
     assert_eq!(map.len(), 4);
     flush_until_quiet(&map);
     drop(map);
@@ -811,10 +877,17 @@ fn constant_hasher_every_key_collides() {
     }
     assert_eq!(map.len(), N as usize);
     for i in 0..N {
-        assert_eq!(map.get_cloned(&i), Some(i), "dirty lookup {i}");
+        assert_eq!(map.get_cloned(&i), Some(i), "lookup {i}");
     }
-    assert_eq!(map.stats().promotions, 1, "N misses promoted");
-    map.check_invariants();
+    // The delta was merged into the read table as it grew.
+    let (read, delta) = map.root_sizes();
+    assert!(map.stats().promotions >= 1);
+    assert_eq!(read + delta, N as usize);
+    assert!(
+        delta <= (read / 2).max(MIN_PROMOTION_LEN),
+        "({read}, {delta})"
+    );
+    map.check_root();
     let pinned = map.pin();
     for i in (0..N).step_by(3) {
         assert_eq!(pinned.remove(&i), Some(&i));
@@ -841,13 +914,13 @@ fn constant_hasher_every_key_collides() {
         assert_eq!(pinned.remove(&i), None);
     }
     drop(pinned);
-    map.check_invariants();
+    map.check_root();
     let seen: BTreeMap<u32, u32> = map.pin().iter().map(|(k, v)| (*k, *v)).collect();
     assert_eq!(seen, model);
     map.retain(|k, _| k % 2 == 0);
     model.retain(|k, _| k % 2 == 0);
     map.promote();
-    map.check_invariants();
+    map.check_root();
     for i in 0..N + 100 {
         assert_eq!(map.get_cloned(&i), model.get(&i).copied(), "key {i}");
     }
@@ -858,7 +931,7 @@ fn constant_hasher_every_key_collides() {
 fn empty_map_every_operation() {
     let map: SyncMap<String, u32> = SyncMap::new();
     let check = |map: &SyncMap<String, u32>| {
-        map.check_invariants();
+        map.check_root();
         assert!(map.is_empty());
         assert_eq!(map.len(), 0);
     };
@@ -897,7 +970,11 @@ fn empty_map_every_operation() {
     assert_eq!(format!("{map:?}"), "{}");
     let stats = map.stats();
     assert_eq!(
-        (stats.misses, stats.values_retired, stats.entries_retired),
+        (
+            stats.delta_reads,
+            stats.values_retired,
+            stats.entries_retired
+        ),
         (0, 0, 0)
     );
     // A key inserted then removed leaves an empty map behind.
@@ -905,7 +982,7 @@ fn empty_map_every_operation() {
     assert_eq!(map.remove("a"), Some(1));
     check(&map);
     map.promote();
-    assert_eq!(map.read_len(), 0);
+    assert_eq!(map.root_sizes(), (0, 0));
     check(&map);
     // And dropping an empty map is fine.
     drop(map);
@@ -918,14 +995,22 @@ fn large_map_get_and_remove() {
     const N: u64 = 200_000;
     let map: SyncMap<u64, u64> = (0..N).map(|i| (i, i * 2)).collect();
     assert_eq!(map.len(), N as usize);
-    assert!(!map.amended());
+    assert_eq!(
+        map.root_sizes(),
+        (N as usize, 0),
+        "collected maps are promoted"
+    );
     let pinned = map.pin();
     for i in 0..N {
         assert_eq!(pinned.get(&i), Some(&(i * 2)));
     }
     assert_eq!(pinned.get(&N), None);
     drop(pinned);
-    assert_eq!(map.stats().misses, 0, "collected maps are promoted");
+    assert_eq!(
+        map.stats().delta_reads,
+        0,
+        "every key served by the read table"
+    );
     for i in (0..N).filter(|i| i % 4 != 0) {
         assert_eq!(map.remove(&i), Some(i * 2));
     }
@@ -940,7 +1025,7 @@ fn large_map_get_and_remove() {
         assert_eq!(pinned.get(&i).copied(), (i % 4 == 0).then_some(i * 2));
     }
     drop(pinned);
-    map.check_invariants();
+    map.check_root();
 }
 
 /// Zero-sized values get distinct cells: compare-and-swap on them must still
@@ -980,21 +1065,19 @@ fn zero_sized_values() {
         assert_eq!(map.stats().values_retired, 4);
     }
     map.promote();
-    map.check_invariants();
+    map.check_root();
     drop(map);
-    super::flush_until("every Unit dropped", || {
+    flush_until("every Unit dropped", || {
         DROPS.load(Ordering::Relaxed) == MADE.load(Ordering::Relaxed)
     });
 }
 
-/// `get_or_insert_with` runs `make` while holding the map's lock whenever it
-/// takes the locked path (a new key, an expunged key, a key pending in `dirty`).
-/// A `make` that touches the map's locked paths — a memoized recursive function,
-/// a cache filling a dependency — then deadlocks (std's `Mutex` is not
-/// reentrant), and a slow `make` blocks every miss and new key meanwhile. The
-/// docs do not say `make` must not use the map.
+/// `get_or_insert_with` makes the value before it takes the map's lock, so a
+/// `make` that uses the map itself — a memoized recursive function, a cache
+/// filling a dependency — works (std's `Mutex` is not reentrant: a `make` run
+/// under the lock would deadlock here). The docs do not say `make` must not use
+/// the map. (The channel's timeout turns a deadlock into a failure, not a hang.)
 #[test]
-#[ignore = "BUG: get_or_insert_with calls `make` under the map's lock: a `make` that inserts into the same map deadlocks"]
 fn get_or_insert_with_make_may_use_the_map() {
     use std::sync::mpsc;
     use std::time::Duration;

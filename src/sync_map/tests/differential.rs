@@ -2,9 +2,11 @@
 //! `SyncMap` and on `std::collections::HashMap`, compared after every step, with
 //! the map's invariants checked after every step too.
 //!
-//! The key space is small (16 keys) so that operations keep hitting keys that were
-//! just removed, expunged by a dirty copy, or are pending in the dirty table, and
-//! `promote()` is forced at arbitrary points.
+//! The key space is small (16 keys) so that operations keep hitting keys in every
+//! state of the v2 protocol — live or a tombstone in the read table, live or a
+//! tombstone in the delta, dropped by a promotion (expunged in a retired root) —
+//! and `promote()` is forced at arbitrary points (removes also promote by
+//! themselves once tombstones reach half of the root).
 
 use core::borrow::Borrow;
 use core::fmt::Debug;
@@ -14,7 +16,8 @@ use std::collections::{HashMap, HashSet};
 
 use proptest::prelude::*;
 
-use super::{flush_until_quiet, Counted, DropLog};
+use super::Place;
+use crate::test_support::{flush_until_quiet, Counted, DropLog, Slot};
 use crate::{LoadOrStore, SyncMap};
 
 const KEYS: u8 = 16;
@@ -186,13 +189,25 @@ fn run<T: Flavor>(kind: &T, ops: &[Op])
 where
     T::K: Borrow<T::Q>,
 {
+    run_checked(kind, ops, |_, _| {});
+}
+
+/// [`run`], calling `after_step(step, map)` after each step's own checks.
+fn run_checked<T: Flavor>(
+    kind: &T,
+    ops: &[Op],
+    mut after_step: impl FnMut(usize, &SyncMap<T::K, T::V>),
+) where
+    T::K: Borrow<T::Q>,
+{
     let map: SyncMap<T::K, T::V> = SyncMap::new();
     let mut model: HashMap<u8, u32> = HashMap::new();
     for (step, op) in ops.iter().enumerate() {
         apply(kind, &map, &mut model, op);
-        map.check_invariants();
+        map.check_root();
         assert_eq!(map.len(), model.len(), "len after step {step}: {op:?}");
         assert_eq!(map.is_empty(), model.is_empty());
+        after_step(step, &map);
     }
     for k in 0..KEYS {
         let probe = kind.key(k);
@@ -445,7 +460,7 @@ proptest! {
             let mut model = HashMap::new();
             for op in &ops {
                 apply(&kind, &map, &mut model, op);
-                map.check_invariants();
+                map.check_root();
                 prop_assert_eq!(map.len(), model.len());
             }
             flush_until_quiet(&map);
@@ -458,41 +473,67 @@ proptest! {
     }
 }
 
-/// A regression-style sequence exercising the interesting transitions in order:
-/// dirty-only key removed, deleted read key expunged by a copy, revived by each
-/// kind of insert, compare_exchange across promotion.
+/// A regression-style sequence walking a key through every state of the v2
+/// protocol in order — live and tombstone in the read table, live and tombstone
+/// in the delta, revived in place by each kind of insert, dropped by a promotion
+/// and re-inserted as a new entry — with the state checked after every step.
 #[test]
 fn differential_scripted_transitions() {
     use Op::*;
-    let ops = [
-        Insert(1, 1),
-        Insert(2, 2),
-        Remove(1), // dirty-only: leaves `dirty`
-        Promote,
-        Remove(2),         // read: tombstone
-        Insert(3, 3),      // dirty copy expunges 2
-        GetOrInsert(2, 4), // revive via get_or_insert
-        Remove(2),
-        Promote,
-        Insert(4, 4),
-        InsertOwned(2, 5), // 2 expunged again by the copy; revive via insert
-        CompareExchange {
-            key: 2,
-            expected: Some(5),
-            new: 6,
-        },
-        RemoveIf(3, 9),
-        Update(2, 1),
-        Iter,
-        GetOrInsertWith(3, 7),
-        HoldAcrossWrites(4, 1),
-        ClearPinned,
-        Insert(2, 1),
-        Retain(3),
-        Len,
+    use Place::{Delta, Read};
+    use Slot::{Deleted, Live};
+    let script = [
+        (Insert(0, 0), 0, Some(Delta(Live))),
+        (Insert(1, 1), 1, Some(Delta(Live))),
+        (Insert(2, 2), 2, Some(Delta(Live))),
+        (Insert(3, 3), 3, Some(Delta(Live))),
+        (Insert(4, 4), 4, Some(Delta(Live))),
+        (Insert(5, 5), 5, Some(Delta(Live))),
+        (Promote, 2, Some(Read(Live))),
+        (Remove(2), 2, Some(Read(Deleted))), // 1 tombstone of 6 entries
+        (Insert(7, 7), 7, Some(Delta(Live))),
+        (Remove(7), 7, Some(Delta(Deleted))),      // 2 of 7
+        (GetOrInsert(2, 4), 2, Some(Read(Live))),  // revived in place, lock-free
+        (InsertOwned(7, 8), 7, Some(Delta(Live))), // revived in place
+        (Remove(2), 2, Some(Read(Deleted))),       // 3 of 7: still below half
+        (Promote, 2, None),                        // expunged in the retired root, dropped
+        (InsertOwned(2, 5), 2, Some(Delta(Live))), // a new entry, through the lock
+        (
+            CompareExchange {
+                key: 2,
+                expected: Some(5),
+                new: 6,
+            },
+            2,
+            Some(Delta(Live)),
+        ),
+        (RemoveIf(3, 9), 3, Some(Read(Deleted))),
+        (Update(2, 1), 2, Some(Delta(Live))),
+        (Iter, 3, Some(Read(Deleted))),
+        (GetOrInsertWith(3, 7), 3, Some(Read(Live))),
+        (HoldAcrossWrites(4, 1), 4, None), // removed, then promoted away
+        (ClearPinned, 2, None),
+        (Insert(2, 1), 2, Some(Delta(Live))),
+        (Retain(3), 2, None), // (2 + 1) % 3 == 0: removed, and 1 of 1 compacts
+        (Len, 2, None),
     ];
-    run(&IntKeys, &ops);
-    run(&StringKeys, &ops);
+    let ops: Vec<Op> = script.iter().map(|(op, _, _)| op.clone()).collect();
+    fn check<T: Flavor>(kind: &T, script: &[(Op, u8, Option<Place>)], ops: &[Op])
+    where
+        T::K: Borrow<T::Q>,
+    {
+        run_checked(kind, ops, |step, map| {
+            let (op, key, expected) = &script[step];
+            let probe = kind.key(*key);
+            assert_eq!(
+                map.slot_of(T::borrow(&probe)),
+                *expected,
+                "key {key} after step {step}: {op:?}"
+            );
+        });
+    }
+    check(&IntKeys, &script, &ops);
+    check(&StringKeys, &script, &ops);
 }
 
 /// As with `HashMap`, overwriting keeps the key the entry was created with (and
@@ -506,10 +547,10 @@ fn existing_key_keeps_its_original_key_value() {
     map.insert(first, 1);
     let second = log.make(1);
     let second_id = second.id;
-    assert_eq!(map.insert(second, 2), Some(1)); // in `dirty`
+    assert_eq!(map.insert(second, 2), Some(1)); // in the delta
     assert!(log.is_dropped(second_id));
     map.promote();
-    assert_eq!(map.insert(log.make(1), 3), Some(2)); // in `read`
+    assert_eq!(map.insert(log.make(1), 3), Some(2)); // in the read table
     assert!(map.pin().get_or_insert(log.make(1), 4).value() == &3);
     let pinned = map.pin();
     let (key, value) = pinned.get_key_value(&log.make(1)).unwrap();

@@ -1,0 +1,279 @@
+//! Helpers shared by the unit tests of both maps (`sync_map/tests/` for
+//! [`SyncMap`], `classic/tests/` for [`ClassicSyncMap`]): a drop-counting value
+//! type with a per-test log, flush helpers for the reclaimer, a small PRNG, and
+//! the state of an entry's slot.
+//!
+//! (The integration targets in `src/tests/` have their own helpers in
+//! `src/tests/common/`: they see only the public API, and this module is compiled
+//! only into the crate's unit tests.)
+#![cfg(not(loom))]
+
+use core::fmt;
+use core::hash::{Hash, Hasher};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::classic::ClassicSyncMap;
+use crate::reclaim::{DefaultReclaim, Reclaim};
+use crate::sync_map::entry::Entry;
+use crate::sync_map::value;
+use crate::{Stats, SyncMap};
+
+/// How long a flush helper waits for garbage to be freed before failing. Generous:
+/// the crossbeam-epoch collector is global, so a test running in parallel that
+/// holds a guard delays every free in the process.
+pub(crate) const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What an entry's slot holds (the entry type is shared by both protocols).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slot {
+    Live,
+    /// A tombstone: removed, the entry still in its table.
+    Deleted,
+    /// Deleted and dropped from the map's tables (see `sync_map/entry.rs`).
+    Expunged,
+}
+
+impl Slot {
+    pub(crate) fn of<K, V>(entry: &Entry<K, V>) -> Slot {
+        let ptr = entry.load();
+        if ptr.is_null() {
+            Slot::Deleted
+        } else if ptr == value::expunged() {
+            Slot::Expunged
+        } else {
+            Slot::Live
+        }
+    }
+}
+
+/// A map whose garbage the flush helpers can wait for.
+pub(crate) trait Garbage {
+    fn flush(&self);
+    fn stats(&self) -> Stats;
+}
+
+impl<K, V, S, R: Reclaim> Garbage for SyncMap<K, V, S, R> {
+    fn flush(&self) {
+        SyncMap::flush(self);
+    }
+    fn stats(&self) -> Stats {
+        SyncMap::stats(self)
+    }
+}
+
+impl<K, V, S, R: Reclaim> Garbage for ClassicSyncMap<K, V, S, R> {
+    fn flush(&self) {
+        ClassicSyncMap::flush(self);
+    }
+    fn stats(&self) -> Stats {
+        ClassicSyncMap::stats(self)
+    }
+}
+
+/// Flushes the reclaimer until `map` reports no pending garbage; fails after
+/// [`FLUSH_TIMEOUT`] with the stats (a leak, or a guard that is never dropped).
+pub(crate) fn flush_until_quiet(map: &impl Garbage) {
+    let start = Instant::now();
+    loop {
+        map.flush();
+        if map.stats().pending == 0 {
+            return;
+        }
+        assert!(
+            start.elapsed() < FLUSH_TIMEOUT,
+            "garbage still pending after {FLUSH_TIMEOUT:?}: {:?}",
+            map.stats()
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// Flushes the default reclaimer until `done()` holds (for garbage left by a map
+/// that is gone); fails after [`FLUSH_TIMEOUT`].
+pub(crate) fn flush_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    let reclaim = DefaultReclaim::default();
+    while !done() {
+        reclaim.flush();
+        assert!(
+            start.elapsed() < FLUSH_TIMEOUT,
+            "{what}: not reached after {FLUSH_TIMEOUT:?}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// A per-test record of [`Counted`] values: how many were made and which were
+/// dropped. A double drop is counted (and panics, though the map may contain that
+/// panic inside the reclaimer, hence the counter).
+#[derive(Clone, Default)]
+pub(crate) struct DropLog {
+    inner: Arc<DropLogInner>,
+}
+
+#[derive(Default)]
+struct DropLogInner {
+    created: AtomicUsize,
+    dropped: Mutex<HashSet<usize>>,
+    double_drops: AtomicUsize,
+}
+
+impl DropLog {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// A new counted value.
+    pub(crate) fn make<T>(&self, payload: T) -> Counted<T> {
+        self.make_with_bomb(payload, None)
+    }
+
+    /// A new counted value whose drop panics (after being counted) while `bomb`
+    /// is set.
+    pub(crate) fn make_with_bomb<T>(
+        &self,
+        payload: T,
+        bomb: Option<Arc<AtomicBool>>,
+    ) -> Counted<T> {
+        let id = self.inner.created.fetch_add(1, Ordering::Relaxed);
+        Counted {
+            id,
+            payload,
+            log: Arc::clone(&self.inner),
+            bomb,
+        }
+    }
+
+    pub(crate) fn created(&self) -> usize {
+        self.inner.created.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn dropped(&self) -> usize {
+        self.inner.dropped.lock().unwrap().len()
+    }
+
+    pub(crate) fn alive(&self) -> usize {
+        self.created() - self.dropped()
+    }
+
+    pub(crate) fn is_dropped(&self, id: usize) -> bool {
+        self.inner.dropped.lock().unwrap().contains(&id)
+    }
+
+    pub(crate) fn double_drops(&self) -> usize {
+        self.inner.double_drops.load(Ordering::Relaxed)
+    }
+
+    /// Flushes the reclaimer until the values `ids` have been dropped.
+    ///
+    /// (A map's `stats().pending == 0` says its own garbage is freed; values left
+    /// in the reclaimer by a map that is gone, or by another map, are waited for
+    /// here by id.)
+    pub(crate) fn flush_until_dropped(&self, ids: &[usize]) {
+        flush_until("the given values dropped", || {
+            ids.iter().all(|&id| self.is_dropped(id))
+        });
+        assert_eq!(self.double_drops(), 0, "a value was dropped twice");
+    }
+
+    /// Flushes the reclaimer until every value made so far has been dropped, then
+    /// checks that none was dropped twice.
+    pub(crate) fn flush_until_all_dropped(&self) {
+        flush_until("every counted value dropped", || self.alive() == 0);
+        assert_eq!(self.double_drops(), 0, "a value was dropped twice");
+    }
+}
+
+/// A value whose drop is recorded in a [`DropLog`]. Hashes and compares by payload
+/// only, so it serves as a key too; a clone is a new value with its own id.
+pub(crate) struct Counted<T> {
+    pub(crate) id: usize,
+    pub(crate) payload: T,
+    log: Arc<DropLogInner>,
+    bomb: Option<Arc<AtomicBool>>,
+}
+
+impl<T: Clone> Clone for Counted<T> {
+    fn clone(&self) -> Self {
+        let id = self.log.created.fetch_add(1, Ordering::Relaxed);
+        Counted {
+            id,
+            payload: self.payload.clone(),
+            log: Arc::clone(&self.log),
+            bomb: self.bomb.clone(),
+        }
+    }
+}
+
+impl<T: PartialEq> PartialEq for Counted<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.payload == other.payload
+    }
+}
+
+impl<T: Eq> Eq for Counted<T> {}
+
+impl<T: Hash> Hash for Counted<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.payload.hash(state);
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Counted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Counted#{}({:?})", self.id, self.payload)
+    }
+}
+
+impl<T> Drop for Counted<T> {
+    fn drop(&mut self) {
+        let first = self.log.dropped.lock().unwrap().insert(self.id);
+        if !first {
+            self.log.double_drops.fetch_add(1, Ordering::Relaxed);
+            panic!("Counted#{} dropped twice", self.id);
+        }
+        if self
+            .bomb
+            .as_ref()
+            .is_some_and(|bomb| bomb.load(Ordering::Relaxed))
+        {
+            panic!("Counted#{}: drop panics on purpose", self.id);
+        }
+    }
+}
+
+/// A small deterministic PRNG (xorshift64*) for the threaded tests.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn counted_values_are_dropped_once() {
+    let log = DropLog::new();
+    let a = log.make(1);
+    let b = a.clone();
+    assert_ne!(a.id, b.id);
+    assert_eq!(log.alive(), 2);
+    drop(a);
+    assert_eq!((log.alive(), log.dropped()), (1, 1));
+    drop(b);
+    log.flush_until_all_dropped();
+}
