@@ -159,7 +159,7 @@ fn clear_drops_every_key_and_value_once() {
         for k in (0..100).step_by(11) {
             pinned.remove(&k);
         }
-        // A removed key of the read table, revived through the lock.
+        // A removed key of the read table: its tombstone revived in place.
         pinned.insert(ledger.track(0), ledger.track(7));
     }
     map.clear();
@@ -181,7 +181,7 @@ fn retain_drops_exactly_the_rejected_values() {
     let map = Map::new();
     fill(&map, &ledger, 0..200);
     map.promote();
-    fill(&map, &ledger, 200..250); // retain promotes these first
+    fill(&map, &ledger, 200..250); // in the delta: retain walks it too
     let rejected: Vec<usize> = (0..250)
         .filter(|k| k % 3 == 0)
         .map(|k| value_id(&map, k))
@@ -442,7 +442,9 @@ fn promotion_and_compaction_drop_each_key_once() {
     let ledger = DropLedger::new();
     let map = Map::new();
     fill(&map, &ledger, 0..1000);
-    // Lookups of new keys miss the read table; at `len` misses, promotion.
+    // 1000 new keys: the delta is merged into the read table each time it
+    // reaches half of it (at least 64 keys); lookups of the keys still in the
+    // delta are sampled toward the next promotion.
     for k in 0..1000 {
         assert_eq!(map.pin().get(&k).unwrap().payload, k * 10);
     }
@@ -452,7 +454,7 @@ fn promotion_and_compaction_drop_each_key_once() {
     for k in 0..1000 {
         map.pin().insert(ledger.track(k), ledger.track(k * 10 + 1));
     }
-    // Removing 60%: tombstones reach half of the read table and it compacts.
+    // Removing 60%: tombstones reach half of the root's entries and it compacts.
     let removed: Vec<(usize, usize)> = (0..600)
         .map(|k| {
             let (key, value) = map
@@ -495,16 +497,16 @@ fn dropping_a_map_with_garbage_pending_drops_everything_once() {
         for k in 0..100 {
             pinned.remove(&k); // tombstones
         }
-        fill(&map, &ledger, 300..320); // a dirty copy: tombstones expunged
+        fill(&map, &ledger, 300..320); // new keys, in the delta
         for k in 0..10 {
-            pinned.insert(ledger.track(k), ledger.track(k)); // revived
+            pinned.insert(ledger.track(k), ledger.track(k)); // tombstones revived
         }
         for k in 100..150 {
             pinned.insert(ledger.track(k), ledger.track(k)); // overwritten
         }
     }
     map.promote();
-    fill(&map, &ledger, 320..330); // pending in the dirty table
+    fill(&map, &ledger, 320..330); // in the delta
     drop(map); // retired tables may still hold entries: not everything goes now
     flush_until(
         || ledger.alive() == 0,
@@ -562,7 +564,7 @@ fn mixed_workload(map: &Map, ledger: &DropLedger, probes: &DropLedger, seed: u64
                         }
                         85..=94 => {
                             let _ = pinned.get(&k);
-                            let _ = pinned.get(&(KEYS + k)); // absent: misses
+                            let _ = pinned.get(&(KEYS + k)); // absent: probes read and delta
                         }
                         95..=96 => {
                             drop(pinned);
@@ -789,7 +791,7 @@ fn stats_add_up_after_flushing() {
             }
         }
     }
-    // (Iterating promotes first, which retires the read table: before `settle`.)
+    // (Iteration walks the read table, then the delta; it promotes nothing.)
     let contents: HashMap<u64, u64> = map
         .pin()
         .iter()

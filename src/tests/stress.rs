@@ -2,7 +2,8 @@
 //!
 //! Every test runs 8 threads. CI machines have 2 cores, so threads are
 //! preempted at arbitrary points — inside CAS loops, between a lock-free probe and
-//! the locked slow path, in the middle of a promotion — which is the point. Each
+//! the locked insert of a new key, in the middle of a promotion or of a delta
+//! growth — which is the point. Each
 //! thread's operation mix comes from a seeded generator; the interleavings differ
 //! from run to run.
 //!
@@ -46,8 +47,9 @@ fn shared_key(s: u64) -> u64 {
     (1 << 48) | s
 }
 
-/// Keys that are never inserted: lookups of them miss, and while new keys wait in
-/// the dirty table each miss takes the lock and counts toward a promotion.
+/// Keys that are never inserted: a lookup of one probes the read table, then the
+/// delta of new keys, lock-free, and finds nothing (only reads the delta serves
+/// count toward a promotion).
 fn absent_key(r: u64) -> u64 {
     (1 << 56) | (r & 0xFFFF_FFFF)
 }
@@ -415,7 +417,8 @@ fn mixed_operations_leave_an_exact_final_state() {
                     } else {
                         assert_eq!(map.insert(own_key(t, j), v), None);
                     }
-                    // Lookups of absent keys meanwhile drive promotions.
+                    // Lookups of absent keys meanwhile probe the read table and
+                    // the delta the refill grows (and promotes as it grows).
                     assert!(!map.contains_key(&absent_key(j)));
                 }
             });
@@ -493,7 +496,8 @@ fn a_value_is_visible_to_every_thread_once_insert_returns() {
                         assert!(updated, "key {j} of writer {w} vanished");
                     }
                     // Churn: new keys, removes (tombstones, compactions), and
-                    // re-inserts of removed keys (expunged entries revived).
+                    // re-inserts of removed keys (tombstones revived in place, or,
+                    // once a promotion dropped them, new entries in the delta).
                     let c = churn_key(w, rng.below(512));
                     if rng.one_in(2) {
                         map.insert(c, 0);
@@ -543,8 +547,8 @@ fn a_value_is_visible_to_every_thread_once_insert_returns() {
                         if p == 0 {
                             continue;
                         }
-                        // The newest key (most likely still in the dirty table), and
-                        // older ones (in the read table, or moved by a promotion).
+                        // The newest key (most likely still in the delta), and older
+                        // ones (in the read table, or merged into it by a promotion).
                         check(w, p - 1, rng.next_u64());
                         for _ in 0..3 {
                             check(w, rng.below(p), rng.next_u64());
@@ -582,7 +586,7 @@ fn a_value_is_visible_to_every_thread_once_insert_returns() {
 // ---------------------------------------------------------------------------
 
 /// Keys present for the whole test: the first half promoted to the read table
-/// before it starts, the second half waiting in the dirty table.
+/// before it starts, the second half in the delta.
 const STABLE_KEYS: u64 = 1_000;
 const ITERATORS: usize = 4;
 const ITERATIONS: usize = 200;
@@ -630,8 +634,9 @@ fn iteration_yields_each_key_at_most_once_and_every_key_present_throughout() {
                     let pinned = map.pin();
                     match rng.below(10) {
                         0..=2 => {
-                            // Mostly new keys: they go to the dirty table, so the
-                            // next iteration promotes first.
+                            // Mostly new keys: they go to the delta, which an
+                            // iteration walks after the read table (and which
+                            // promotions merge into it while iterations run).
                             let k = transient_key(w, rng.below(TRANSIENT_KEYS));
                             pinned.insert(k, k + 1);
                         }
@@ -754,10 +759,11 @@ fn removes_and_reinserts_racing_with_compaction_never_lose_a_key() {
                     }
                     round_barrier.wait();
                     // Mass delete: tombstones pile up in the read table until half
-                    // of it is dead, and the thread whose remove crosses that line
-                    // compacts it — while the others keep removing, re-inserting
-                    // (into tombstones, or reviving expunged entries under the
-                    // lock) and looking up.
+                    // of the root's entries are dead, and the thread whose remove
+                    // crosses that line compacts it — while the others keep
+                    // removing, re-inserting (into tombstones, lock-free, or as new
+                    // entries in the delta, under the lock, once a compaction
+                    // dropped the key) and looking up.
                     let step = 1 + 2 * rng.below(COMPACT_KEYS / 2); // odd: a permutation
                     for n in 0..COMPACT_KEYS {
                         let j = (n * step + round) % COMPACT_KEYS;
