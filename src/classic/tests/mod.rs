@@ -11,6 +11,7 @@
 //! The tests run on std's atomics only (loom has its own suite in `loom-tests/`).
 #![cfg(not(loom))]
 
+mod fixes;
 mod invariants;
 mod promotion;
 
