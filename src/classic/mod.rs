@@ -158,7 +158,10 @@ impl<K, V, S, R: Reclaim> ClassicSyncMap<K, V, S, R> {
     /// ```
     pub fn len(&self) -> usize {
         // Relaxed: a count that orders nothing.
-        self.write_side.len.load(crate::sync::Ordering::Relaxed).max(0) as usize
+        self.write_side
+            .len
+            .load(crate::sync::Ordering::Relaxed)
+            .max(0) as usize
     }
 
     /// Whether [`len`](Self::len) is 0.
@@ -369,7 +372,9 @@ where
     pub fn get_or_insert(&self, key: K, value: V) -> LoadOrStore<'_, V> {
         let mut value = Some(value);
         self.map.load_or_store(&self.guard, key, &mut || {
-            value.take().expect("load_or_store makes the value at most once")
+            value
+                .take()
+                .expect("load_or_store makes the value at most once")
         })
     }
 

@@ -9,14 +9,14 @@ use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
 
 use super::{ClassicSyncMap as SyncMap, Dirty};
+use crate::reclaim::Reclaim;
+use crate::stats::Counters;
+use crate::sync::{self, Arc, MutexGuard, Ordering};
 use crate::sync_map::entry::{Entry, LoadOrStoreRaw};
 use crate::sync_map::garbage::{retire_entry, retire_structure, retire_value};
 use crate::sync_map::table::{find, insert_new, Table};
 use crate::sync_map::value::{self, drop_contained, Owned};
 use crate::LoadOrStore;
-use crate::reclaim::Reclaim;
-use crate::stats::Counters;
-use crate::sync::{self, Arc, MutexGuard, Ordering};
 
 impl<K, V, S, R> SyncMap<K, V, S, R>
 where
@@ -122,7 +122,12 @@ where
         };
         let old = self.read_side.read.replace(table);
         #[cfg(loom_mutant)] // mutant: retire the table just published instead of the old one
-        let old = if crate::reclaim::mutant("retire_published_table") { (unsafe { self.read_side.read.load_locked() }).table as *const Table<K, V> as *mut Table<K, V> } else { old };
+        let old = if crate::reclaim::mutant("retire_published_table") {
+            (unsafe { self.read_side.read.load_locked() }).table as *const Table<K, V>
+                as *mut Table<K, V>
+        } else {
+            old
+        };
         dirty.misses = 0;
         // The tombstones count stays: removes made since the dirty copy left their
         // deleted entries in the table just published (the copy itself subtracted
@@ -192,7 +197,9 @@ where
                 .as_mut()
                 .expect("expunged implies a dirty table");
             #[cfg(loom_mutant)] // mutant: unexpunged but left out of `dirty`
-            if crate::reclaim::mutant("revive_skips_dirty") { return; }
+            if crate::reclaim::mutant("revive_skips_dirty") {
+                return;
+            }
             insert_new(table, Arc::clone(entry));
         }
     }
@@ -236,7 +243,9 @@ where
             return None;
         }
         #[cfg(loom_mutant)] // mutant: the replaced value is never retired (leaks)
-        if crate::reclaim::mutant("skip_value_retire") { return Some(unsafe { &*old }); }
+        if crate::reclaim::mutant("skip_value_retire") {
+            return Some(unsafe { &*old });
+        }
         // SAFETY: unlinked by this thread's swap.
         Some(unsafe { self.retire_replaced(guard, old) })
     }
@@ -440,7 +449,9 @@ where
             return read.table;
         }
         #[cfg(loom_mutant)] // mutant: iterate without promoting the dirty table first
-        if crate::reclaim::mutant("iter_skips_promotion") { return read.table; }
+        if crate::reclaim::mutant("iter_skips_promotion") {
+            return read.table;
+        }
         let mut dirty = self.lock_dirty();
         self.promote_locked(guard, &mut dirty);
         drop(dirty);

@@ -69,7 +69,14 @@ impl<K, V> ReadPtr<K, V> {
         #[cfg(not(loom_mutant))]
         let old = self.tagged.swap(new, Ordering::AcqRel);
         #[cfg(loom_mutant)] // mutant: publish without Release
-        let old = self.tagged.swap(new, if crate::reclaim::mutant("promote_relaxed") { Ordering::Relaxed } else { Ordering::AcqRel });
+        let old = self.tagged.swap(
+            new,
+            if crate::reclaim::mutant("promote_relaxed") {
+                Ordering::Relaxed
+            } else {
+                Ordering::AcqRel
+            },
+        );
         old.map_addr(|addr| addr & !AMENDED)
     }
 

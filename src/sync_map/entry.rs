@@ -88,7 +88,11 @@ impl<K, V> Entry<K, V> {
         // (and a collector later drops) it. Failure Acquire: the caller may
         // dereference the value it finds.
         #[cfg(loom_mutant)] // mutant: the loser does not acquire the value it finds
-        if crate::reclaim::mutant("cas_failure_relaxed") { return self.slot.compare_exchange(current, new, Ordering::AcqRel, Ordering::Relaxed); }
+        if crate::reclaim::mutant("cas_failure_relaxed") {
+            return self
+                .slot
+                .compare_exchange(current, new, Ordering::AcqRel, Ordering::Relaxed);
+        }
         self.slot
             .compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
     }
@@ -103,7 +107,8 @@ impl<K, V> Entry<K, V> {
             #[cfg(not(loom_mutant))]
             let expunged = current == value::expunged();
             #[cfg(loom_mutant)] // mutant: revive an expunged slot through `read` alone
-            let expunged = current == value::expunged() && !crate::reclaim::mutant("swap_ignores_expunged");
+            let expunged =
+                current == value::expunged() && !crate::reclaim::mutant("swap_ignores_expunged");
             if expunged {
                 return Err(new);
             }
@@ -191,7 +196,10 @@ impl<K, V> Entry<K, V> {
             }
             let new = candidate.get_or_insert_with(&mut *make).as_ptr();
             #[cfg(loom_mutant)] // mutant: a blind swap instead of the CAS from deleted
-            if crate::reclaim::mutant("load_or_store_blind") { self.slot.swap(new, Ordering::AcqRel); current = new; }
+            if crate::reclaim::mutant("load_or_store_blind") {
+                self.slot.swap(new, Ordering::AcqRel);
+                current = new;
+            }
             match self.cas(current, new) {
                 Ok(_) => {
                     if let Some(owned) = candidate.take() {

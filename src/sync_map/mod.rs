@@ -30,9 +30,9 @@ use std::collections::hash_map::RandomState;
 
 use crossbeam_utils::CachePadded;
 
+use delta::Delta;
 pub use iter::Iter;
 pub use pinned::{CompareExchangeError, LoadOrStore, Pinned};
-use delta::Delta;
 use root::{Root, RootPtr};
 use table::Table;
 

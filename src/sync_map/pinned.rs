@@ -478,7 +478,8 @@ where
         let entries = root.read.iter().map(|entry| &**entry);
         for entry in entries.chain(root.delta(&self.guard).iter()) {
             let key = entry.key();
-            self.map.delete(&self.guard, entry, |value| !keep(key, value));
+            self.map
+                .delete(&self.guard, entry, |value| !keep(key, value));
         }
     }
 

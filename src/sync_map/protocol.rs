@@ -247,11 +247,7 @@ where
     /// # Safety
     ///
     /// `old` is live and was unlinked by this thread's successful CAS or swap.
-    pub(crate) unsafe fn retire_replaced<'g>(
-        &self,
-        guard: &'g R::Guard<'_>,
-        old: *mut V,
-    ) -> &'g V {
+    pub(crate) unsafe fn retire_replaced<'g>(&self, guard: &'g R::Guard<'_>, old: *mut V) -> &'g V {
         // SAFETY: the caller's contract: retired once, here.
         unsafe { retire_value(guard, &self.ledger, old) };
         // SAFETY: retired through the reclaimer, so `guard` keeps it alive.
@@ -430,7 +426,12 @@ where
         // (its delta only changes under the lock we hold).
         let old_root = unsafe { &*old };
         let mut removed = 0isize;
-        for entry in old_root.read.iter().map(|e| &**e).chain(old_root.delta_locked().iter()) {
+        for entry in old_root
+            .read
+            .iter()
+            .map(|e| &**e)
+            .chain(old_root.delta_locked().iter())
+        {
             let old_value = entry.expunge_locked();
             if value::is_live(old_value) {
                 removed += 1;

@@ -46,4 +46,3 @@ pub(crate) fn insert_new<K, V>(table: &mut Table<K, V>, entry: Arc<Entry<K, V>>)
 pub(crate) fn table_bytes<K, V>(table: &Table<K, V>) -> usize {
     size_of::<Table<K, V>>() + table.allocation_size()
 }
-

@@ -37,7 +37,11 @@ fn reads_never_take_the_lock_during_churn() {
                     state ^= state << 17;
                     // Half the keys are absent (>= 1M never exist); the others hit the
                     // read table or the delta of churned-in keys.
-                    let key = if state & 1 == 0 { state % 4_000 } else { 1_000_000 + state % 4_000 };
+                    let key = if state & 1 == 0 {
+                        state % 4_000
+                    } else {
+                        1_000_000 + state % 4_000
+                    };
                     LockAudit::as_reader(|| {
                         let pinned = map.pin();
                         let _ = pinned.get(&key);
@@ -73,7 +77,10 @@ fn reads_never_take_the_lock_during_churn() {
     let reads: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
     let (locks, reader_locks) = audit(&map);
     assert!(reads >= 60_000);
-    assert!(locks > 0, "the writer's new keys take the lock: the audit must see them");
+    assert!(
+        locks > 0,
+        "the writer's new keys take the lock: the audit must see them"
+    );
     assert_eq!(reader_locks, 0, "a read operation took the writer lock");
     map.check_root();
 }
@@ -92,7 +99,11 @@ fn new_keys_are_found_in_the_delta_without_promotion() {
     for k in 0..10u32 {
         map.insert(k, k * 2);
     }
-    assert_eq!(map.stats().promotions, 0, "below the delta bound, no promotion");
+    assert_eq!(
+        map.stats().promotions,
+        0,
+        "below the delta bound, no promotion"
+    );
     for k in 0..10u32 {
         assert_eq!(map.get_cloned(&k), Some(k * 2));
     }
@@ -124,7 +135,11 @@ fn delta_promotes_once_it_reaches_half_the_read_table() {
     for k in 1_000..1_500 {
         map.insert(k, k);
     }
-    assert_eq!(map.stats().promotions, promotions, "500 new keys: exactly half, not past it");
+    assert_eq!(
+        map.stats().promotions,
+        promotions,
+        "500 new keys: exactly half, not past it"
+    );
     map.insert(1_500, 1_500);
     assert_eq!(map.stats().promotions, promotions + 1);
     assert_eq!(map.root_sizes(), (1_500, 1));
@@ -140,7 +155,11 @@ fn delta_reads_ask_the_next_writer_to_promote() {
     for _ in 0..(200 * 16) {
         assert_eq!(map.get_cloned(&1_000), Some(0));
     }
-    assert_eq!(map.stats().promotions, promotions, "readers never promote themselves");
+    assert_eq!(
+        map.stats().promotions,
+        promotions,
+        "readers never promote themselves"
+    );
     map.insert(1, 1); // any writer
     assert_eq!(map.stats().promotions, promotions + 1);
     assert_eq!(map.root_sizes(), (101, 0));
@@ -157,7 +176,10 @@ fn mass_removal_promotes_and_purges_tombstones_by_itself() {
     assert!(stats.compactions >= 1, "{stats:?}");
     assert!(stats.tombstones_purged >= 9_000, "{stats:?}");
     let (read, delta) = map.root_sizes();
-    assert!(read + delta < MIN_PROMOTION_LEN * 2, "tombstones left: {read} + {delta}");
+    assert!(
+        read + delta < MIN_PROMOTION_LEN * 2,
+        "tombstones left: {read} + {delta}"
+    );
     assert!(map.is_empty());
     map.check_root();
 }
