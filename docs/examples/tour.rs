@@ -49,7 +49,10 @@ fn main() {
         if flips % 10_000 == 0 {
             let pinned = flags.pin();
             let new_key = format!("new-flag-{flips}");
-            assert!(matches!(pinned.get_or_insert(new_key, true), LoadOrStore::Stored(_)));
+            assert!(matches!(
+                pinned.get_or_insert(new_key, true),
+                LoadOrStore::Stored(_)
+            ));
         }
     }
     flags.promote();
@@ -66,5 +69,8 @@ fn main() {
     println!("dirty copies:    {}", stats.dirty_copies);
     println!("values retired:  {}", stats.values_retired);
     println!("freed so far:    {}", stats.freed);
-    println!("still pending:   {} ({} bytes)", stats.pending, stats.pending_bytes);
+    println!(
+        "still pending:   {} ({} bytes)",
+        stats.pending, stats.pending_bytes
+    );
 }
