@@ -371,11 +371,15 @@ where
     /// ```
     pub fn get_or_insert(&self, key: K, value: V) -> LoadOrStore<'_, V> {
         let mut value = Some(value);
-        self.map.load_or_store(&self.guard, key, &mut || {
+        let result = self.map.load_or_store(&self.guard, key, &mut || {
             value
                 .take()
                 .expect("load_or_store makes the value at most once")
-        })
+        });
+        // Present key: the value was never used; its drop is contained like every
+        // drop the map makes.
+        crate::sync_map::value::drop_contained(|| drop(value));
+        result
     }
 
     /// Removes and returns the value (Go's `LoadAndDelete`).

@@ -97,6 +97,10 @@ impl<K, V> Delta<K, V> {
             index = (index + 1) & self.mask;
         }
         // Release: publishes the entry's initialization to lock-free readers.
+        #[cfg(loom_mutant)] // mutant: publish the delta slot without Release
+        if crate::reclaim::mutant("delta_insert_relaxed") {
+            return self.slots[index].store(Arc::into_raw(entry).cast_mut(), Ordering::Relaxed);
+        }
         self.slots[index].store(Arc::into_raw(entry).cast_mut(), Ordering::Release);
     }
 

@@ -132,6 +132,11 @@ where
         let mut read = Table::with_capacity(entries.saturating_sub(tombstones));
         let mut purged = 0u64;
         for entry in root.read.iter().cloned().chain(delta.arcs()) {
+            #[cfg(loom_mutant)] // mutant: drop a tombstone without expunging it
+            if crate::reclaim::mutant("promote_skips_expunge") && entry.load().is_null() {
+                purged += 1;
+                continue;
+            }
             if entry.try_expunge_locked() {
                 purged += 1;
             } else {
@@ -142,6 +147,13 @@ where
             .read_side
             .root
             .replace(Root::new(read, Delta::with_room_for(0)));
+        #[cfg(loom_mutant)] // mutant: retire the root just published instead of the old one
+        let old = if crate::reclaim::mutant("retire_published_root") {
+            // SAFETY: lock held.
+            (unsafe { self.read_side.root.load_locked() }) as *const Root<K, V> as *mut Root<K, V>
+        } else {
+            old
+        };
         self.set_delta_len(0);
         // Relaxed: heuristic counters reset under the lock.
         self.write_side.tombstones.store(0, Ordering::Relaxed);
@@ -168,21 +180,26 @@ where
     ) -> *mut V {
         // SAFETY: lock held.
         let mut root = unsafe { self.read_side.root.load_locked() };
-        // The delta may grow to half the read table before it is merged: each
-        // merge then copies at most three entries per key added since the last.
-        if self.delta_len() >= (root.read.len() / 2).max(MIN_PROMOTION_LEN) {
-            self.promote_locked(guard, writer);
-            // SAFETY: lock held.
-            root = unsafe { self.read_side.root.load_locked() };
-        }
         let mut delta = root.delta_locked();
-        let delta_len = self.delta_len();
+        let mut delta_len = self.delta_len();
         if delta_len >= delta.room() {
-            let old = root.replace_delta(delta.grown((delta_len + 1) * 2));
-            Counters::bump(&self.write_side.counters.delta_growths);
-            // SAFETY: just unlinked by `replace_delta` under the lock; retired once.
-            unsafe { retire_structure(guard, &self.ledger, old) };
-            delta = root.delta_locked();
+            // Full: merge it into the read table once it holds half as many keys
+            // (each merge then copies at most three entries per key added since the
+            // last), otherwise grow it. A delta pre-sized by `with_capacity` takes
+            // its whole room first.
+            if delta_len >= (root.read.len() / 2).max(MIN_PROMOTION_LEN) {
+                self.promote_locked(guard, writer);
+                // SAFETY: lock held.
+                root = unsafe { self.read_side.root.load_locked() };
+                delta = root.delta_locked();
+                delta_len = 0;
+            } else {
+                let old = root.replace_delta(delta.grown((delta_len + 1) * 2));
+                Counters::bump(&self.write_side.counters.delta_growths);
+                // SAFETY: just unlinked by `replace_delta` under the lock; retired once.
+                unsafe { retire_structure(guard, &self.ledger, old) };
+                delta = root.delta_locked();
+            }
         }
         let entry = Arc::new(Entry::new(hash, key, value));
         let ptr = entry.load();
@@ -236,6 +253,11 @@ where
         if !value::is_live(old) {
             self.count_insert();
             return None;
+        }
+        #[cfg(loom_mutant)] // mutant: the replaced value is never retired (leaks)
+        if crate::reclaim::mutant("skip_value_retire_v2") {
+            // SAFETY: never freed.
+            return Some(unsafe { &*old });
         }
         // SAFETY: unlinked by this thread's swap.
         Some(unsafe { self.retire_replaced(guard, old) })

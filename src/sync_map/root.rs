@@ -125,6 +125,12 @@ impl<K, V> RootPtr<K, V> {
     /// Publishes `root` and returns the old one, which the caller must retire.
     /// Caller holds the lock.
     pub(crate) fn replace(&self, root: Root<K, V>) -> *mut Root<K, V> {
+        #[cfg(loom_mutant)] // mutant: publish the root without Release
+        if crate::reclaim::mutant("root_publish_relaxed") {
+            return self
+                .ptr
+                .swap(Box::into_raw(Box::new(root)), Ordering::Relaxed);
+        }
         // AcqRel: Release publishes the new root; Acquire is free on a swap.
         self.ptr
             .swap(Box::into_raw(Box::new(root)), Ordering::AcqRel)

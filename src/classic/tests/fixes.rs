@@ -97,7 +97,6 @@ fn panicking_drop_of_surplus_key_is_contained() {
 /// `make` closure; when the key is present it is dropped at the end of
 /// `get_or_insert`, outside `drop_contained`.
 #[test]
-#[ignore = "BUG: get_or_insert of a present key drops the unused value in ClassicPinned::get_or_insert itself, not contained: a Drop panic propagates"]
 fn panicking_drop_of_surplus_value_is_contained() {
     let (map, log, bomb) = bombed_map();
     let result = catch_unwind(AssertUnwindSafe(|| {

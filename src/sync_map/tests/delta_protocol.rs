@@ -128,21 +128,41 @@ fn delta_grows_and_keeps_every_key() {
 }
 
 #[test]
-fn delta_promotes_once_it_reaches_half_the_read_table() {
+fn a_full_delta_holding_half_the_read_table_is_merged_instead_of_grown() {
     let map: SyncMap<u64, u64> = (0..1_000).map(|k| (k, k)).collect();
     assert_eq!(map.root_sizes(), (1_000, 0));
     let promotions = map.stats().promotions;
-    for k in 1_000..1_500 {
+    let mut next = 1_000;
+    while map.stats().promotions == promotions {
+        map.insert(next, next);
+        next += 1;
+        assert!(next < 5_000, "the delta never merged");
+    }
+    // The insert that merged went into the fresh delta; the delta it merged was
+    // full and held at least half of the read table.
+    let merged = next - 1_000 - 1;
+    let (read, delta) = map.root_sizes();
+    assert_eq!((read as u64, delta), (1_000 + merged, 1));
+    assert!(
+        merged >= 500,
+        "merged a delta of {merged} keys, under half of 1,000"
+    );
+    assert!(
+        merged <= 1_024,
+        "the delta grew past the read table: {merged}"
+    );
+    map.check_root();
+}
+
+#[test]
+fn with_capacity_presizes_the_delta_for_a_bulk_load() {
+    let map = SyncMap::with_capacity(10_000);
+    for k in 0..10_000u64 {
         map.insert(k, k);
     }
-    assert_eq!(
-        map.stats().promotions,
-        promotions,
-        "500 new keys: exactly half, not past it"
-    );
-    map.insert(1_500, 1_500);
-    assert_eq!(map.stats().promotions, promotions + 1);
-    assert_eq!(map.root_sizes(), (1_500, 1));
+    let stats = map.stats();
+    assert_eq!((stats.promotions, stats.delta_growths), (0, 0), "{stats:?}");
+    assert_eq!(map.root_sizes(), (0, 10_000));
     map.check_root();
 }
 
