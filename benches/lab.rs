@@ -207,14 +207,27 @@ fn matrix_line(cfg: &Config) -> String {
     )
 }
 
-/// Expected wall time: each run's duration plus ~15 ms of building, prefilling
-/// and dropping a 100k-key map (scaled with the key count).
+/// Rough expected wall time: each run's duration plus the building, prefilling
+/// and dropping of its map, measured at about 15 ms per 100k u64 keys and three
+/// times that for String keys on this 2-core machine.
 fn estimate(cfg: &Config, throughput: u64, latency: u64, memory: u64) -> Duration {
-    let keys = cfg.keys.iter().sum::<usize>() as f64 / cfg.keys.len() as f64;
-    let setup = Duration::from_secs_f64(0.015 * keys / 100_000.0);
-    (cfg.duration + setup) * throughput as u32
-        + (cfg.latency_duration + setup) * latency as u32
-        + (cfg.latency_duration + setup * 12) * memory as u32
+    let setup = |keys: usize, kt: KeyType| {
+        let per_100k = if kt == KeyType::String { 0.045 } else { 0.015 };
+        Duration::from_secs_f64(per_100k * keys as f64 / 100_000.0)
+    };
+    let key_types = cfg.key_types.len() as u32;
+    let per_key_count = (throughput / cfg.keys.len() as u64) as u32 / key_types;
+    let mut total = Duration::ZERO;
+    for &kt in &cfg.key_types {
+        for &keys in &cfg.keys {
+            total += (cfg.duration + setup(keys, kt)) * per_key_count;
+        }
+        let first = setup(cfg.keys[0], kt);
+        total += (cfg.latency_duration + first) * (latency as u32 / key_types);
+        total += (cfg.latency_duration + first + setup(cfg.memory_keys, kt) * 2)
+            * (memory as u32 / key_types);
+    }
+    total
 }
 
 fn write_plots(report: &Report, dir: &Path) -> bool {

@@ -62,7 +62,7 @@ USAGE
 
     The default matrix (u64 keys, 100k keys, uniform + zipf, threads 1,2,4,8,16,
     six workloads, 3 runs of 60 ms per cell) takes 3 to 5 minutes on 2 cores.
-    The full run (every workload, key count and key type; about 5 to 6 hours on
+    The full run (every workload, key count and key type; about 6 hours or more on
     2 cores, --dry-run prints the estimate; --runs 3 cuts it by 40%):
     cargo bench --bench lab -- --full --plots-dir docs/lab
 

@@ -587,8 +587,10 @@ pub fn fmt_mops(m: f64) -> String {
         format!("{m:.1}")
     } else if m >= 1.0 {
         format!("{m:.2}")
-    } else {
+    } else if m >= 0.01 {
         format!("{m:.3}")
+    } else {
+        format!("{m:.5}")
     }
 }
 
