@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 
 use arc_swap::ArcSwap;
+use readmostly::classic::ClassicSyncMap;
+use readmostly::reclaim::CrossbeamEpoch;
 use readmostly::reclaim::Reclaim;
 use readmostly::SyncMap;
 
@@ -72,6 +74,8 @@ pub trait Visit<K: LabKey, S: LabHasher> {
 pub fn for_each_map<K: LabKey, S: LabHasher, V: Visit<K, S>>(v: &mut V) {
     // SyncMap, one line per reclamation backend:
     v.visit::<SyncMapLab<K, S, readmostly::reclaim::CrossbeamEpoch>>();
+    // The classic protocol (Go's sync.Map, SyncMap v1): the "before" of v2.
+    v.visit::<ClassicSyncMapLab<K, S>>();
     crate::snapshot::visit(v);
     v.visit::<StdRwLock<K, S>>();
     v.visit::<ParkingLotRwLock<K, S>>();
@@ -135,6 +139,55 @@ impl<K: LabKey, S: LabHasher, R: Reclaim> LabMap<K, S> for SyncMapLab<K, S, R> {
     }
     fn new(hasher: S) -> Self {
         SyncMapLab(SyncMap::with_hasher_and_reclaim(hasher, R::default()))
+    }
+    fn local(&self) {}
+    #[inline]
+    fn get(&self, _: &(), key: &K) -> Option<u64> {
+        self.0.pin().get(key).copied()
+    }
+    #[inline]
+    fn insert(&self, _: &(), key: K, value: u64) {
+        self.0.pin().insert(key, value);
+    }
+    #[inline]
+    fn remove(&self, _: &(), key: &K) -> bool {
+        self.0.pin().remove(key).is_some()
+    }
+    #[inline]
+    fn update(&self, _: &(), key: &K, value: u64) -> bool {
+        self.0.pin().update(key, |_| value).is_some()
+    }
+    fn settle(&self) {
+        self.0.promote();
+    }
+    fn quiesce(&self) {
+        for _ in 0..10_000 {
+            self.0.flush();
+            if self.0.stats().pending == 0 {
+                break;
+            }
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// `readmostly::classic::ClassicSyncMap`: Go's protocol exactly, as `SyncMap`
+/// ran it before v2 — kept in the lab to measure v2 against it in one run.
+pub struct ClassicSyncMapLab<K, S>(ClassicSyncMap<K, u64, S, CrossbeamEpoch>);
+
+impl<K: LabKey, S: LabHasher> LabMap<K, S> for ClassicSyncMapLab<K, S> {
+    type Local = ();
+    fn name() -> String {
+        "ClassicSyncMap (v1)".to_string()
+    }
+    fn id() -> String {
+        "classic".to_string()
+    }
+    fn new(hasher: S) -> Self {
+        ClassicSyncMapLab(ClassicSyncMap::with_hasher_and_reclaim(
+            hasher,
+            CrossbeamEpoch,
+        ))
     }
     fn local(&self) {}
     #[inline]

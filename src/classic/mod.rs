@@ -382,6 +382,33 @@ where
         result
     }
 
+    /// Replaces `key`'s value with `f(current)` and returns the new value; `None`
+    /// if the key is absent. See [`Pinned::update`](crate::Pinned::update).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::classic::ClassicSyncMap;
+    ///
+    /// let map = ClassicSyncMap::new();
+    /// map.insert("hits", 1);
+    /// assert_eq!(map.pin().update("hits", |n| n + 1), Some(&2));
+    /// ```
+    pub fn update<Q>(&self, key: &Q, f: impl FnMut(&V) -> V) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.map.hash(key);
+        let entry = self.map.lookup(&self.guard, hash, key)?;
+        // SAFETY: `self.guard` is held for the call.
+        let (old, new) = unsafe { entry.update(f) }?;
+        // SAFETY: `old` was unlinked by our CAS, and is protected by our guard.
+        unsafe { self.map.retire_replaced(&self.guard, old) };
+        // SAFETY: now in the slot; values leave slots only through the reclaimer.
+        Some(unsafe { &*new })
+    }
+
     /// Removes and returns the value (Go's `LoadAndDelete`).
     ///
     /// # Examples

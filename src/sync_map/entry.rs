@@ -245,6 +245,30 @@ impl<K, V> Entry<K, V> {
     }
 }
 
+impl<K, V> Entry<K, V> {
+    /// Replaces a live value with `f(value)`: the read-modify-write behind
+    /// `update`. When a CAS loses a race, `f` runs again on the newer value and the
+    /// losing result is dropped. Returns the replaced and the installed pointer;
+    /// the caller must retire the replaced one. `None` if the key is absent.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds a guard of the map's reclaimer for the whole call.
+    pub(crate) unsafe fn update(&self, mut f: impl FnMut(&V) -> V) -> Option<(*mut V, *mut V)> {
+        let mut next: Option<Owned<V>> = None;
+        // SAFETY: the caller's guard.
+        let old = unsafe {
+            self.replace_live(|v| {
+                let cell = next.insert(Owned::new(f(v)));
+                Some(cell.as_ptr())
+            })
+        }
+        .ok()?;
+        let new = next.take().expect("the installed cell").publish();
+        Some((old, new))
+    }
+}
+
 impl<K, V> Drop for Entry<K, V> {
     fn drop(&mut self) {
         // An entry is dropped only after a grace period following its removal from

@@ -421,24 +421,16 @@ where
     /// assert_eq!(pinned.update("/", |n| n + 1), Some(&1));
     /// assert_eq!(pinned.update("/missing", |n| n + 1), None);
     /// ```
-    pub fn update<Q>(&self, key: &Q, mut f: impl FnMut(&V) -> V) -> Option<&V>
+    pub fn update<Q>(&self, key: &Q, f: impl FnMut(&V) -> V) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.map.hash(key);
         let entry = self.map.lookup(&self.guard, hash, key)?;
-        let mut next: Option<Owned<V>> = None;
         // SAFETY: `self.guard` is held for the call.
-        let swapped = unsafe {
-            entry.replace_live(|v| {
-                let cell = next.insert(Owned::new(f(v)));
-                Some(cell.as_ptr())
-            })
-        };
-        let old = swapped.ok()?;
-        let new = next.take().expect("installed cell").publish();
-        // SAFETY: unlinked by our CAS, protected by our guard.
+        let (old, new) = unsafe { entry.update(f) }?;
+        // SAFETY: `old` was unlinked by our CAS, and is protected by our guard.
         unsafe { self.map.retire_replaced(&self.guard, old) };
         // SAFETY: now in the slot; values leave slots only through the reclaimer.
         Some(unsafe { &*new })

@@ -346,30 +346,6 @@ where
         }
     }
 
-    /// Replaces `key`'s value with `f(current)` (a CAS loop) and returns it.
-    pub(crate) fn update<Q>(&self, key: &Q, mut f: impl FnMut(&V) -> V) -> Option<&V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let hash = self.map.hash(key);
-        let entry = self.map.lookup(&self.guard, hash, key)?;
-        let mut next: Option<Owned<V>> = None;
-        // SAFETY: `self.guard` is held for the call.
-        let swapped = unsafe {
-            entry.replace_live(|v| {
-                let cell = next.insert(Owned::new(f(v)));
-                Some(cell.as_ptr())
-            })
-        };
-        let old = swapped.ok()?;
-        let new = next.take().expect("installed cell").publish();
-        // SAFETY: unlinked by our CAS, protected by our guard.
-        unsafe { self.map.retire_replaced(&self.guard, old) };
-        // SAFETY: now in the slot; values leave slots only through the reclaimer.
-        Some(unsafe { &*new })
-    }
-
     /// The live entries (Go's `Range`: promotes first if new keys are pending).
     pub(crate) fn iter(&self) -> std::vec::IntoIter<(&K, &V)> {
         self.entries().into_iter()
