@@ -14,7 +14,9 @@
 //! * `hashbrown`: `hashbrown::HashMap::get`, unsynchronized;
 //! * `syncmap-held`: `SyncMap::pin()` once, then `Pinned::get` for each key;
 //! * `syncmap-fresh`: `SyncMap::get_cloned`, which pins crossbeam-epoch per call;
-//! * `rwlock`: `RwLock<std::collections::HashMap>`, a read lock per get.
+//! * `rwlock`: `RwLock<std::collections::HashMap>`, a read lock per get;
+//! * `classic-held`: `classic::ClassicSyncMap` (SyncMap v1, Go's read/dirty
+//!   design), one guard held, for comparison with v2.
 //!
 //! Run it under `valgrind --tool=callgrind --toggle-collect='*measure_*'` so only
 //! the measured function is counted; `docs/performance.md` has the commands. The
@@ -37,12 +39,14 @@ use std::hint::black_box;
 use std::sync::RwLock;
 use std::time::Instant;
 
+use readmostly::classic::{ClassicPinned, ClassicSyncMap};
 use readmostly::reclaim::CrossbeamEpoch;
 use readmostly::{Pinned, SyncMap};
 
 type Fixed = BuildHasherDefault<DefaultHasher>;
 type Brown = hashbrown::HashMap<u64, u64, Fixed>;
 type SMap = SyncMap<u64, u64, Fixed, CrossbeamEpoch>;
+type Classic = ClassicSyncMap<u64, u64, Fixed, CrossbeamEpoch>;
 type StdMap = std::collections::HashMap<u64, u64, Fixed>;
 type Locked = RwLock<StdMap>;
 
@@ -98,6 +102,18 @@ fn measure_syncmap_fresh(map: &SMap, lookups: &[u64]) -> u64 {
 }
 
 #[inline(never)]
+fn measure_classic_held(
+    pinned: &ClassicPinned<'_, u64, u64, Fixed, CrossbeamEpoch>,
+    lookups: &[u64],
+) -> u64 {
+    let mut sum = 0u64;
+    for k in lookups {
+        sum = sum.wrapping_add(black_box(pinned.get(k).copied()).unwrap_or(0));
+    }
+    sum
+}
+
+#[inline(never)]
 fn measure_rwlock(map: &Locked, lookups: &[u64]) -> u64 {
     let mut sum = 0u64;
     for k in lookups {
@@ -109,6 +125,18 @@ fn measure_rwlock(map: &Locked, lookups: &[u64]) -> u64 {
 /// A map of `keys` (value = key), promoted: every key is in the read table.
 fn build_sync(keys: &[u64]) -> SMap {
     let map = SMap::with_hasher(Fixed::default());
+    {
+        let pinned = map.pin();
+        for &k in keys {
+            pinned.insert(k, k);
+        }
+    }
+    map.promote();
+    map
+}
+
+fn build_classic(keys: &[u64]) -> Classic {
+    let map = Classic::with_hasher_and_reclaim(Fixed::default(), CrossbeamEpoch);
     {
         let pinned = map.pin();
         for &k in keys {
@@ -247,6 +275,11 @@ fn main() {
             "baseline" => measure_baseline(&lookups),
             "hashbrown" => measure_hashbrown(&build_brown(&keys), &lookups),
             "rwlock" => measure_rwlock(&build_locked(&keys), &lookups),
+            "classic-held" => {
+                let map = build_classic(&keys);
+                let pinned = map.pin();
+                measure_classic_held(&pinned, &lookups)
+            }
             "syncmap-held" | "syncmap-fresh" => {
                 let map = build_sync(&keys);
                 if name == "syncmap-held" {
@@ -257,7 +290,8 @@ fn main() {
                 }
             }
             other => panic!(
-                "unknown implementation {other:?}: baseline, hashbrown, syncmap-held, syncmap-fresh, rwlock"
+                "unknown implementation {other:?}: baseline, hashbrown, syncmap-held, \
+                 syncmap-fresh, rwlock, classic-held"
             ),
         }
     };
@@ -269,6 +303,7 @@ fn main() {
             "syncmap-held",
             "syncmap-fresh",
             "rwlock",
+            "classic-held",
         ]
     } else {
         std::slice::from_ref(&which)

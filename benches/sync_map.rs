@@ -12,9 +12,10 @@
 //! * `rwlock`: `RwLock<std::collections::HashMap<u64, u64, RandomState>>`, a read or
 //!   write lock per operation.
 //!
-//! Keys are random (a fixed-seed xorshift), the maps hold 100k of them, and lookups
-//! walk a pre-generated random sequence of 2^20 keys, so the working set is bigger
-//! than L2 and the branch predictor cannot learn the probe. Results, commands and
+//! Keys are random (a fixed-seed xorshift), the maps hold 100k of them (1k in
+//! `get_hit_1k`, 10k and 1M in `promotion_*`), and lookups walk a pre-generated
+//! random sequence of 2^20 keys, so the working set is bigger than L2 and the
+//! branch predictor cannot learn the probe. Results, commands and
 //! how to read them: `docs/performance.md`.
 //!
 //! The clock is the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`) by
@@ -25,10 +26,8 @@
 
 use std::collections::hash_map::RandomState;
 use std::hint::black_box;
-use std::sync::RwLock;
+use std::sync::{OnceLock, RwLock};
 use std::time::{Duration, Instant};
-
-use std::sync::OnceLock;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{
@@ -51,9 +50,10 @@ const SEQ_MASK: usize = SEQ - 1;
 /// Operations per timed batch in `insert_new` and `remove` (10% of `KEYS`: the maps
 /// never resize during a batch, hashbrown's and SyncMap's tables alike).
 const BATCH: usize = 10_000;
-/// Held-guard writes: operations per guard before it is dropped and the retired
-/// values are reclaimed (inside the timed region; see `reclaim`).
-const CHUNK: u64 = 1024;
+/// Single-key operations per criterion iteration (`get_*`, `insert_existing`); for
+/// held-guard writes also the operations per guard, after which it is dropped and
+/// the retired values are reclaimed (inside the timed region; see `reclaim`).
+const CHUNK: usize = 1024;
 
 /// The benchmarks' clock: this thread's CPU time, or the wall clock.
 #[derive(Clone, Copy)]
@@ -189,7 +189,7 @@ fn shuffled_prefix(from: &[u64], n: usize, seed: u64) -> Vec<u64> {
     v
 }
 
-/// Frees what this map has retired (old values, old read tables): crossbeam-epoch
+/// Frees what this map has retired (old values, old roots and tables): crossbeam-epoch
 /// frees garbage only every 128th pin of a thread, so a thread that pins once per
 /// thousand writes would otherwise never catch up.
 fn reclaim(map: &SMap) {
@@ -201,8 +201,8 @@ fn reclaim(map: &SMap) {
     }
 }
 
-/// A `SyncMap` holding `keys` (value = key), all in the read table: promoted, no
-/// dirty table, nothing left to reclaim.
+/// A `SyncMap` holding `keys` (value = key), all in the read table: promoted, an
+/// empty delta, nothing left to reclaim.
 fn build_sync(keys: &[u64]) -> SMap {
     let map = SMap::with_capacity_and_hasher(keys.len(), RandomState::new());
     {
@@ -228,10 +228,19 @@ fn build_std(keys: &[u64]) -> StdMap {
     map
 }
 
-/// Groups of single-operation benchmarks: many samples, short warm-up.
+/// The next `CHUNK` keys of `lookups`, advancing the cursor `at` (wrapping).
+fn next_chunk<'a>(lookups: &'a [u64], at: &mut usize) -> &'a [u64] {
+    let chunk = &lookups[*at..*at + CHUNK];
+    *at = (*at + CHUNK) & SEQ_MASK;
+    chunk
+}
+
+/// Groups of single-key operations: each iteration runs `CHUNK` of them in a tight
+/// loop (so criterion's per-iteration overhead does not dilute the comparison),
+/// throughput is per operation; many samples, short warm-up.
 fn per_op_group<'c>(c: &'c mut Criterion<Clock>, name: &str) -> BenchmarkGroup<'c, Clock> {
     let mut g = c.benchmark_group(name);
-    g.throughput(Throughput::Elements(1));
+    g.throughput(Throughput::Elements(CHUNK as u64));
     g.sample_size(50);
     g.warm_up_time(Duration::from_millis(500));
     g.measurement_time(Duration::from_secs(2));
@@ -257,7 +266,8 @@ fn batched_group<'c>(
 }
 
 /// `get` of keys walked in `lookups` (all present for `get_hit*`, all absent for
-/// `get_miss`); every variant reads the value out (`.copied()`), as a caller would.
+/// `get_miss`); every variant reads the value out (`.copied()`), as a caller would,
+/// and each result goes through `black_box`.
 fn bench_get(c: &mut Criterion<Clock>, name: &str, keys: &[u64], lookups: &[u64]) {
     let sync = build_sync(keys);
     let brown = build_brown(keys);
@@ -266,35 +276,44 @@ fn bench_get(c: &mut Criterion<Clock>, name: &str, keys: &[u64], lookups: &[u64]
 
     g.bench_function("syncmap-held", |b| {
         let pinned = sync.pin();
-        let mut i = 0;
+        let mut at = 0;
         b.iter(|| {
-            let k = lookups[i];
-            i = (i + 1) & SEQ_MASK;
-            black_box(pinned.get(&k).copied())
+            let mut sum = 0u64;
+            for k in next_chunk(lookups, &mut at) {
+                sum = sum.wrapping_add(black_box(pinned.get(k).copied()).unwrap_or(0));
+            }
+            sum
         });
     });
     g.bench_function("syncmap-fresh", |b| {
-        let mut i = 0;
+        let mut at = 0;
         b.iter(|| {
-            let k = lookups[i];
-            i = (i + 1) & SEQ_MASK;
-            black_box(sync.get_cloned(&k))
+            let mut sum = 0u64;
+            for k in next_chunk(lookups, &mut at) {
+                sum = sum.wrapping_add(black_box(sync.get_cloned(k)).unwrap_or(0));
+            }
+            sum
         });
     });
     g.bench_function("hashbrown", |b| {
-        let mut i = 0;
+        let mut at = 0;
         b.iter(|| {
-            let k = lookups[i];
-            i = (i + 1) & SEQ_MASK;
-            black_box(brown.get(&k).copied())
+            let mut sum = 0u64;
+            for k in next_chunk(lookups, &mut at) {
+                sum = sum.wrapping_add(black_box(brown.get(k).copied()).unwrap_or(0));
+            }
+            sum
         });
     });
     g.bench_function("rwlock", |b| {
-        let mut i = 0;
+        let mut at = 0;
         b.iter(|| {
-            let k = lookups[i];
-            i = (i + 1) & SEQ_MASK;
-            black_box(locked.read().unwrap().get(&k).copied())
+            let mut sum = 0u64;
+            for k in next_chunk(lookups, &mut at) {
+                let found = locked.read().unwrap().get(k).copied();
+                sum = sum.wrapping_add(black_box(found).unwrap_or(0));
+            }
+            sum
         });
     });
     g.finish();
@@ -308,101 +327,58 @@ fn bench_insert_existing(c: &mut Criterion<Clock>, keys: &[u64], lookups: &[u64]
     let locked = Locked::new(build_std(keys));
     let mut g = per_op_group(c, "insert_existing");
 
-    // One guard per CHUNK inserts; the chunk ends by dropping it and freeing the
-    // retired values, all timed, so the variant pays for reclamation as
-    // `syncmap-fresh` does (crossbeam collects inline every 128 pins there).
+    // One guard per chunk; the chunk ends by dropping it and freeing the retired
+    // values, all timed, so the variant pays for reclamation as `syncmap-fresh`
+    // does (crossbeam collects inline every 128 pins there).
     g.bench_function("syncmap-held", |b| {
-        let mut i = 0;
-        b.iter_custom(|iters| {
-            let clock = Clock::get();
-            let start = clock.now();
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(CHUNK);
-                {
-                    let pinned = sync.pin();
-                    for _ in 0..n {
-                        let k = lookups[i];
-                        i = (i + 1) & SEQ_MASK;
-                        black_box(pinned.insert(k, k ^ 1).copied());
-                    }
+        let mut at = 0;
+        b.iter(|| {
+            {
+                let pinned = sync.pin();
+                for &k in next_chunk(lookups, &mut at) {
+                    black_box(pinned.insert(k, k ^ 1).copied());
                 }
-                reclaim(&sync);
-                left -= n;
             }
-            clock.now() - start
+            reclaim(&sync);
         });
     });
     g.bench_function("syncmap-fresh", |b| {
-        let mut i = 0;
+        let mut at = 0;
         b.iter(|| {
-            let k = lookups[i];
-            i = (i + 1) & SEQ_MASK;
-            black_box(sync.insert(k, k ^ 1))
+            for &k in next_chunk(lookups, &mut at) {
+                black_box(sync.insert(k, k ^ 1));
+            }
         });
     });
     g.bench_function("hashbrown", |b| {
-        let mut i = 0;
+        let mut at = 0;
         b.iter(|| {
-            let k = lookups[i];
-            i = (i + 1) & SEQ_MASK;
-            black_box(brown.insert(k, k ^ 1))
+            for &k in next_chunk(lookups, &mut at) {
+                black_box(brown.insert(k, k ^ 1));
+            }
         });
     });
     g.bench_function("rwlock", |b| {
-        let mut i = 0;
+        let mut at = 0;
         b.iter(|| {
-            let k = lookups[i];
-            i = (i + 1) & SEQ_MASK;
-            black_box(locked.write().unwrap().insert(k, k ^ 1))
+            for &k in next_chunk(lookups, &mut at) {
+                black_box(locked.write().unwrap().insert(k, k ^ 1));
+            }
         });
     });
     g.finish();
 }
 
-/// Inserting `BATCH` new keys into a map of `KEYS` (no resize in any map). SyncMap
-/// variants start with the dirty table already built (steady state between two
-/// promotions), except `syncmap-held-incl-dirty-copy`, which starts right after a
-/// promotion, so its first insert copies the 100k-entry read table into a new
-/// dirty table (Go's `dirtyLocked`), amortized over the batch.
-fn bench_insert_new(c: &mut Criterion<Clock>, keys: &[u64], new_keys: &[u64], spare: u64) {
+/// Inserting `BATCH` new keys into a map of `KEYS` just promoted (no resize of any
+/// read table). SyncMap puts new keys into its delta under the writer lock; the
+/// delta grows by doubling (copy and publish, included) and 10k keys stay below the
+/// promotion threshold (half of the read table), so no promotion is timed here.
+fn bench_insert_new(c: &mut Criterion<Clock>, keys: &[u64], new_keys: &[u64]) {
     let brown = build_brown(keys);
     let std_map = build_std(keys);
     let mut g = batched_group(c, "insert_new", new_keys.len(), Duration::from_millis(100));
-    let with_dirty = || {
-        let map = build_sync(keys);
-        map.insert(spare, spare);
-        map
-    };
 
     g.bench_function("syncmap-held", |b| {
-        b.iter_batched(
-            with_dirty,
-            |map| {
-                {
-                    let pinned = map.pin();
-                    for &k in new_keys {
-                        black_box(pinned.insert(k, k));
-                    }
-                }
-                map
-            },
-            BatchSize::PerIteration,
-        );
-    });
-    g.bench_function("syncmap-fresh", |b| {
-        b.iter_batched(
-            with_dirty,
-            |map| {
-                for &k in new_keys {
-                    black_box(map.insert(k, k));
-                }
-                map
-            },
-            BatchSize::PerIteration,
-        );
-    });
-    g.bench_function("syncmap-held-incl-dirty-copy", |b| {
         b.iter_batched(
             || build_sync(keys),
             |map| {
@@ -411,6 +387,18 @@ fn bench_insert_new(c: &mut Criterion<Clock>, keys: &[u64], new_keys: &[u64], sp
                     for &k in new_keys {
                         black_box(pinned.insert(k, k));
                     }
+                }
+                map
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    g.bench_function("syncmap-fresh", |b| {
+        b.iter_batched(
+            || build_sync(keys),
+            |map| {
+                for &k in new_keys {
+                    black_box(map.insert(k, k));
                 }
                 map
             },
@@ -445,8 +433,8 @@ fn bench_insert_new(c: &mut Criterion<Clock>, keys: &[u64], new_keys: &[u64], sp
 }
 
 /// Removing `BATCH` present keys from a map of `KEYS` (SyncMap: a CAS to *deleted*
-/// in the read table, the value retired, a tombstone counted; 10% tombstones stay
-/// below the compaction threshold of 50%).
+/// on the entry, the value retired, a tombstone counted; 10% tombstones stay below
+/// the compaction threshold of 50%, so no compaction is timed here).
 fn bench_remove(c: &mut Criterion<Clock>, keys: &[u64], victims: &[u64]) {
     let brown = build_brown(keys);
     let std_map = build_std(keys);
@@ -510,27 +498,23 @@ fn bench_remove(c: &mut Criterion<Clock>, keys: &[u64], victims: &[u64]) {
 }
 
 /// `promote()` on a map of `n` keys in the read table with `n / 100` new keys
-/// pending in the dirty table. Per iteration = one promotion; throughput is
-/// reported per key of the map.
+/// pending in the delta. Per iteration = one promotion; throughput is reported per
+/// key of the map.
 ///
-/// * `syncmap-promote`: `promote()` alone — scan the dirty table for entries to
-///   expunge, publish it as the read table, retire the old one (freed later,
-///   untimed).
-/// * `syncmap-promote+next-new-key`: `promote()` and then one new-key insert, which
-///   copies the new read table into a fresh dirty table: the whole O(len) cost one
-///   promotion cycle imposes on writers.
+/// * `syncmap-promote`: `promote()` — a fresh read table built from every live
+///   entry of the read table and the delta (one `Arc` clone and one insert per
+///   entry, tombstones expunged and left out), a new root published, the old one
+///   retired (and freed later, untimed).
 /// * `hashbrown-clone`: `HashMap::clone()` of a map of the same size — the cost of
 ///   copying a table once, as a copy-on-write map pays per publish. `RwLock` has no
 ///   analogue (new keys are visible at insert) and is left out.
 fn bench_promotion(c: &mut Criterion<Clock>, name: &str, n: usize, target: Duration) {
-    let (keys, pending) = distinct_keys(n, n / 100 + 1, 0x9e37_79b9 ^ n as u64);
-    let (pending, spare) = pending.split_at(n / 100);
-    let spare = spare[0];
+    let (keys, pending) = distinct_keys(n, n / 100, 0x9e37_79b9 ^ n as u64);
     let setup = || {
         let map = build_sync(&keys);
         {
             let pinned = map.pin();
-            for &k in pending {
+            for &k in &pending {
                 pinned.insert(k, k);
             }
         }
@@ -544,17 +528,6 @@ fn bench_promotion(c: &mut Criterion<Clock>, name: &str, n: usize, target: Durat
             setup,
             |map| {
                 map.promote();
-                map
-            },
-            BatchSize::PerIteration,
-        );
-    });
-    g.bench_function("syncmap-promote+next-new-key", |b| {
-        b.iter_batched(
-            setup,
-            |map| {
-                map.promote();
-                map.insert(spare, spare);
                 map
             },
             BatchSize::PerIteration,
@@ -576,8 +549,7 @@ fn benches(c: &mut Criterion<Clock>) {
     bench_get(c, "get_hit_1k", small, &sequence(small, 0x5eed_0004));
     bench_get(c, "get_miss", &keys, &misses);
     bench_insert_existing(c, &keys, &hits);
-    let spare = absent[BATCH];
-    bench_insert_new(c, &keys, &absent[..BATCH], spare);
+    bench_insert_new(c, &keys, &absent[..BATCH]);
     bench_remove(c, &keys, &shuffled_prefix(&keys, BATCH, 0x5eed_0005));
     bench_promotion(c, "promotion_10k", 10_000, Duration::from_millis(50));
     bench_promotion(c, "promotion_1m", 1_000_000, Duration::from_millis(500));
