@@ -334,6 +334,7 @@ where
     /// map.insert(String::from("k"), 1);
     /// assert_eq!(map.pin().get("k"), Some(&1));
     /// ```
+    #[inline]
     pub fn get<Q>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,

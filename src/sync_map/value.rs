@@ -1,8 +1,9 @@
 //! Heap cells for values, and the marker pointers an entry's slot can hold besides
 //! a value.
 //!
-//! An entry's slot is one `AtomicPtr<V>`: null means *deleted*, [`expunged`] means
-//! *expunged*, anything else owns a value allocated by [`into_raw`].
+//! An entry's slot is one `AtomicPtr<V>`: null means *deleted*, address 1
+//! ([`expunged`]) means *expunged*, anything else owns a value allocated by
+//! [`into_raw`].
 //!
 //! Every value gets an allocation of its own, zero-sized types included (they are
 //! padded to one byte): compare-and-swap on the slot compares addresses, so two
@@ -20,14 +21,17 @@ struct Padded<V> {
     _pad: u8,
 }
 
-/// The address of this byte marks an expunged slot. No value allocation can have
-/// it: a static and a live heap allocation never share an address.
-static EXPUNGED: u8 = 0;
+/// The address that marks an expunged slot: 1. No value cell can have it: every
+/// cell is a real allocation (ZSTs are padded to one byte), and the first page of
+/// the address space is never mapped, so no allocator returns it. With null
+/// marking *deleted*, a slot is live exactly when its address is above 1 — one
+/// compare on the read path, no load of a marker's address.
+const EXPUNGED_ADDR: usize = 1;
 
 /// The *expunged* marker for a slot of `V`s.
 #[inline]
 pub(crate) fn expunged<V>() -> *mut V {
-    (&EXPUNGED as *const u8).cast_mut().cast()
+    core::ptr::without_provenance_mut(EXPUNGED_ADDR)
 }
 
 /// Moves `value` to the heap; the result is unique, non-null and never
@@ -66,10 +70,10 @@ pub(crate) unsafe fn drop_raw<V>(ptr: *mut V) {
     }
 }
 
-/// Whether `ptr` holds a value (neither deleted nor expunged).
+/// Whether `ptr` holds a value (neither deleted, 0, nor expunged, 1).
 #[inline]
 pub(crate) fn is_live<V>(ptr: *mut V) -> bool {
-    !ptr.is_null() && ptr != expunged()
+    ptr.addr() > EXPUNGED_ADDR
 }
 
 /// The value behind `ptr`, if it is live.
