@@ -151,7 +151,7 @@ pub fn throughput<K: LabKey, S: LabHasher>(
                     let input = CellInput {
                         workload,
                         layout,
-                        keys: table.keys(),
+                        keys: &table,
                         streams: &streams,
                         duration: cfg.duration,
                     };
@@ -209,7 +209,7 @@ pub fn latency<K: LabKey, S: LabHasher>(cfg: &Config, report: &mut Report, progr
             let input = CellInput {
                 workload: scenario,
                 layout,
-                keys: table.keys(),
+                keys: &table,
                 streams: &streams,
                 duration: cfg.latency_duration,
             };

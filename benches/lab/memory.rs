@@ -106,7 +106,7 @@ pub fn measure<K: LabKey, S: LabHasher>(cfg: &Config, report: &mut Report, progr
     let churn = CellInput {
         workload: Workload::Churn,
         layout,
-        keys: table.keys(),
+        keys: &table,
         streams: &streams,
         duration: cfg.latency_duration,
     };

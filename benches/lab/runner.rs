@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::keys::{LabHasher, LabKey};
+use crate::keys::{KeyTable, LabHasher, LabKey};
 use crate::maps::LabMap;
 use crate::ops::{Kind, Op};
 use crate::workloads::{Layout, Workload};
@@ -28,7 +28,7 @@ pub struct CellInput<'a, K> {
     pub workload: Workload,
     pub layout: Layout,
     /// The key table; operations index it.
-    pub keys: &'a [K],
+    pub keys: &'a KeyTable<K>,
     /// One operation stream per stream thread.
     pub streams: &'a [Vec<crate::ops::Op>],
     pub duration: Duration,
@@ -112,7 +112,8 @@ pub fn timer_overhead() -> u64 {
 
 /// Builds `M` and inserts the layout's prefilled keys (as one batch per range:
 /// one lock, one copy, one publish where the map has batches), then settles it.
-pub fn build<K: LabKey, S: LabHasher, M: LabMap<K, S>>(layout: &Layout, keys: &[K]) -> M {
+pub fn build<K: LabKey, S: LabHasher, M: LabMap<K, S>>(layout: &Layout, keys: &KeyTable<K>) -> M {
+    let keys = keys.keys();
     let map = M::new(S::default());
     {
         let local = map.local();
@@ -261,7 +262,7 @@ struct Counts {
 fn exec<K, S, M, P>(
     map: &M,
     local: &M::Local,
-    keys: &[K],
+    keys: &KeyTable<K>,
     ops: &[Op],
     st: &mut ThreadState,
     stop: &AtomicBool,
@@ -281,41 +282,44 @@ where
                 value = value.wrapping_add(1);
                 match op.kind() {
                     Kind::Get => {
-                        let key = &keys[op.arg()];
                         c.gets += 1;
-                        c.hits += u64::from(probe.get(|| map.get(local, key)).is_some());
+                        let found = keys.with(op.arg(), |key| probe.get(|| map.get(local, key)));
+                        c.hits += u64::from(found.is_some());
                     }
-                    Kind::Insert => map.insert(local, keys[op.arg()].clone(), value),
+                    Kind::Insert => map.insert(local, keys.owned(op.arg()), value),
                     Kind::Remove => {
-                        black_box(map.remove(local, &keys[op.arg()]));
+                        black_box(keys.with(op.arg(), |key| map.remove(local, key)));
                     }
                     Kind::GetOwn => {
-                        let key = &keys[st.base + op.arg()];
                         c.gets += 1;
-                        c.hits += u64::from(probe.get(|| map.get(local, key)).is_some());
+                        let found =
+                            keys.with(st.base + op.arg(), |key| probe.get(|| map.get(local, key)));
+                        c.hits += u64::from(found.is_some());
                     }
                     Kind::UpdateOwn => {
-                        black_box(map.update(local, &keys[st.base + op.arg()], value));
+                        black_box(
+                            keys.with(st.base + op.arg(), |key| map.update(local, key, value)),
+                        );
                     }
                     Kind::InsertNext => {
                         if st.exhaustible && st.inserted >= st.region {
                             break 'run;
                         }
-                        map.insert(local, keys[st.key(st.inserted)].clone(), value);
+                        map.insert(local, keys.owned(st.key(st.inserted)), value);
                         st.inserted += 1;
                     }
                     Kind::RemoveOldest => {
                         // With nothing left to remove, this removes an absent key.
-                        black_box(map.remove(local, &keys[st.key(st.erased)]));
+                        black_box(keys.with(st.key(st.erased), |key| map.remove(local, key)));
                         if st.erased < st.inserted {
                             st.erased += 1;
                         }
                     }
                     Kind::GetRecent => {
                         let seq = st.inserted.wrapping_sub(1 + op.arg() as u64);
-                        let key = &keys[st.key(seq)];
                         c.gets += 1;
-                        c.hits += u64::from(probe.get(|| map.get(local, key)).is_some());
+                        let found = keys.with(st.key(seq), |key| probe.get(|| map.get(local, key)));
+                        c.hits += u64::from(found.is_some());
                     }
                 }
                 c.ops += 1;
@@ -339,12 +343,13 @@ where
 /// Returns the number of batches.
 fn reload_writer<K: LabKey, S: LabHasher, M: LabMap<K, S>>(
     map: &M,
-    keys: &[K],
+    keys: &KeyTable<K>,
     layout: &Layout,
     barrier: &Barrier,
     stop: &AtomicBool,
 ) -> u64 {
     let local = map.local();
+    let keys = keys.keys();
     let slice = layout.slice;
     barrier.wait();
     let start = Instant::now();
