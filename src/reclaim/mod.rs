@@ -19,26 +19,40 @@
 //! | backend | feature | scheme |
 //! |---|---|---|
 //! | [`CrossbeamEpoch`] | `crossbeam-epoch` (default) | epoch-based, crossbeam's global collector |
+//! | `LoomReclaim` | `--cfg loom` only | reference-counted guards that loom models, with use-after-free checks |
 //!
 //! The rest of the crate only ever talks to these traits, so adding a scheme is
 //! one new module here. Every retirement and every free is counted in a ledger
 //! that [`SyncMap::stats`](crate::SyncMap::stats) reports, which is how the
 //! documentation measures how long garbage lives under each scheme.
 
-#[cfg(feature = "crossbeam-epoch")]
+// Under `--cfg loom`, crossbeam-epoch runs inside loom's threads only when it is
+// built on loom too (`--cfg crossbeam_loom`, its `loom` feature).
+#[cfg(all(feature = "crossbeam-epoch", any(not(loom), crossbeam_loom)))]
 mod crossbeam;
+#[cfg(loom)]
+mod loom;
 mod retired;
 
-#[cfg(feature = "crossbeam-epoch")]
+#[cfg(all(feature = "crossbeam-epoch", any(not(loom), crossbeam_loom)))]
 pub use crossbeam::CrossbeamEpoch;
+#[cfg(loom_mutant)]
+pub(crate) use loom::mutant;
+#[cfg(loom)]
+pub use loom::{LoomGuard, LoomReclaim};
 pub use retired::Retired;
 pub(crate) use retired::{Kind, Ledger};
 
 use crate::sync::{AtomicPtr, Ordering};
 
 /// The reclamation scheme a map uses when none is named.
-#[cfg(feature = "crossbeam-epoch")]
+#[cfg(all(feature = "crossbeam-epoch", not(loom)))]
 pub type DefaultReclaim = CrossbeamEpoch;
+
+/// Under `--cfg loom` the default is the loom backend, which loom models
+/// completely; see `src/reclaim/loom.rs`.
+#[cfg(loom)]
+pub type DefaultReclaim = LoomReclaim;
 
 #[cfg(not(feature = "crossbeam-epoch"))]
 compile_error!("readmostly needs a reclamation backend: enable the `crossbeam-epoch` feature");

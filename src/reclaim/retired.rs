@@ -92,6 +92,9 @@ pub struct Retired {
     ptr: NonNull<()>,
     free: unsafe fn(NonNull<()>, &Ledger),
     ledger: Arc<Ledger>,
+    /// For the loom backend's checks.
+    #[cfg(loom)]
+    kind: Kind,
 }
 
 impl core::fmt::Debug for Retired {
@@ -124,7 +127,21 @@ impl Retired {
             ptr,
             free,
             ledger: Arc::clone(ledger),
+            #[cfg(loom)]
+            kind,
         }
+    }
+
+    /// The object's address.
+    #[cfg(loom)]
+    pub(crate) fn addr(&self) -> usize {
+        self.ptr.as_ptr().addr()
+    }
+
+    /// What kind of object it is.
+    #[cfg(loom)]
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
     }
 
     /// Frees the object.
@@ -139,7 +156,9 @@ impl Retired {
     /// Call at most once, and only when no guard can still reach the object (the
     /// [`Reclaim`](super::Reclaim) contract).
     pub unsafe fn reclaim(self) {
-        let Retired { ptr, free, ledger } = self;
+        let Retired {
+            ptr, free, ledger, ..
+        } = self;
         // SAFETY: the caller upholds the grace period; `new`'s caller promised that
         // `free` is sound to call once after it.
         let _ = catch_unwind(AssertUnwindSafe(|| unsafe { free(ptr, &ledger) }));

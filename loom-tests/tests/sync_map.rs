@@ -1,0 +1,255 @@
+//! loom models of the two SyncMap protocols, on the crate's own code:
+//! `SyncMap` (v2: read table + lock-free delta behind one root) and
+//! `classic::ClassicSyncMap` (Go's sync.Map: read table + locked dirty table).
+//!
+//! Each model is one generic function, run on each map and reclamation backend
+//! listed in `models!` at the bottom (with its preemption bound); `docs/loom.md`
+//! lists what each checks and how long it takes. The main thread is one of the
+//! model's threads: it builds the map, spawns the others, races them, joins them
+//! and then checks the quiescent state (`check_quiescent`).
+#![cfg(loom)]
+
+use loom::sync::Arc;
+use loom::thread;
+use readmostly_loom_tests::{check_quiescent, models, setup, ModelMap, Progress};
+
+/// Model 1: `get` racing a promotion. Key 1 is in the read table and key 2 was
+/// added since (delta / dirty table). A writer adds key 3 and then promotes:
+/// `SyncMap` by `promote()`; `ClassicSyncMap` by missing on key 3 until misses
+/// reach the dirty table's size (with the reader's first miss, the writer's
+/// second). The reader holds one guard for three reads, so the root or table it
+/// loaded first may be retired under it. It must find key 2 every time (present
+/// before and after), must see key 3 absent or with its value, and must never
+/// reach a freed table (the loom backend's audit panics if a guard protects a
+/// table retired before it pinned, or a table is freed while a guard that
+/// protected it is live).
+///
+/// Nothing but the promotion's swap of the root / read pointer (and, in
+/// `SyncMap`, the delta slot's store) publishes key 3's entry to the lock-free
+/// reader: their `Release` is what the ordering mutants weaken.
+fn get_vs_promotion<M: ModelMap>() {
+    let map = setup::<M>(&[(1, 10)], &[(2, 20)]);
+    let progress = Progress::new();
+    let writer = {
+        let (map, progress) = (Arc::clone(&map), Arc::clone(&progress));
+        thread::spawn(move || {
+            assert_eq!(map.insert(3, 30), None);
+            progress.mark(1);
+            if M::CLASSIC {
+                assert_eq!(map.get(3), Some(30));
+                assert_eq!(map.get(3), Some(30));
+            } else {
+                map.promote();
+            }
+            progress.mark(2);
+        })
+    };
+    // The probe between the reads only steers loom (see `Progress`); it orders
+    // nothing, so key 3 may still be unseen after the reader saw its insert
+    // return: the map promises that only to a reader ordered after the insert.
+    let found = map.read_under_one_guard(&[2, 3, 2], |i| {
+        if i == 1 {
+            progress.seen();
+        }
+    });
+    writer.join().unwrap();
+    assert_eq!((found[0], found[2]), (Some(20), Some(20)), "key 2 lost");
+    assert!(matches!(found[1], None | Some(30)), "key 3: {found:?}");
+    assert!(map.stats().promotions >= 2, "{:?}", map.stats());
+    check_quiescent(&*map, &[(1, 10), (2, 20), (3, 30)]);
+}
+
+/// Model 2: the expunge / un-expunge race. Key 1 is removed and re-inserted
+/// while the map expunges deleted entries: `ClassicSyncMap` when a new key makes
+/// it build the dirty table (deleted entries are expunged and left out);
+/// `SyncMap` when a promotion builds the new read table (tombstones are expunged
+/// and dropped). Key 1 must end up present exactly once, where the next
+/// promotion keeps it.
+fn expunge_race<M: ModelMap>() {
+    let map = setup::<M>(&[(1, 10), (2, 20), (3, 30)], &[]);
+    let t1 = {
+        let map = Arc::clone(&map);
+        thread::spawn(move || {
+            assert_eq!(map.remove(1), Some(10));
+            assert_eq!(map.insert(1, 11), None);
+        })
+    };
+    if M::CLASSIC {
+        assert_eq!(map.insert(4, 40), None);
+    } else {
+        map.promote();
+    }
+    t1.join().unwrap();
+    let mut expected = vec![(1, 11), (2, 20), (3, 30)];
+    if M::CLASSIC {
+        expected.push((4, 40));
+    }
+    check_quiescent(&*map, &expected);
+}
+
+/// Model 3a: two threads `get_or_insert` a key absent from the map (the locked
+/// path: one creates the entry, the other finds it under the lock).
+fn get_or_insert_new_key<M: ModelMap>() {
+    let map = setup::<M>(&[], &[]);
+    get_or_insert_race(&map, &[]);
+}
+
+/// Model 3b: two threads `get_or_insert` a key deleted in the read table (the
+/// lock-free path: both CAS the deleted slot).
+fn get_or_insert_deleted_key<M: ModelMap>() {
+    let map = setup::<M>(&[(5, 1), (6, 60), (7, 70)], &[]);
+    assert_eq!(map.remove(5), Some(1));
+    get_or_insert_race(&map, &[(6, 60), (7, 70)]);
+}
+
+/// Exactly one of two racing `get_or_insert(5, _)` stores; both return the
+/// stored value.
+fn get_or_insert_race<M: ModelMap>(map: &Arc<M>, others: &[(u64, u64)]) {
+    let t1 = {
+        let map = Arc::clone(map);
+        thread::spawn(move || map.get_or_insert(5, 51))
+    };
+    let mine = map.get_or_insert(5, 52);
+    let theirs = t1.join().unwrap();
+    assert!(
+        mine.0 != theirs.0,
+        "exactly one stores: {mine:?} {theirs:?}"
+    );
+    let stored = if mine.0 { mine.1 } else { theirs.1 };
+    assert_eq!(
+        (mine.1, theirs.1),
+        (stored, stored),
+        "both see the stored value"
+    );
+    let mut expected = others.to_vec();
+    expected.push((5, stored));
+    check_quiescent(&**map, &expected);
+}
+
+/// Model 4: `compare_exchange(1, 0 → n)` from two threads (`SyncMap` only): exactly
+/// one wins and replaces 0; the loser sees the winner's value.
+fn compare_exchange_race<M: ModelMap>() {
+    let map = setup::<M>(&[(1, 0)], &[]);
+    let t1 = {
+        let map = Arc::clone(&map);
+        thread::spawn(move || map.compare_exchange(1, 0, 1))
+    };
+    let mine = map.compare_exchange(1, 0, 2);
+    let theirs = t1.join().unwrap();
+    let winner = match (mine, theirs) {
+        (Ok(0), Err(Some(2))) => 2,
+        (Err(Some(1)), Ok(0)) => 1,
+        other => panic!("exactly one wins, the loser sees its value: {other:?}"),
+    };
+    check_quiescent(&*map, &[(1, winner)]);
+}
+
+/// Model 5: `remove` then `insert` of key 1 racing a promotion that a third
+/// thread's reads trigger. A second thread adds key 2; the third (main) reads
+/// key 2: in `ClassicSyncMap` each read is a miss and the second one promotes
+/// the dirty table (which the new key built, expunging key 1 if it was
+/// removed); in `SyncMap` four delta-served reads ask for a promotion, which the
+/// next writer runs (expunging key 1's tombstone). Key 1 must never be lost.
+fn remove_insert_vs_promotion<M: ModelMap>() {
+    let (read, reads): (&[(u64, u64)], usize) = if M::CLASSIC {
+        (&[(1, 10)], 2)
+    } else {
+        // Two more keys, so that removing key 1 alone does not reach the
+        // tombstone bound (half the entries) and promote by itself.
+        (&[(1, 10), (8, 80), (9, 90)], 4)
+    };
+    let map = setup::<M>(read, &[]);
+    let t1 = {
+        let map = Arc::clone(&map);
+        thread::spawn(move || {
+            assert_eq!(map.remove(1), Some(10));
+            assert_eq!(map.insert(1, 11), None);
+        })
+    };
+    let t2 = {
+        let map = Arc::clone(&map);
+        thread::spawn(move || assert_eq!(map.insert(2, 20), None))
+    };
+    for _ in 0..reads {
+        let two = map.get(2);
+        assert!(two.is_none() || two == Some(20), "key 2: {two:?}");
+    }
+    t1.join().unwrap();
+    t2.join().unwrap();
+    let mut expected = read.to_vec();
+    expected[0] = (1, 11);
+    expected.push((2, 20));
+    check_quiescent(&*map, &expected);
+}
+
+/// Model 6: reclamation. A reader holds one guard across a writer's overwrite of
+/// key 1 (retiring the old value), a new key and a promotion (retiring the old
+/// root / read table). Everything the reader got stays readable while its guard
+/// lives (values check on every read that they were not freed; the audit checks
+/// tables), and once every guard is gone everything retired has been freed:
+/// `check_quiescent` checks the ledger, and loom's leak check at the end of the
+/// execution catches anything never freed (every value carries a loom `Track`).
+fn reclamation<M: ModelMap>() {
+    let map = setup::<M>(&[(1, 10)], &[]);
+    let writer = {
+        let map = Arc::clone(&map);
+        thread::spawn(move || {
+            assert_eq!(map.insert(1, 11), Some(10));
+            assert_eq!(map.insert(2, 20), None);
+            map.promote();
+        })
+    };
+    let found = map.read_under_one_guard(&[1, 2, 1], |_| {});
+    assert!(matches!(found[0], Some(10 | 11)), "{found:?}");
+    assert!(matches!(found[1], None | Some(20)), "{found:?}");
+    assert!(matches!(found[2], Some(10 | 11)), "{found:?}");
+    writer.join().unwrap();
+    // A value that is never retired is caught by loom's leak check (it is never
+    // freed), not by the ledger, which only counts what was retired.
+    check_quiescent(&*map, &[(1, 11), (2, 20)]);
+}
+
+/// Model 7: `len` and iteration against a concurrent insert and remove. Key 1 is
+/// in the read table and key 4 in the delta / dirty table throughout; a writer
+/// adds key 3 and removes key 2. Iteration yields each key at most once and
+/// every key present throughout, with its value; `len` is a count that was true
+/// at some moment.
+fn iteration<M: ModelMap>() {
+    let map = setup::<M>(&[(1, 10), (2, 20)], &[(4, 40)]);
+    let writer = {
+        let map = Arc::clone(&map);
+        thread::spawn(move || {
+            assert_eq!(map.insert(3, 30), None);
+            assert_eq!(map.remove(2), Some(20));
+        })
+    };
+    let pairs = map.iterate();
+    let len = map.len();
+    writer.join().unwrap();
+    let mut keys: Vec<u64> = pairs.iter().map(|&(k, _)| k).collect();
+    keys.sort_unstable();
+    let yielded = keys.len();
+    keys.dedup();
+    assert_eq!(keys.len(), yielded, "a key iterated twice: {pairs:?}");
+    assert!(keys.contains(&1) && keys.contains(&4), "{pairs:?}");
+    for (k, v) in pairs {
+        assert_eq!(v, k * 10, "key {k}");
+    }
+    assert!((3..=4).contains(&len), "len {len}");
+    check_quiescent(&*map, &[(1, 10), (3, 30), (4, 40)]);
+}
+
+// Preemption bounds (loom's default is unbounded): chosen so that the whole suite
+// fits its time budget; docs/loom.md lists each model's executions and time.
+// crossbeam-epoch's own atomics multiply the state space, so its bounds are lower,
+// and the three-thread model does not run on it (see docs/loom.md).
+models! {
+    get_vs_promotion: v2 { loom 5, crossbeam 2 } classic { loom 5, crossbeam 1 };
+    expunge_race: v2 { loom 4, crossbeam 1 } classic { loom 5, crossbeam 1 };
+    get_or_insert_new_key: v2 { loom unbounded, crossbeam 1 } classic { loom unbounded, crossbeam 1 };
+    get_or_insert_deleted_key: v2 { loom unbounded, crossbeam 2 } classic { loom unbounded, crossbeam 1 };
+    compare_exchange_race: v2 { loom unbounded, crossbeam 2 };
+    remove_insert_vs_promotion: v2 { loom 3 } classic { loom 3 };
+    reclamation: v2 { loom 5, crossbeam 2 } classic { loom 5, crossbeam 1 };
+    iteration: v2 { loom 5, crossbeam 2 } classic { loom 5, crossbeam 1 };
+}
