@@ -17,16 +17,20 @@ export CARGO_TERM_COLOR=never
 start=$(date +%s)
 mkdir -p target
 
-# The models: loom's primitives in readmostly (`loom`) and in crossbeam-epoch
-# (`crossbeam_loom`), so both backends run.
+# The models (tests/sync_map.rs, tests/snapshot_map.rs): loom's primitives in
+# readmostly (`loom`) and in crossbeam-epoch (`crossbeam_loom`), so both
+# reclamation backends run.
 suite() {
     echo "::: loom suite (RUSTFLAGS=--cfg loom --cfg crossbeam_loom)"
     local t0=$(date +%s)
+    local status=0
     RUSTFLAGS="--cfg loom --cfg crossbeam_loom" \
-        cargo test --locked --release --target-dir target/suite --test sync_map \
-        -- --nocapture --test-threads="${LOOM_TEST_THREADS:-2}" 2>&1 | tee target/suite.log |
-        grep -oE 'loom-model .*|^test result.*|thread .* panicked.*|Causality.*|.*leaked.*' || true
-    if ! grep -q '^test result: ok' target/suite.log; then
+        cargo test --locked --release --target-dir target/suite --test sync_map --test snapshot_map \
+        -- --nocapture --test-threads="${LOOM_TEST_THREADS:-2}" >target/suite.log 2>&1 || status=$?
+    grep -oE 'loom-model .*|^test result.*|thread .* panicked.*|Causality.*|.*leaked.*' \
+        target/suite.log || true
+    if [ "$status" != 0 ] || ! grep -q '^test result: ok' target/suite.log; then
+        tail -n 40 target/suite.log >&2
         echo "FAILED: loom suite (log: loom-tests/target/suite.log)" >&2
         exit 1
     fi
@@ -63,6 +67,10 @@ mutants() {
         cargo test --locked --release --target-dir target/mutant --test sync_map --no-run \
         --message-format=json 2>/dev/null |
         sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+    if [ ! -x "$bin" ]; then
+        echo "FAILED: no mutant test binary" >&2
+        exit 1
+    fi
     local survived=0
     for row in "${MUTANTS[@]}"; do
         local name=${row%%|*} rest=${row#*|}

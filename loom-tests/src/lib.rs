@@ -77,6 +77,13 @@ impl PartialEq for Key {
 
 impl Eq for Key {}
 
+impl Clone for Key {
+    /// A new cell with the same number (reading this one, so loom checks it).
+    fn clone(&self) -> Self {
+        Key::new(self.read())
+    }
+}
+
 impl Drop for Key {
     fn drop(&mut self) {
         // SAFETY: exclusive access.
@@ -120,6 +127,13 @@ unsafe impl Sync for Val {}
 impl PartialEq for Val {
     fn eq(&self, other: &Self) -> bool {
         self.get() == other.get()
+    }
+}
+
+impl Clone for Val {
+    /// A new, separately tracked value with the same number.
+    fn clone(&self) -> Self {
+        Val::new(self.get())
     }
 }
 
