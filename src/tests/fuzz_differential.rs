@@ -218,10 +218,12 @@ fn scripts<Op: Clone + fmt::Debug + fmt::Display + 'static>(
     corpus: Vec<Vec<Op>>,
     op: impl Strategy<Value = Op> + Clone + 'static,
 ) -> impl Strategy<Value = Script<Op>> {
-    let fresh = prop::collection::vec(op.clone(), 0..120).prop_map(Script);
+    // Shorter under Miri, which interprets every step.
+    let (fresh_len, extra_len) = if cfg!(miri) { (30, 10) } else { (120, 40) };
+    let fresh = prop::collection::vec(op.clone(), 0..fresh_len).prop_map(Script);
     let spliced = (
         0..corpus.len(),
-        prop::collection::vec(op, 0..40),
+        prop::collection::vec(op, 0..extra_len),
         any::<prop::sample::Index>(),
     )
         .prop_map(move |(seed, extra, at)| {
