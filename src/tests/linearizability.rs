@@ -11,7 +11,8 @@
 //! specification (`linearizability/spec.rs`).
 //!
 //! Subjects: `SyncMap` with every reclamation backend of this build (and with a
-//! constant hasher, where every key collides), `SnapshotMap`, and two
+//! constant hasher, where every key collides), `ClassicSyncMap` (its reduced
+//! API), `SnapshotMap`, and two
 //! deliberately broken wrappers around `SyncMap` (one returns stale values, one
 //! loses inserts), which the checker must reject, to show it can fail.
 //!
@@ -20,8 +21,9 @@
 //! operation mixes. Interleavings differ from run to run. Each test prints what it
 //! checked; run with `--nocapture` to see it.
 //!
-//! To add a subject (a backend, `ClassicSyncMap`): implement [`Subject`] for it
-//! (see `SyncSubject`) and add a test calling [`check_subject`].
+//! To add a subject (a new backend is a type alias like `SyncCrossbeam`; a new
+//! map implements [`Subject`], see `SyncSubject`), add a test calling
+//! [`check_subject`].
 
 mod common;
 
@@ -40,6 +42,7 @@ use std::thread;
 
 use common::Rng;
 use history::{tick, Event, Recorder};
+use readmostly::classic::{ClassicPinned, ClassicSyncMap};
 use readmostly::reclaim::{CrossbeamEpoch, Reclaim};
 use readmostly::{LoadOrStore, Pinned, Snapshot, SnapshotMap, SyncMap};
 use spec::{bump, keep, KeyOp, Ret, Value};
@@ -503,6 +506,127 @@ impl BuildHasher for ConstantHasher {
 }
 
 // ---------------------------------------------------------------------------
+// ClassicSyncMap (the v1 protocol, kept for comparison).
+// ---------------------------------------------------------------------------
+
+/// `ClassicSyncMap<u8, u64>` with backend `R`: its reduced API.
+pub struct ClassicSubject<R: Reclaim> {
+    map: ClassicSyncMap<u8, u64, RandomState, R>,
+}
+
+impl<R: Reclaim + Default> ClassicSubject<R> {
+    fn op(&self, pinned: &ClassicPinned<'_, u8, u64, RandomState, R>, w: &mut Worker) {
+        let map = &self.map;
+        let k = w.key();
+        let (call, op, result, ret);
+        match w.rng.below(100) {
+            0..=29 => {
+                op = KeyOp::Get;
+                call = tick();
+                result = Ret::Val(pinned.get(&k).copied());
+                ret = tick();
+            }
+            30..=44 => {
+                let v = w.fresh();
+                op = KeyOp::Insert(v);
+                call = tick();
+                result = Ret::Val(pinned.insert(k, v).copied());
+                ret = tick();
+            }
+            45..=52 => {
+                let v = w.fresh();
+                op = KeyOp::Insert(v);
+                call = tick();
+                result = Ret::Val(map.insert(k, v));
+                ret = tick();
+            }
+            53..=62 => {
+                op = KeyOp::Remove;
+                call = tick();
+                result = Ret::Val(pinned.remove(&k).copied());
+                ret = tick();
+            }
+            63..=67 => {
+                op = KeyOp::Remove;
+                call = tick();
+                result = Ret::Val(map.remove(&k));
+                ret = tick();
+            }
+            68..=79 => {
+                let v = w.fresh();
+                op = KeyOp::GetOrInsert(v);
+                call = tick();
+                result = match pinned.get_or_insert(k, v) {
+                    LoadOrStore::Loaded(x) => Ret::LoadOrStore {
+                        stored: false,
+                        value: *x,
+                    },
+                    LoadOrStore::Stored(x) => Ret::LoadOrStore {
+                        stored: true,
+                        value: *x,
+                    },
+                };
+                ret = tick();
+            }
+            80..=92 => {
+                let tag = w.fresh();
+                op = KeyOp::Update(tag);
+                call = tick();
+                result = Ret::Val(pinned.update(&k, |v| bump(*v, tag)).copied());
+                ret = tick();
+            }
+            93..=94 => {
+                let call = tick();
+                map.clear();
+                let ret = tick();
+                for key in 0..KEYS {
+                    w.record(call, ret, key, KeyOp::Clear, Ret::Unit);
+                }
+                return;
+            }
+            _ => {
+                map.promote();
+                if w.rng.one_in(4) {
+                    map.flush();
+                }
+                return;
+            }
+        }
+        w.record(call, ret, k, op, result);
+    }
+}
+
+impl<R: Reclaim + Default> Subject for ClassicSubject<R> {
+    type Ctx<'a>
+        = Option<ClassicPinned<'a, u8, u64, RandomState, R>>
+    where
+        Self: 'a;
+
+    fn new() -> Self {
+        ClassicSubject {
+            map: ClassicSyncMap::with_hasher_and_reclaim(RandomState::new(), R::default()),
+        }
+    }
+
+    fn ctx(&self) -> Self::Ctx<'_> {
+        None
+    }
+
+    fn step<'a>(&'a self, ctx: &mut Self::Ctx<'a>, w: &mut Worker) {
+        if w.rng.one_in(6) {
+            *ctx = match ctx.take() {
+                Some(_) => None,
+                None => Some(self.map.pin()),
+            };
+        }
+        match ctx {
+            Some(pinned) => self.op(pinned, w),
+            None => self.op(&self.map.pin(), w),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // SnapshotMap.
 // ---------------------------------------------------------------------------
 
@@ -794,6 +918,7 @@ impl Subject for LostInserts {
 /// The subjects by backend and hasher.
 type SyncCrossbeam = SyncSubject<RandomState, CrossbeamEpoch>;
 type SyncCollisions = SyncSubject<ConstantHasher, CrossbeamEpoch>;
+type ClassicCrossbeam = ClassicSubject<CrossbeamEpoch>;
 
 // ---------------------------------------------------------------------------
 // Tests.
@@ -807,6 +932,11 @@ fn sync_map_crossbeam_epoch_is_linearizable() {
 #[test]
 fn sync_map_with_every_key_colliding_is_linearizable() {
     check_subject::<SyncCollisions>("SyncMap<ConstantHasher, CrossbeamEpoch>");
+}
+
+#[test]
+fn classic_sync_map_crossbeam_epoch_is_linearizable() {
+    check_subject::<ClassicCrossbeam>("ClassicSyncMap<RandomState, CrossbeamEpoch>");
 }
 
 #[test]
