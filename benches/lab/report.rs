@@ -278,7 +278,7 @@ impl Report {
                 let sync_mops = sync.mops().0;
                 let best = at
                     .iter()
-                    .filter(|c| !c.map.starts_with("SyncMap") && !c.map.starts_with("SnapshotMap"))
+                    .filter(|c| !c.map.contains("SyncMap") && !c.map.starts_with("SnapshotMap"))
                     .max_by(|a, b| a.mops().0.total_cmp(&b.mops().0));
                 let mut verdicts = Vec::new();
                 if let Some(best) = best {
