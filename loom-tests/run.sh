@@ -49,6 +49,7 @@ MUTANTS=(
     "retire_published_root|reclamation::v2::loom|retired|freed"
     "skip_value_retire_v2|reclamation::v2::loom|leaked"
     "iter_skips_delta|iteration::v2::loom|Key\\(4\\)|\\[\\(1, 10\\)"
+    "grow_drops_entry|delta_growth_vs_read::v2::loom|key 2"
     "promote_relaxed|get_vs_promotion::classic::loom|Causality violation"
     "revive_skips_dirty|remove_insert_vs_promotion::classic::loom|key 1|iteration"
     "retire_published_table|reclamation::classic::loom|retired|freed"

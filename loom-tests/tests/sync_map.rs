@@ -243,6 +243,33 @@ fn iteration<M: ModelMap>() {
 // fits its time budget; docs/loom.md lists each model's executions and time.
 // crossbeam-epoch's own atomics multiply the state space, so its bounds are lower,
 // and the three-thread model does not run on it (see docs/loom.md).
+/// Model 9: a delta growth racing a read (`SyncMap` only: the classic protocol
+/// has no delta). Key 1 is in the read table and keys 2–5 fill the delta to its
+/// room (4 of its 8 slots), so the writer's new key 6 makes it copy the entries
+/// into a delta twice the size and swap the root's delta pointer. The reader holds
+/// one guard for three reads: keys 2 and 5, in the delta before and after, must be
+/// found every time (whichever delta the reader probes), key 6 absent or with its
+/// value, and the old delta, retired by the growth, never reached freed.
+fn delta_growth_vs_read<M: ModelMap>() {
+    let map = setup::<M>(&[(1, 10)], &[(2, 20), (3, 30), (4, 40), (5, 50)]);
+    let writer = {
+        let map = Arc::clone(&map);
+        thread::spawn(move || {
+            assert_eq!(map.insert(6, 60), None);
+        })
+    };
+    let found = map.read_under_one_guard(&[2, 6, 5], |_| {});
+    writer.join().unwrap();
+    assert_eq!(found[0], Some(20), "key 2 lost by the growth: {found:?}");
+    assert_eq!(found[2], Some(50), "key 5 lost by the growth: {found:?}");
+    assert!(matches!(found[1], None | Some(60)), "key 6: {found:?}");
+    assert!(map.stats().delta_growths >= 1, "{:?}", map.stats());
+    check_quiescent(
+        &*map,
+        &[(1, 10), (2, 20), (3, 30), (4, 40), (5, 50), (6, 60)],
+    );
+}
+
 models! {
     get_vs_promotion: v2 { loom 5, crossbeam 2 } classic { loom 5, crossbeam 1 };
     expunge_race: v2 { loom 4, crossbeam 1 } classic { loom 5, crossbeam 1 };
@@ -252,4 +279,5 @@ models! {
     remove_insert_vs_promotion: v2 { loom 3 } classic { loom 3 };
     reclamation: v2 { loom 5, crossbeam 2 } classic { loom 5, crossbeam 1 };
     iteration: v2 { loom 5, crossbeam 2 } classic { loom 5, crossbeam 1 };
+    delta_growth_vs_read: v2 { loom 3, crossbeam 1 };
 }

@@ -372,6 +372,7 @@ pub(crate) const MUTANTS: &[&str] = &[
     "promote_skips_expunge",
     "retire_published_root",
     "skip_value_retire_v2",
+    "grow_drops_entry",
     "iter_skips_delta",
     // ClassicSyncMap.
     "promote_relaxed",
