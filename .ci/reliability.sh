@@ -11,7 +11,7 @@
 #         nightly tool builds the dev-dependencies once in its own target dir
 #         under target/reliability/.
 #
-# Knobs: READMOSTLY_LIN_HISTORIES (histories per map, default 2500),
+# Knobs: READMOSTLY_LIN_HISTORIES (histories per map, default 5000),
 # READMOSTLY_FUZZ_SECS (seconds per fuzz target, default 120), RELIABILITY_SKIP
 # (space-separated step names to skip, e.g. "lsan valgrind-stress").
 #
@@ -30,7 +30,7 @@ esac
 
 export CARGO_TERM_COLOR=never
 export RUST_BACKTRACE=1
-export READMOSTLY_LIN_HISTORIES=${READMOSTLY_LIN_HISTORIES:-2500}
+export READMOSTLY_LIN_HISTORIES=${READMOSTLY_LIN_HISTORIES:-5000}
 export READMOSTLY_FUZZ_SECS=${READMOSTLY_FUZZ_SECS:-120}
 skip=" ${RELIABILITY_SKIP:-} "
 host=x86_64-unknown-linux-gnu
@@ -63,11 +63,13 @@ step() {
     "$@" >"$log" 2>&1 || rc=$?
     local secs=$(($(date +%s) - t0))
     # Figures the tests print, and sanitizer / valgrind / Miri verdicts.
-    grep -E '^(linearizability|fuzz) |^==[0-9]+== (ERROR|ERROR SUMMARY|WARNING)|^WARNING: ThreadSanitizer|^SUMMARY: |^error: Undefined Behavior' "$log" |
-        sort | uniq -c | sed 's/^ *1 /    /; s/^ *\([0-9]*\) /    (x\1) /' || true
+    {
+        grep -oE '(linearizability|fuzz) [^:]+: .*' "$log" || true
+        grep -E '^==[0-9]+== (ERROR|ERROR SUMMARY|WARNING)|^WARNING: ThreadSanitizer|^SUMMARY: |^error: Undefined Behavior' "$log" || true
+    } | sort | uniq -c | awk '{ n = $1; $1 = ""; sub(/^ /, ""); print "    " (n > 1 ? "(" n "x) " : "") $0 }'
     local passed failed
-    passed=$(grep -oE '^test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
-    failed=$(grep -oE '[0-9]+ failed;' "$log" | awk '{s += $1} END {print s + 0}')
+    passed=$({ grep -oE '^test result: [a-zA-Z]+\. [0-9]+ passed' "$log" || true; } | awk '{s += $4} END {print s + 0}')
+    failed=$({ grep -oE '[0-9]+ failed;' "$log" || true; } | awk '{s += $1} END {print s + 0}')
     if [[ $rc -ne 0 ]]; then
         echo "----- last 150 lines of $log -----" >&2
         tail -n 150 "$log" >&2

@@ -17,7 +17,7 @@
 //! loses inserts), which the checker must reject, to show it can fail.
 //!
 //! Sizing: `READMOSTLY_LIN_HISTORIES` histories per subject (default 200; CI's
-//! reliability tier runs 2,500 in release mode), `READMOSTLY_LIN_SEED` for the
+//! reliability tier runs 5,000 with the crate optimized), `READMOSTLY_LIN_SEED` for the
 //! operation mixes. Interleavings differ from run to run. Each test prints what it
 //! checked; run with `--nocapture` to see it.
 //!
