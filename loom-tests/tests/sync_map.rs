@@ -3,7 +3,7 @@
 //! `classic::ClassicSyncMap` (Go's sync.Map: read table + locked dirty table).
 //!
 //! Each model is one generic function, run on each map and reclamation backend
-//! listed in `models!` at the bottom (with its preemption bound); `docs/loom.md`
+//! listed in `models!` at the bottom (with its preemption bound); `docs/design.md §9`
 //! lists what each checks and how long it takes. The main thread is one of the
 //! model's threads: it builds the map, spawns the others, races them, joins them
 //! and then checks the quiescent state (`check_quiescent`).
@@ -240,9 +240,9 @@ fn iteration<M: ModelMap>() {
 }
 
 // Preemption bounds (loom's default is unbounded): chosen so that the whole suite
-// fits its time budget; docs/loom.md lists each model's executions and time.
+// fits its time budget; docs/design.md §9 lists each model's executions and time.
 // crossbeam-epoch's own atomics multiply the state space, so its bounds are lower,
-// and the three-thread model does not run on it (see docs/loom.md).
+// and the three-thread model does not run on it (see docs/design.md §9).
 /// Model 9: a delta growth racing a read (`SyncMap` only: the classic protocol
 /// has no delta). Key 1 is in the read table and keys 2–5 fill the delta to its
 /// room (4 of its 8 slots), so the writer's new key 6 makes it copy the entries
