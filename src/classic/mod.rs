@@ -42,6 +42,7 @@ use read_ptr::ReadPtr;
 use crate::reclaim::{DefaultReclaim, Ledger, Reclaim};
 use crate::stats::{Counters, Stats};
 use crate::sync::{self, Arc, AtomicIsize, AtomicUsize, Mutex};
+use crate::sync_map::garbage::retire_value;
 use crate::sync_map::table::Table;
 use crate::LoadOrStore;
 
@@ -405,7 +406,7 @@ where
         // SAFETY: `self.guard` is held for the call.
         let (old, new) = unsafe { entry.update(f) }?;
         // SAFETY: `old` was unlinked by our CAS, and is protected by our guard.
-        unsafe { self.map.retire_replaced(&self.guard, old) };
+        unsafe { retire_value(&self.guard, &self.map.ledger, old) };
         // SAFETY: now in the slot; values leave slots only through the reclaimer.
         Some(unsafe { &*new })
     }

@@ -246,21 +246,8 @@ where
         if crate::reclaim::mutant("skip_value_retire") {
             return Some(unsafe { &*old });
         }
-        // SAFETY: unlinked by this thread's swap.
-        Some(unsafe { self.retire_replaced(guard, old) })
-    }
-
-    /// Retires a value this thread just unlinked and returns it, still valid for
-    /// the guard's lifetime (the reclaimer frees it only after `guard` is dropped).
-    ///
-    /// # Safety
-    ///
-    /// `old` is live and was unlinked by this thread's successful CAS or swap.
-    pub(crate) unsafe fn retire_replaced<'g>(&self, guard: &'g R::Guard<'_>, old: *mut V) -> &'g V {
-        // SAFETY: the caller's contract: retired once, here.
-        unsafe { retire_value(guard, &self.ledger, old) };
-        // SAFETY: retired through the reclaimer, so `guard` keeps it alive.
-        unsafe { &*old }
+        // SAFETY: unlinked by this thread's swap; retired once, here.
+        Some(unsafe { retire_value(guard, &self.ledger, old) })
     }
 
     /// A key became present (a new entry, or a deleted slot took a value).
@@ -391,7 +378,7 @@ where
         // Relaxed: see `count_insert`.
         self.write_side.len.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: unlinked by this thread's CAS.
-        let old = unsafe { self.retire_replaced(guard, old) };
+        let old = unsafe { retire_value(guard, &self.ledger, old) };
         if in_read {
             self.note_tombstone(guard);
         }

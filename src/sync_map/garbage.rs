@@ -37,17 +37,18 @@ impl Drop for FreeRecord<'_> {
     }
 }
 
-/// Retires a value unlinked from its slot.
+/// Retires a value unlinked from its slot, and returns it: still valid for the
+/// guard's lifetime (the value a `remove` or `insert` hands back).
 ///
 /// # Safety
 ///
 /// `ptr` is live (from [`value::into_raw`]), was just unlinked by a successful CAS
 /// or swap of this thread, and is retired only here.
-pub(crate) unsafe fn retire_value<V: Send + 'static>(
-    guard: &impl Guard,
+pub(crate) unsafe fn retire_value<'g, V: Send + 'static>(
+    guard: &'g impl Guard,
     ledger: &Arc<Ledger>,
     ptr: *mut V,
-) {
+) -> &'g V {
     unsafe fn free<V>(ptr: NonNull<()>, ledger: &Ledger) {
         let _record = FreeRecord::new(ledger, value::cell_bytes::<V>());
         // SAFETY: `Retired::reclaim` runs this once, after the grace period.
@@ -65,6 +66,8 @@ pub(crate) unsafe fn retire_value<V: Send + 'static>(
             ledger,
         );
         guard.retire(retired);
+        // SAFETY: retired through the reclaimer, so `guard` keeps it alive for 'g.
+        &*ptr
     }
 }
 

@@ -4,6 +4,7 @@ use core::borrow::Borrow;
 use core::fmt;
 use core::hash::{BuildHasher, Hash};
 
+use super::garbage::retire_value;
 use super::iter::Iter;
 use super::value::Owned;
 use super::SyncMap;
@@ -393,7 +394,7 @@ where
             Ok(old) => {
                 new.publish();
                 // SAFETY: unlinked by our CAS, protected by our guard.
-                Ok(unsafe { self.map.retire_replaced(&self.guard, old) })
+                Ok(unsafe { retire_value(&self.guard, &self.map.ledger, old) })
             }
             Err(found_ptr) => Err(CompareExchangeError {
                 // SAFETY: protected by our guard.
@@ -431,7 +432,7 @@ where
         // SAFETY: `self.guard` is held for the call.
         let (old, new) = unsafe { entry.update(f) }?;
         // SAFETY: `old` was unlinked by our CAS, and is protected by our guard.
-        unsafe { self.map.retire_replaced(&self.guard, old) };
+        unsafe { retire_value(&self.guard, &self.map.ledger, old) };
         // SAFETY: now in the slot; values leave slots only through the reclaimer.
         Some(unsafe { &*new })
     }

@@ -24,6 +24,7 @@ use super::{ClassicPinned, ClassicSyncMap};
 use crate::reclaim::Reclaim;
 use crate::sync::{self, Arc};
 use crate::sync_map::entry::Entry;
+use crate::sync_map::garbage::retire_value;
 use crate::sync_map::table::{find, Table};
 use crate::sync_map::value::{self, Owned};
 use crate::test_support::Slot;
@@ -336,7 +337,7 @@ where
             Ok(old) => {
                 new.publish();
                 // SAFETY: unlinked by our CAS, protected by our guard.
-                Ok(unsafe { self.map.retire_replaced(&self.guard, old) })
+                Ok(unsafe { retire_value(&self.guard, &self.map.ledger, old) })
             }
             Err(found) => Err(CompareExchangeError {
                 // SAFETY: protected by our guard.
