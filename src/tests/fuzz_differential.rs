@@ -1,4 +1,5 @@
-//! Differential fuzzing: arbitrary operation sequences run on `SyncMap` and on
+//! Differential fuzzing: arbitrary operation sequences run on `SyncMap`,
+//! `ClassicSyncMap` (the `SyncMap` scripts, restricted to its API) and
 //! `SnapshotMap`, and on `std::collections::HashMap` as the model; every result,
 //! the length after every operation and the final contents must agree, and every
 //! key and value must be dropped exactly once when the map goes.
@@ -30,7 +31,10 @@ use proptest::prelude::*;
 use proptest::test_runner::{
     Config, FileFailurePersistence, TestCaseError, TestError, TestRng, TestRunner,
 };
+use readmostly::classic::{ClassicPinned, ClassicSyncMap};
+use readmostly::reclaim::DefaultReclaim;
 use readmostly::{Change, LoadOrStore, Pinned, Snapshot, SnapshotMap, SyncMap};
+use std::collections::hash_map::RandomState;
 
 /// Keys are drawn from `0..KEYS`: few, so that scripts revisit removed keys.
 const KEYS: u64 = 24;
@@ -117,6 +121,10 @@ fn regressions_file(name: &str) -> &'static str {
         "sync_map" => concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/src/tests/fuzz/regressions/sync_map.txt"
+        ),
+        "classic_sync_map" => concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/tests/fuzz/regressions/classic_sync_map.txt"
         ),
         "snapshot_map" => concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -641,6 +649,175 @@ fn run_sync(ops: &[SyncOp]) {
     assert_all_dropped(&keys);
 }
 
+// ---------------------------------------------------------------------------
+// ClassicSyncMap: the same scripts, through its reduced API.
+// ---------------------------------------------------------------------------
+
+type CMap = ClassicSyncMap<Tracked<u64>, Tracked<u64>>;
+type CPinned<'a> = ClassicPinned<'a, Tracked<u64>, Tracked<u64>, RandomState, DefaultReclaim>;
+
+struct ClassicRun<'a> {
+    map: &'a CMap,
+    model: Model,
+    keys: &'a DropLedger,
+    values: &'a DropLedger,
+    step: usize,
+}
+
+impl ClassicRun<'_> {
+    /// As [`SyncRun::block`]; operations `ClassicSyncMap` lacks are skipped.
+    fn block(&mut self, ops: &[SyncOp], i: &mut usize, held: Option<&CPinned<'_>>) {
+        while *i < ops.len() {
+            let op = &ops[*i];
+            *i += 1;
+            self.step += 1;
+            match op {
+                SyncOp::End if held.is_some() => return,
+                SyncOp::End => {}
+                SyncOp::Hold(k) => {
+                    let pinned = self.map.pin();
+                    let seen = pinned.get(k);
+                    assert_eq!(
+                        seen.map(|v| v.payload),
+                        self.model.get(k).copied(),
+                        "hold {k}"
+                    );
+                    let snapshot = seen.map(|v| (v.id(), v.payload));
+                    self.block(ops, i, Some(&pinned));
+                    if let (Some(value), Some((id, payload))) = (seen, snapshot) {
+                        assert_eq!((value.id(), value.payload), (id, payload), "held value");
+                        assert!(
+                            !self.values.is_dropped(id),
+                            "held value #{id} dropped under a guard"
+                        );
+                    }
+                }
+                op => match held {
+                    Some(pinned) => self.apply(op, pinned),
+                    None => self.apply(op, &self.map.pin()),
+                },
+            }
+            assert_eq!(
+                self.map.len(),
+                self.model.len(),
+                "len after step {} ({op})",
+                self.step
+            );
+        }
+    }
+
+    fn apply(&mut self, op: &SyncOp, pinned: &CPinned<'_>) {
+        let (map, model, keys, values) = (self.map, &mut self.model, self.keys, self.values);
+        let payload = |v: Option<&Tracked<u64>>| v.map(|v| v.payload);
+        let at = self.step;
+        match *op {
+            SyncOp::Insert { k, v, owned } => {
+                let (key, value) = (keys.track(k), values.track(v));
+                let got = if owned {
+                    map.insert(key, value).map(|v| v.payload)
+                } else {
+                    payload(pinned.insert(key, value))
+                };
+                assert_eq!(got, model.insert(k, v), "step {at}: {op}");
+            }
+            SyncOp::Get(k)
+            | SyncOp::GetCloned(k)
+            | SyncOp::GetKeyValue(k)
+            | SyncOp::Contains(k) => {
+                assert_eq!(
+                    payload(pinned.get(&k)),
+                    model.get(&k).copied(),
+                    "step {at}: {op}"
+                )
+            }
+            SyncOp::Remove { k, owned } => {
+                let got = if owned {
+                    map.remove(&k).map(|v| v.payload)
+                } else {
+                    payload(pinned.remove(&k))
+                };
+                assert_eq!(got, model.remove(&k), "step {at}: {op}");
+            }
+            SyncOp::GetOrInsert { k, v, .. } => {
+                let got = match pinned.get_or_insert(keys.track(k), values.track(v)) {
+                    LoadOrStore::Loaded(x) => (false, x.payload),
+                    LoadOrStore::Stored(x) => (true, x.payload),
+                };
+                let want = match model.get(&k) {
+                    Some(&current) => (false, current),
+                    None => {
+                        model.insert(k, v);
+                        (true, v)
+                    }
+                };
+                assert_eq!(got, want, "step {at}: {op}");
+            }
+            SyncOp::Update { k, add } => {
+                let got = payload(pinned.update(&k, |old| values.track(old.payload + add)));
+                let want = model.get_mut(&k).map(|v| {
+                    *v += add;
+                    *v
+                });
+                assert_eq!(got, want, "step {at}: {op}");
+            }
+            SyncOp::Clear => {
+                map.clear();
+                model.clear();
+            }
+            SyncOp::Promote => map.promote(),
+            SyncOp::Flush => map.flush(),
+            SyncOp::Iter => assert_classic_contents(pinned, model, at),
+            // Not in ClassicSyncMap's API.
+            SyncOp::RemoveIf { .. }
+            | SyncOp::CompareExchange { .. }
+            | SyncOp::Retain(_)
+            | SyncOp::Extend(_) => {}
+            SyncOp::Hold(_) | SyncOp::End => unreachable!("handled by `block`"),
+        }
+    }
+}
+
+fn assert_classic_contents(pinned: &CPinned<'_>, model: &Model, at: usize) {
+    let mut seen: Vec<(u64, u64)> = pinned
+        .entries()
+        .into_iter()
+        .map(|(k, v)| (k.payload, v.payload))
+        .collect();
+    seen.sort_unstable();
+    let mut want: Vec<(u64, u64)> = model.iter().map(|(k, v)| (*k, *v)).collect();
+    want.sort_unstable();
+    assert_eq!(seen, want, "contents after step {at}");
+}
+
+fn run_classic(ops: &[SyncOp]) {
+    let (keys, values) = (DropLedger::new(), DropLedger::new());
+    {
+        let map = CMap::new();
+        let mut run = ClassicRun {
+            map: &map,
+            model: Model::new(),
+            keys: &keys,
+            values: &values,
+            step: 0,
+        };
+        let mut i = 0;
+        while i < ops.len() {
+            run.block(ops, &mut i, None);
+        }
+        assert_classic_contents(&map.pin(), &run.model, run.step);
+        let live = run.model.len();
+        flush_until(
+            || values.alive() <= live,
+            FLUSH_TIMEOUT,
+            &format!("{} values alive with {live} keys live", values.alive()),
+        );
+        values.assert_alive(live);
+    }
+    assert_all_dropped(&values);
+    assert_all_dropped(&keys);
+}
+
+// ---------------------------------------------------------------------------
 // SnapshotMap.
 // ---------------------------------------------------------------------------
 
@@ -1004,6 +1181,14 @@ fn sync_map_corpus_replays() {
 }
 
 #[test]
+fn classic_sync_map_corpus_replays() {
+    for (name, text) in corpus_files("sync_map") {
+        let ops = parse_script(&text, parse_sync).unwrap_or_else(|e| panic!("{name}: {e}"));
+        run_classic(&ops);
+    }
+}
+
+#[test]
 fn snapshot_map_corpus_replays() {
     for (name, text) in corpus_files("snapshot_map") {
         let ops = parse_script(&text, parse_snap).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -1035,6 +1220,17 @@ fn fuzz_sync_map_against_hash_map() {
         })
         .collect();
     fuzz("sync_map", scripts(corpus, sync_op()), run_sync);
+}
+
+#[test]
+fn fuzz_classic_sync_map_against_hash_map() {
+    let corpus: Vec<Vec<SyncOp>> = corpus_files("sync_map")
+        .iter()
+        .map(|(name, text)| {
+            parse_script(text, parse_sync).unwrap_or_else(|e| panic!("{name}: {e}"))
+        })
+        .collect();
+    fuzz("classic_sync_map", scripts(corpus, sync_op()), run_classic);
 }
 
 #[test]
