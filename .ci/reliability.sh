@@ -119,7 +119,9 @@ fast_tier() {
     # One test at a time: the 4-8 threads of a history get the cores to themselves.
     step linearizability cargo test --locked "${opt[@]}" --test linearizability -- \
         --nocapture --test-threads=1
-    step fuzz cargo test --locked "${opt[@]}" --test fuzz_differential -- --nocapture
+    # The three fuzz targets side by side, each for READMOSTLY_FUZZ_SECS.
+    step fuzz cargo test --locked "${opt[@]}" --test fuzz_differential -- \
+        --nocapture --test-threads=3
     step hostile-10m cargo test --locked "${opt[@]}" --test hostile -- \
         --include-ignored --nocapture
     echo "::: reliability: fast tier done in $(($(date +%s) - t0))s"
