@@ -211,9 +211,8 @@ fn record<M: Subject>(seed: u64, threads: usize, ops: usize) -> Vec<Event> {
 }
 
 /// Records and checks `n` histories of `M`.
-fn run<M: Subject>(n: usize, seed: u64) -> Summary {
+fn run<M: Subject>(n: usize, seed: u64, ops: usize) -> Summary {
     let mut summary = Summary::default();
-    let ops = if cfg!(miri) { 6 } else { OPS_PER_THREAD };
     for i in 0..n {
         let threads = 4 + i % 5; // 4..=8
         let events = record::<M>(seed.wrapping_add(i as u64 * 0x9E37), threads, ops);
@@ -258,7 +257,8 @@ fn overlapping(events: &[Event]) -> usize {
 /// Checks `histories()` histories of `M` and fails with the first violations.
 fn check_subject<M: Subject>(name: &str) {
     let n = histories();
-    let summary = run::<M>(n, base_seed());
+    let ops = if cfg!(miri) { 6 } else { OPS_PER_THREAD };
+    let summary = run::<M>(n, base_seed(), ops);
     println!(
         "linearizability {name}: {} histories (4-8 threads, {KEYS} keys), {} per-key \
          histories, {} operations checked ({}% overlapping another thread's), at most {} \
@@ -282,8 +282,14 @@ fn check_subject<M: Subject>(name: &str) {
 /// Checks histories of a deliberately broken `M` and requires the checker to
 /// reject some: a checker that never fails proves nothing.
 fn check_broken<M: Subject>(name: &str) {
-    let n = if cfg!(miri) { 2 } else { 50 };
-    let summary = run::<M>(n, base_seed());
+    // Under Miri, fewer but longer histories: a broken map must get the chance
+    // to show it.
+    let (n, ops) = if cfg!(miri) {
+        (2, 24)
+    } else {
+        (50, OPS_PER_THREAD)
+    };
+    let summary = run::<M>(n, base_seed(), ops);
     println!(
         "linearizability {name} (broken on purpose): {} of {} histories rejected",
         summary.violating_histories, summary.histories
