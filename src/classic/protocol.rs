@@ -123,6 +123,8 @@ where
         let old = self.read_side.read.replace(table);
         #[cfg(loom_mutant)] // mutant: retire the table just published instead of the old one
         let old = if crate::reclaim::mutant("retire_published_table") {
+            // SAFETY: none — a deliberately broken build the loom models must
+            // catch (a use after free of the published table).
             (unsafe { self.read_side.read.load_locked() }).table as *const Table<K, V>
                 as *mut Table<K, V>
         } else {
@@ -244,6 +246,8 @@ where
         }
         #[cfg(loom_mutant)] // mutant: the replaced value is never retired (leaks)
         if crate::reclaim::mutant("skip_value_retire") {
+            // SAFETY: a deliberately broken build (the value leaks); the pointer is
+            // live and protected by `guard`, as for the retired value below.
             return Some(unsafe { &*old });
         }
         // SAFETY: unlinked by this thread's swap; retired once, here.
