@@ -32,22 +32,26 @@
 //!
 //! | you have | use | because |
 //! |---|---|---|
-//! | a stable key set, values updated in place, rare new keys (caches, sessions, symbol tables) | [`SyncMap`] | reads of existing keys never lock or write shared memory; updates are one CAS per key |
+//! | a mostly stable key set, values updated in place (caches, sessions, symbol tables) | [`SyncMap`] | no read ever locks; updates and removes are one CAS per key; new keys append to a lock-free delta under a writer mutex |
 //! | a table reloaded or edited as a whole, readers needing one consistent version (routing, config) | [`SnapshotMap`] | every read and iteration sees one version; batches publish atomically |
-//! | frequent inserts of new keys, or writes as common as reads | `dashmap`, `papaya`, or `RwLock<HashMap>` | `SyncMap`'s new keys take a mutex and first copy the whole read table |
+//! | frequent inserts of new keys, or writes as common as reads | `dashmap`, `papaya`, or `RwLock<HashMap>` | `SyncMap`'s new keys serialize on one writer mutex, and each key costs two extra dependent loads on reads (`docs/performance.md`) |
 //! | a few threads and no measured contention | `RwLock<HashMap>` | simplest; a read lock is two atomic RMWs on one shared cache line, which only hurts under many cores |
 //!
 //! # How `SyncMap` works
 //!
-//! Two tables share entries. The **read** table is immutable and published
-//! through one atomic pointer: lookups load it and probe it with no lock. Each
-//! entry holds its value behind an atomic pointer, so updating or removing a key
-//! the read table has is a compare-and-swap on that entry. The **dirty** table,
-//! behind a mutex, holds every live key including the new ones; a lookup that
-//! misses the read table while new keys exist takes the mutex and counts a *miss*.
-//! When misses reach the dirty table's size, it is published as the new read
-//! table. The full protocol, its invariants and the argument for each memory
-//! ordering are in `docs/design.md`.
+//! One atomically published *root* holds an immutable **read** table and a
+//! **delta**: a lock-free, insert-only table of the keys added since the last
+//! promotion. A lookup loads the root and probes the read table, then the delta —
+//! no lock, whatever the outcome. Both tables point to shared entries; each entry
+//! holds its value behind an atomic pointer, so updating or removing an existing
+//! key is a compare-and-swap on that entry. New keys take a writer mutex and
+//! append to the delta. A *promotion* merges read table and delta into a fresh read
+//! table, dropping removed keys, when delta-served reads reach the read table's
+//! size, when the delta is full and holds half as many keys, when removed keys
+//! reach half of the map, or on [`SyncMap::promote`]. Go's protocol exactly — a
+//! locked dirty table and a misses counter — is kept as
+//! [`classic::ClassicSyncMap`] for comparison. The full protocols, their
+//! invariants and the argument for each memory ordering are in `docs/design.md`.
 //!
 //! # Memory reclamation
 //!
@@ -58,12 +62,12 @@
 //! and what is still waiting, in objects and bytes.
 //!
 //! Unlike Go's `sync.Map`, memory of removed keys comes back by itself: once
-//! removed keys make up half of the read table, the map rebuilds it without them.
+//! removed keys make up half of the map, the next promotion drops them.
 //!
 //! # Consistency
 //!
-//! Operations on one key are linearizable: once `insert` returns, every later
-//! `get` of that key on any thread sees the value or a newer one. Operations on
+//! Operations on one key are linearizable: once `insert` returns, every `get` of
+//! that key that happens after it (on any thread) sees the value or a newer one. Operations on
 //! different keys are independent — there is no multi-key atomicity, and iteration
 //! is not a snapshot. `len` is exact when no writer is running.
 //!
