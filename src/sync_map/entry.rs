@@ -246,6 +246,28 @@ impl<K, V> Entry<K, V> {
 }
 
 impl<K, V> Entry<K, V> {
+    /// Replaces a live value equal to `current` with `new` (the CAS behind
+    /// `compare_exchange`). Returns the replaced pointer, which the caller must
+    /// retire; or the pointer found instead (maybe deleted or expunged) and `new`.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds a guard of the map's reclaimer for the whole call.
+    pub(crate) unsafe fn compare_exchange(&self, current: &V, new: V) -> Result<*mut V, (*mut V, V)>
+    where
+        V: PartialEq,
+    {
+        let new = Owned::new(new);
+        // SAFETY: the caller's guard.
+        match unsafe { self.replace_live(|v| (v == current).then(|| new.as_ptr())) } {
+            Ok(old) => {
+                new.publish();
+                Ok(old)
+            }
+            Err(found) => Err((found, new.into_inner())),
+        }
+    }
+
     /// Replaces a live value with `f(value)`: the read-modify-write behind
     /// `update`. When a CAS loses a race, `f` runs again on the newer value and the
     /// losing result is dropped. Returns the replaced and the installed pointer;

@@ -6,7 +6,6 @@ use core::hash::{BuildHasher, Hash};
 
 use super::garbage::retire_value;
 use super::iter::Iter;
-use super::value::Owned;
 use super::SyncMap;
 use crate::reclaim::Reclaim;
 
@@ -387,19 +386,14 @@ where
         let Some(entry) = self.map.lookup(&self.guard, hash, key) else {
             return Err(CompareExchangeError { current: None, new });
         };
-        let new = Owned::new(new);
         // SAFETY: `self.guard` is held for the call.
-        let swapped = unsafe { entry.replace_live(|v| (v == current).then(|| new.as_ptr())) };
-        match swapped {
-            Ok(old) => {
-                new.publish();
-                // SAFETY: unlinked by our CAS, protected by our guard.
-                Ok(unsafe { retire_value(&self.guard, &self.map.ledger, old) })
-            }
-            Err(found_ptr) => Err(CompareExchangeError {
+        match unsafe { entry.compare_exchange(current, new) } {
+            // SAFETY: unlinked by our CAS, protected by our guard.
+            Ok(old) => Ok(unsafe { retire_value(&self.guard, &self.map.ledger, old) }),
+            Err((found, new)) => Err(CompareExchangeError {
                 // SAFETY: protected by our guard.
-                current: unsafe { super::value::as_live(found_ptr) },
-                new: new.into_inner(),
+                current: unsafe { super::value::as_live(found) },
+                new,
             }),
         }
     }

@@ -26,7 +26,7 @@ use crate::sync::{self, Arc};
 use crate::sync_map::entry::Entry;
 use crate::sync_map::garbage::retire_value;
 use crate::sync_map::table::{find, Table};
-use crate::sync_map::value::{self, Owned};
+use crate::sync_map::value;
 use crate::test_support::Slot;
 use crate::{CompareExchangeError, LoadOrStore};
 
@@ -330,19 +330,14 @@ where
         let Some(entry) = self.map.lookup(&self.guard, hash, key) else {
             return Err(CompareExchangeError { current: None, new });
         };
-        let new = Owned::new(new);
         // SAFETY: `self.guard` is held for the call.
-        let swapped = unsafe { entry.replace_live(|v| (v == current).then(|| new.as_ptr())) };
-        match swapped {
-            Ok(old) => {
-                new.publish();
-                // SAFETY: unlinked by our CAS, protected by our guard.
-                Ok(unsafe { retire_value(&self.guard, &self.map.ledger, old) })
-            }
-            Err(found) => Err(CompareExchangeError {
+        match unsafe { entry.compare_exchange(current, new) } {
+            // SAFETY: unlinked by our CAS, protected by our guard.
+            Ok(old) => Ok(unsafe { retire_value(&self.guard, &self.map.ledger, old) }),
+            Err((found, new)) => Err(CompareExchangeError {
                 // SAFETY: protected by our guard.
                 current: unsafe { value::as_live(found) },
-                new: new.into_inner(),
+                new,
             }),
         }
     }
