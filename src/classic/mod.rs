@@ -406,7 +406,7 @@ where
         // SAFETY: `self.guard` is held for the call.
         let (old, new) = unsafe { entry.update(f) }?;
         // SAFETY: `old` was unlinked by our CAS, and is protected by our guard.
-        unsafe { retire_value(&self.guard, &self.map.ledger, old) };
+        unsafe { retire_value(&self.guard, &self.map.ledger, entry, old) };
         // SAFETY: now in the slot; values leave slots only through the reclaimer.
         Some(unsafe { &*new })
     }

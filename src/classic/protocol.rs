@@ -174,14 +174,8 @@ where
 
     /// Puts a new entry for `key` into the dirty table (creating it if needed). The
     /// caller checked under the lock that neither table has the key.
-    fn insert_new_locked(
-        &self,
-        dirty: &mut Dirty<K, V>,
-        hash: u64,
-        key: K,
-        value: Owned<V>,
-    ) -> *mut V {
-        let entry = Arc::new(Entry::new(hash, key, value));
+    fn insert_new_locked(&self, dirty: &mut Dirty<K, V>, hash: u64, key: K, value: V) -> *mut V {
+        let entry = Entry::new_shared(hash, key, value);
         let ptr = entry.load();
         insert_new(self.dirty_locked(dirty), entry);
         self.count_insert();
@@ -210,36 +204,43 @@ where
     /// `guard`.
     pub(crate) fn swap<'g>(&self, guard: &'g R::Guard<'_>, key: K, value: V) -> Option<&'g V> {
         let hash = self.hash(&key);
-        let mut new = Owned::new(value);
+        let mut value = value;
         if let Some(entry) = find(self.read_side.read.load(guard).table, hash, &key) {
-            match entry.try_swap(new) {
+            match entry.try_swap(Owned::new(value)) {
                 Ok(old) => {
                     drop_contained(|| drop(key));
-                    return self.finish_swap(guard, old);
+                    return self.finish_swap(guard, entry, old);
                 }
-                Err(expunged) => new = expunged,
+                // The value may go inline into a new entry below.
+                Err(expunged) => value = expunged.into_inner(),
             }
         }
         let mut dirty = self.lock_dirty();
         // SAFETY: lock held for this scope.
         let read = unsafe { self.read_side.read.load_locked() };
-        let old = if let Some(entry) = find(read.table, hash, &key) {
+        let entry = if let Some(entry) = find(read.table, hash, &key) {
             self.revive_locked(&mut dirty, entry);
-            entry.swap_locked(new)
+            Arc::clone(entry)
         } else if let Some(entry) = dirty.table.as_ref().and_then(|t| find(t, hash, &key)) {
-            entry.swap_locked(new)
+            Arc::clone(entry)
         } else {
-            self.insert_new_locked(&mut dirty, hash, key, new);
+            self.insert_new_locked(&mut dirty, hash, key, value);
             return None;
         };
+        let old = entry.swap_locked(Owned::new(value));
         drop(dirty);
         drop_contained(|| drop(key));
-        self.finish_swap(guard, old)
+        self.finish_swap(guard, &entry, old)
     }
 
     /// Accounts for the pointer a swap replaced: a deleted slot gained a key; a live
     /// value is retired and handed back under the guard.
-    fn finish_swap<'g>(&self, guard: &'g R::Guard<'_>, old: *mut V) -> Option<&'g V> {
+    fn finish_swap<'g>(
+        &self,
+        guard: &'g R::Guard<'_>,
+        entry: &Entry<K, V>,
+        old: *mut V,
+    ) -> Option<&'g V> {
         if !value::is_live(old) {
             self.count_insert();
             return None;
@@ -251,7 +252,7 @@ where
             return Some(unsafe { &*old });
         }
         // SAFETY: unlinked by this thread's swap; retired once, here.
-        Some(unsafe { retire_value(guard, &self.ledger, old) })
+        Some(unsafe { retire_value(guard, &self.ledger, entry, old) })
     }
 
     /// A key became present (a new entry, or a deleted slot took a value).
@@ -282,8 +283,13 @@ where
             }
         }
         // Make the value before the lock, so that `make` may use the map itself.
-        let mut candidate = Some(candidate.take().unwrap_or_else(&mut make_cell));
-        let mut make_cell = || -> Owned<V> { unreachable!("made before the lock") };
+        let value = match candidate.take() {
+            Some(cell) => cell.into_inner(),
+            None => make(),
+        };
+        let mut candidate = None;
+        let mut value = Some(value);
+        let mut make_cell = || Owned::new(value.take().expect("stored at most once"));
         let mut dirty = self.lock_dirty();
         // SAFETY: lock held for this scope.
         let read = unsafe { self.read_side.read.load_locked() };
@@ -295,14 +301,16 @@ where
             self.miss_locked(guard, &mut dirty);
             found
         } else {
-            let cell = candidate.take().unwrap_or_else(&mut make_cell);
-            let ptr = self.insert_new_locked(&mut dirty, hash, key, cell);
+            let value = value.take().expect("made before the lock");
+            let ptr = self.insert_new_locked(&mut dirty, hash, key, value);
             // SAFETY: just stored; protected by `guard` like any slot value.
             return LoadOrStore::Stored(unsafe { &*ptr });
         };
         drop(dirty);
         drop_contained(|| drop(key));
         drop(candidate);
+        // The value, if the slot was live and it went unused.
+        drop_contained(|| drop(value));
         // SAFETY: as above.
         unsafe { self.finish_load_or_store(found) }
     }
@@ -382,7 +390,7 @@ where
         // Relaxed: see `count_insert`.
         self.write_side.len.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: unlinked by this thread's CAS.
-        let old = unsafe { retire_value(guard, &self.ledger, old) };
+        let old = unsafe { retire_value(guard, &self.ledger, entry, old) };
         if in_read {
             self.note_tombstone(guard);
         }
@@ -470,7 +478,7 @@ where
             if value::is_live(old) {
                 removed += 1;
                 // SAFETY: unlinked by this swap; retired once.
-                unsafe { retire_value(guard, &self.ledger, old) };
+                unsafe { retire_value(guard, &self.ledger, entry, old) };
             }
         }
         // Relaxed: see `count_insert`.

@@ -19,20 +19,41 @@
 //! lock-free transition therefore refuses to leave *expunged*; only a lock holder,
 //! who puts the entry back into `dirty` in the same critical section, may.
 
-use core::mem::ManuallyDrop;
+use core::cell::UnsafeCell;
+use core::mem::{offset_of, ManuallyDrop};
 
 use super::value::{self, drop_contained, Owned};
-use crate::sync::{AtomicPtr, Ordering};
+use crate::sync::{Arc, AtomicPtr, Ordering};
 
 /// One key of a [`SyncMap`](crate::SyncMap).
+///
+/// The value an entry is created with lives inside the entry (`first`), so a hit
+/// on a key that was never overwritten reads the slot and the value from the same
+/// allocation: one dependent load fewer than a boxed value, and no allocation of
+/// its own. Later values are boxed cells (see [`value`]). `first` cannot be reused
+/// once replaced, because readers may still hold references to it; it is dropped
+/// in place through the reclaimer (see [`retire_value`]) and its bytes go with
+/// the entry.
+///
+/// `repr(C)` with `first` before `hash` so that a zero-sized `V` still gets an
+/// address strictly inside the entry's allocation: unique among all value cells,
+/// which slot compare-and-swaps rely on.
+///
+/// [`retire_value`]: super::garbage::retire_value
+#[repr(C)]
 pub(crate) struct Entry<K, V> {
+    /// Null: deleted. [`value::expunged`]: expunged. Otherwise an owned value:
+    /// `first`, or a boxed cell.
+    slot: AtomicPtr<V>,
+    /// The first value. Owned by whoever owns a pointer to it: the slot, then the
+    /// record retiring it. Dropped by hand, so `ManuallyDrop`; written through
+    /// shared references to the entry (by that drop), so `UnsafeCell`.
+    first: UnsafeCell<ManuallyDrop<V>>,
     /// `S::hash_one(key)`, cached so that building, copying and growing tables
     /// never calls user `Hash` code (which could panic half-way through a resize).
     pub(crate) hash: u64,
     /// Dropped in `Drop`, with its panic contained.
     key: ManuallyDrop<K>,
-    /// Null: deleted. [`value::expunged`]: expunged. Otherwise an owned value.
-    slot: AtomicPtr<V>,
 }
 
 /// What a [`Entry::try_load_or_store`] found or did.
@@ -46,12 +67,57 @@ pub(crate) enum LoadOrStoreRaw<V> {
 }
 
 impl<K, V> Entry<K, V> {
-    /// A new entry holding `value`.
-    pub(crate) fn new(hash: u64, key: K, value: Owned<V>) -> Self {
-        Entry {
+    /// A new shared entry holding `value` inline.
+    pub(crate) fn new_shared(hash: u64, key: K, value: V) -> Arc<Self> {
+        let entry = Arc::new(Entry {
+            slot: AtomicPtr::new(core::ptr::null_mut()),
+            first: UnsafeCell::new(ManuallyDrop::new(value)),
             hash,
             key: ManuallyDrop::new(key),
-            slot: AtomicPtr::new(value.publish()),
+        });
+        // Derived from the `Arc`'s raw pointer, not from a reference to the field,
+        // so that the slot's pointer may reach the whole entry: `retire_value` goes
+        // back from it to the entry to keep the entry alive while it waits.
+        let base = Arc::as_ptr(&entry);
+        // SAFETY: `base` points to the entry just allocated, alive while `entry` is.
+        let first = unsafe { UnsafeCell::raw_get(core::ptr::addr_of!((*base).first)) };
+        // Relaxed: the entry is not shared yet; whoever publishes the `Arc` (a
+        // table behind a Release store or a lock) publishes this store with it.
+        entry.slot.store(first.cast::<V>(), Ordering::Relaxed);
+        entry
+    }
+
+    /// Where `first` lives: the slot's pointer while the first value is current.
+    #[inline]
+    pub(crate) fn first_ptr(&self) -> *mut V {
+        self.first.get().cast::<V>()
+    }
+
+    /// The entry that `first` (a pointer equal to its [`first_ptr`]) belongs to,
+    /// with the pointer's provenance.
+    ///
+    /// [`first_ptr`]: Self::first_ptr
+    pub(crate) fn from_first(first: *mut V) -> *const Self {
+        first
+            .cast::<u8>()
+            .wrapping_sub(offset_of!(Self, first))
+            .cast::<Self>()
+    }
+
+    /// Drops the value `ptr` owns: `first` in place, or a boxed cell.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is a live value of this entry (its slot's or one unlinked from it),
+    /// owned by the caller, and no other thread can read it any more.
+    pub(crate) unsafe fn drop_value(&self, ptr: *mut V) {
+        if ptr == self.first_ptr() {
+            // SAFETY: the caller owns `first` and nobody reads it; dropped once,
+            // and the pointer is never dereferenced again.
+            unsafe { ManuallyDrop::drop(&mut *ptr.cast::<ManuallyDrop<V>>()) }
+        } else {
+            // SAFETY: any other live pointer is a boxed cell; the caller's contract.
+            unsafe { value::drop_raw(ptr) }
         }
     }
 
@@ -74,10 +140,19 @@ impl<K, V> Entry<K, V> {
     /// The caller holds a guard of the map's reclaimer for all of `'g`.
     #[inline]
     pub(crate) unsafe fn get<'g>(&self) -> Option<&'g V> {
-        // SAFETY: a live pointer owns a value; values are retired through the
-        // reclaimer only after leaving the slot, so the caller's guard keeps it
-        // alive for 'g.
-        unsafe { value::as_live(self.load()) }
+        let current = self.load();
+        if current == self.first_ptr() {
+            // The common case, a key never overwritten, gets its own branch: the
+            // returned address then depends on the entry's address only, not on
+            // the slot's contents, so the CPU can read the value while the slot's
+            // load is still on its way (the branch is predicted).
+            // SAFETY: the slot holds `first`, so `first` is the live value, owned
+            // by the slot and retired only after leaving it; the caller's guard
+            // keeps it (and the entry) alive for 'g.
+            return Some(unsafe { &*UnsafeCell::raw_get(&self.first).cast::<V>() });
+        }
+        // SAFETY: as above, for a boxed value (or none).
+        unsafe { value::as_live(current) }
     }
 
     /// One compare-and-swap, with the orderings every value transition uses.
@@ -301,9 +376,11 @@ impl<K, V> Drop for Entry<K, V> {
         // Destructors of user types may panic. They run here from a collector or
         // from a map's drop, where unwinding would leak the rest of a table: contain
         // each one (the panic hook has already reported it) and free everything.
+        // A `first` the slot no longer holds is not ours: its retire record holds
+        // a reference to this entry, so it has been dropped already.
         if value::is_live(ptr) {
             // SAFETY: a live slot owns its value, and nobody else can reach it now.
-            drop_contained(|| unsafe { value::drop_raw(ptr) });
+            drop_contained(|| unsafe { self.drop_value(ptr) });
         }
         // SAFETY: the key is dropped exactly once, here, and never used again.
         drop_contained(|| unsafe { ManuallyDrop::drop(&mut self.key) });

@@ -13,7 +13,7 @@ use super::delta::Delta;
 use super::entry::Entry;
 use super::root::Root;
 use super::table::{table_bytes, Table};
-use super::value;
+use super::value::{self, drop_contained};
 use crate::reclaim::{Guard, Kind, Ledger, Retired};
 use crate::sync::Arc;
 
@@ -37,32 +37,67 @@ impl Drop for FreeRecord<'_> {
     }
 }
 
-/// Retires a value unlinked from its slot, and returns it: still valid for the
-/// guard's lifetime (the value a `remove` or `insert` hands back).
+/// Retires a value unlinked from `entry`'s slot, and returns it: still valid for
+/// the guard's lifetime (the value a `remove` or `insert` hands back).
+///
+/// A boxed cell is freed with its value. The entry's inline first value is
+/// dropped in place, so its record also holds a reference to the entry, which
+/// keeps the memory under the value alive until the value has been dropped.
 ///
 /// # Safety
 ///
-/// `ptr` is live (from [`value::into_raw`]), was just unlinked by a successful CAS
-/// or swap of this thread, and is retired only here.
-pub(crate) unsafe fn retire_value<'g, V: Send + 'static>(
+/// `ptr` is live, was just unlinked from `entry`'s slot by a successful CAS or
+/// swap of this thread, and is retired only here; `entry` is owned by an `Arc`.
+pub(crate) unsafe fn retire_value<'g, K, V>(
     guard: &'g impl Guard,
     ledger: &Arc<Ledger>,
+    entry: &Entry<K, V>,
     ptr: *mut V,
-) -> &'g V {
-    unsafe fn free<V>(ptr: NonNull<()>, ledger: &Ledger) {
+) -> &'g V
+where
+    K: Send + 'static,
+    V: Send + 'static,
+{
+    unsafe fn free_cell<V>(ptr: NonNull<()>, ledger: &Ledger) {
         let _record = FreeRecord::new(ledger, value::cell_bytes::<V>());
         // SAFETY: `Retired::reclaim` runs this once, after the grace period.
         unsafe { value::drop_raw(ptr.cast::<V>().as_ptr()) }
     }
+    unsafe fn free_first<K, V>(ptr: NonNull<()>, ledger: &Ledger) {
+        // The value's bytes are the entry's, freed with it.
+        let _record = FreeRecord::new(ledger, 0);
+        let first = ptr.cast::<V>().as_ptr();
+        let entry = Entry::<K, V>::from_first(first);
+        // SAFETY: run once, after the grace period; the reference taken in
+        // `retire_value` keeps the entry (and so `first`) allocated until the
+        // `Arc` below is dropped, after the value.
+        unsafe {
+            let entry = Arc::from_raw(entry);
+            drop_contained(|| entry.drop_value(first));
+        }
+    }
     debug_assert!(value::is_live(ptr));
-    // SAFETY: `ptr` is a live value cell, non-null; `free::<V>` frees exactly
-    // that; `V: Send + 'static` lets it be dropped on any thread, at any later time.
+    let inline = ptr == entry.first_ptr();
+    if inline {
+        // SAFETY: `ptr` is `first`, derived in `Entry::new_shared` from the `Arc`'s
+        // own pointer, so `from_first` gives the pointer `Arc::as_ptr` gave there,
+        // and the caller's `&Entry` proves a strong reference is alive now.
+        unsafe { Arc::increment_strong_count(Entry::<K, V>::from_first(ptr)) };
+    }
+    let (free, bytes): (unsafe fn(NonNull<()>, &Ledger), usize) = if inline {
+        (free_first::<K, V>, 0)
+    } else {
+        (free_cell::<V>, value::cell_bytes::<V>())
+    };
+    // SAFETY: `ptr` is a live value, non-null; `free` drops exactly that (and
+    // releases the entry reference taken above); `K, V: Send + 'static` let them be
+    // dropped on any thread, at any later time.
     unsafe {
         let retired = Retired::new(
             NonNull::new_unchecked(ptr.cast()),
-            free::<V>,
+            free,
             Kind::Value,
-            value::cell_bytes::<V>(),
+            bytes,
             ledger,
         );
         guard.retire(retired);

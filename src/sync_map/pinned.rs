@@ -389,7 +389,7 @@ where
         // SAFETY: `self.guard` is held for the call.
         match unsafe { entry.compare_exchange(current, new) } {
             // SAFETY: unlinked by our CAS, protected by our guard.
-            Ok(old) => Ok(unsafe { retire_value(&self.guard, &self.map.ledger, old) }),
+            Ok(old) => Ok(unsafe { retire_value(&self.guard, &self.map.ledger, entry, old) }),
             Err((found, new)) => Err(CompareExchangeError {
                 // SAFETY: protected by our guard.
                 current: unsafe { super::value::as_live(found) },
@@ -426,7 +426,7 @@ where
         // SAFETY: `self.guard` is held for the call.
         let (old, new) = unsafe { entry.update(f) }?;
         // SAFETY: `old` was unlinked by our CAS, and is protected by our guard.
-        unsafe { retire_value(&self.guard, &self.map.ledger, old) };
+        unsafe { retire_value(&self.guard, &self.map.ledger, entry, old) };
         // SAFETY: now in the slot; values leave slots only through the reclaimer.
         Some(unsafe { &*new })
     }

@@ -17,7 +17,7 @@ use super::value::{self, drop_contained, Owned};
 use super::{LoadOrStore, SyncMap, Writer};
 use crate::reclaim::Reclaim;
 use crate::stats::Counters;
-use crate::sync::{self, Arc, MutexGuard, Ordering};
+use crate::sync::{self, MutexGuard, Ordering};
 
 /// A delta of up to this many keys is never merged because of its size alone:
 /// probing it costs no more than the read table, and merging a tiny map at every
@@ -176,7 +176,7 @@ where
         writer: &mut Writer,
         hash: u64,
         key: K,
-        value: Owned<V>,
+        value: V,
     ) -> *mut V {
         // SAFETY: lock held.
         let mut root = unsafe { self.read_side.root.load_locked() };
@@ -201,7 +201,7 @@ where
                 delta = root.delta_locked();
             }
         }
-        let entry = Arc::new(Entry::new(hash, key, value));
+        let entry = Entry::new_shared(hash, key, value);
         let ptr = entry.load();
         delta.insert(entry);
         self.set_delta_len(delta_len + 1);
@@ -214,15 +214,17 @@ where
     /// key absent from the root (or expunged by a racing promotion) takes the lock.
     pub(crate) fn swap<'g>(&self, guard: &'g R::Guard<'_>, key: K, value: V) -> Option<&'g V> {
         let hash = self.hash(&key);
-        let mut new = Owned::new(value);
+        let mut value = value;
         if let Some(entry) = self.lookup(guard, hash, &key) {
-            match entry.try_swap(new) {
+            match entry.try_swap(Owned::new(value)) {
                 Ok(old) => {
                     // An existing key keeps its stored key, as with `HashMap`.
                     drop_contained(|| drop(key));
-                    return self.finish_swap(guard, old);
+                    return self.finish_swap(guard, entry, old);
                 }
-                Err(expunged) => new = expunged,
+                // Rare (a promotion raced this insert): the value may go inline
+                // into a new entry below, so take it back out of its cell.
+                Err(expunged) => value = expunged.into_inner(),
             }
         }
         let mut writer = self.lock_writer();
@@ -232,13 +234,13 @@ where
         // clear expunges, and both replace the root under this lock.
         match root.find_locked(hash, &key) {
             Some(entry) => {
-                let old = entry.swap_locked(new);
+                let old = entry.swap_locked(Owned::new(value));
                 drop(writer);
                 drop_contained(|| drop(key));
-                self.finish_swap(guard, old)
+                self.finish_swap(guard, entry, old)
             }
             None => {
-                self.insert_new_locked(guard, &mut writer, hash, key, new);
+                self.insert_new_locked(guard, &mut writer, hash, key, value);
                 drop(writer);
                 self.promote_if_wanted(guard);
                 None
@@ -248,7 +250,12 @@ where
 
     /// Accounts for the pointer a swap replaced: a deleted slot gained a key; a live
     /// value is retired and handed back under the guard.
-    fn finish_swap<'g>(&self, guard: &'g R::Guard<'_>, old: *mut V) -> Option<&'g V> {
+    fn finish_swap<'g>(
+        &self,
+        guard: &'g R::Guard<'_>,
+        entry: &Entry<K, V>,
+        old: *mut V,
+    ) -> Option<&'g V> {
         self.promote_if_wanted(guard);
         if !value::is_live(old) {
             self.count_insert();
@@ -260,7 +267,7 @@ where
             return Some(unsafe { &*old });
         }
         // SAFETY: unlinked by this thread's swap; retired once, here.
-        Some(unsafe { retire_value(guard, &self.ledger, old) })
+        Some(unsafe { retire_value(guard, &self.ledger, entry, old) })
     }
 
     /// A key became present (a new entry, or a deleted slot took a value).
@@ -293,12 +300,19 @@ where
         // The key is absent (or was expunged by a racing promotion): make the value
         // now, outside the lock, so that `make` may itself use the map and never
         // holds up other writers.
-        let mut candidate = Some(candidate.take().unwrap_or_else(&mut make_cell));
+        // A cell made for an entry a promotion then expunged gives its value back,
+        // to go inline into a new entry.
+        let value = match candidate.take() {
+            Some(cell) => cell.into_inner(),
+            None => make(),
+        };
         let mut writer = self.lock_writer();
         // SAFETY: lock held for this scope.
         let root = unsafe { self.read_side.root.load_locked() };
         match root.find_locked(hash, &key) {
             Some(entry) => {
+                // Another writer added the key meanwhile (rare): store in its slot.
+                let mut candidate = Some(Owned::new(value));
                 let found = entry.try_load_or_store(&mut candidate, &mut || {
                     unreachable!("the candidate was made before the lock")
                 });
@@ -309,8 +323,7 @@ where
                 unsafe { self.finish_load_or_store(guard, found) }
             }
             None => {
-                let cell = candidate.take().expect("made before the lock");
-                let ptr = self.insert_new_locked(guard, &mut writer, hash, key, cell);
+                let ptr = self.insert_new_locked(guard, &mut writer, hash, key, value);
                 drop(writer);
                 self.promote_if_wanted(guard);
                 // SAFETY: just stored; protected by `guard` like any slot value.
@@ -365,7 +378,7 @@ where
         // Relaxed: see `count_insert`.
         self.write_side.len.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: unlinked by this thread's CAS.
-        let old = unsafe { retire_value(guard, &self.ledger, old) };
+        let old = unsafe { retire_value(guard, &self.ledger, entry, old) };
         self.note_tombstone(guard);
         Some(old)
     }
@@ -445,7 +458,7 @@ where
             if value::is_live(old_value) {
                 removed += 1;
                 // SAFETY: unlinked by this swap; retired once.
-                unsafe { retire_value(guard, &self.ledger, old_value) };
+                unsafe { retire_value(guard, &self.ledger, entry, old_value) };
             }
         }
         // Relaxed: see `count_insert`.

@@ -333,7 +333,7 @@ where
         // SAFETY: `self.guard` is held for the call.
         match unsafe { entry.compare_exchange(current, new) } {
             // SAFETY: unlinked by our CAS, protected by our guard.
-            Ok(old) => Ok(unsafe { retire_value(&self.guard, &self.map.ledger, old) }),
+            Ok(old) => Ok(unsafe { retire_value(&self.guard, &self.map.ledger, entry, old) }),
             Err((found, new)) => Err(CompareExchangeError {
                 // SAFETY: protected by our guard.
                 current: unsafe { value::as_live(found) },
