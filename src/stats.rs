@@ -60,7 +60,9 @@ pub struct Stats {
     /// Retired objects not freed yet: garbage waiting for readers to move on.
     pub pending: u64,
     /// Bytes held by those pending objects (their own heap cells: a value's
-    /// `size_of`, a table's bucket array; not memory they own further down).
+    /// `size_of`, a table's bucket array; not memory they own further down). A
+    /// key's first value is stored inside its entry and counts 0 here: its bytes
+    /// are freed with the entry, and counted with it.
     pub pending_bytes: u64,
 }
 

@@ -78,6 +78,17 @@ use crate::sync::{Arc, AtomicBool, AtomicIsize, AtomicUsize, Mutex, Ordering};
 /// no writer runs. Iteration sees every key present for its whole duration exactly
 /// once and is not a snapshot (use `SnapshotMap` for that).
 ///
+/// # Memory
+///
+/// Each key is one entry holding the key, its hash and the value it was inserted
+/// with, inline; a value that replaces it gets a heap cell of its own, and the
+/// entry's inline storage stays (dead, its value dropped) until the entry goes. So
+/// an overwritten key costs `size_of::<V>()` extra bytes: store large values
+/// behind a `Box` or an `Arc`. Removed keys give their memory back by themselves,
+/// once enough of the map is removed to trigger a merge (see [`promote`]).
+///
+/// [`promote`]: SyncMap::promote
+///
 /// # Panics in user code
 ///
 /// A panicking `Hash`, `Eq` or update closure leaves the map as it was before the

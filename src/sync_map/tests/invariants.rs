@@ -214,6 +214,73 @@ fn invariant_2_value_retired_once_and_not_freed_while_guarded() {
     log.flush_until_all_dropped();
 }
 
+/// A key's first value lives inside its entry. Retired, it must keep the entry
+/// (its storage) alive until it is dropped, even after the entry has left every
+/// table and the tables were retired and freed (under Miri, a use after free here
+/// is reported as undefined behaviour).
+#[test]
+fn invariant_2_inline_first_value_outlives_its_entry_leaving_the_tables() {
+    let log = DropLog::new();
+    let map: SyncMap<String, Counted<String>> = SyncMap::new();
+    map.pin()
+        .insert("k".to_string(), log.make("first".to_string()));
+    map.pin()
+        .insert("gone".to_string(), log.make("doomed".to_string()));
+    map.promote();
+
+    let pinned = map.pin();
+    let first = pinned.get("k").unwrap();
+    let doomed = pinned.get("gone").unwrap();
+    let ids = [first.id, doomed.id];
+    thread::scope(|s| {
+        s.spawn(|| {
+            let p = map.pin();
+            // Overwrite (the first value retired, its entry kept) and remove (the
+            // first value retired, then the entry expunged and dropped from the
+            // table by the promotion); then flush past the retired root.
+            assert_eq!(
+                p.insert("k".to_string(), log.make("second".to_string()))
+                    .map(|v| v.payload.as_str()),
+                Some("first")
+            );
+            assert_eq!(p.remove("gone").map(|v| v.payload.as_str()), Some("doomed"));
+            drop(p);
+            map.promote();
+            for _ in 0..50 {
+                map.flush();
+            }
+        });
+    });
+    assert_eq!(
+        (first.payload.as_str(), doomed.payload.as_str()),
+        ("first", "doomed")
+    );
+    assert!(
+        ids.iter().all(|&id| !log.is_dropped(id)),
+        "dropped while guarded"
+    );
+    let stats = map.stats();
+    assert_eq!(stats.values_retired, 2);
+    assert_eq!(
+        stats.entries_retired, 0,
+        "v2 retires entries with their root"
+    );
+    drop(pinned);
+    flush_until_quiet(&map);
+    log.flush_until_dropped(&ids);
+    assert_eq!(log.double_drops(), 0);
+    assert_eq!(map.stats().pending, 0);
+    // The overwritten entry still serves its boxed second value.
+    assert_eq!(
+        map.get_cloned("k").map(|v| v.payload.clone()),
+        Some("second".to_string())
+    );
+    assert_eq!(map.get_cloned("gone"), None);
+    drop(map);
+    log.flush_until_all_dropped();
+    assert_eq!(log.double_drops(), 0);
+}
+
 /// The guard that keeps the value alive is on another thread than the writer.
 #[test]
 fn invariant_2_guard_on_another_thread_keeps_value_alive() {
