@@ -46,8 +46,8 @@
 //! holds its value behind an atomic pointer, so updating or removing an existing
 //! key is a compare-and-swap on that entry. New keys take a writer mutex and
 //! append to the delta. A *promotion* merges read table and delta into a fresh read
-//! table, dropping removed keys, when delta-served reads reach the read table's
-//! size, when the delta is full and holds half as many keys, when removed keys
+//! table, dropping removed keys, when delta-served reads reach four per key of
+//! the map, when the delta is full and holds half as many keys, when removed keys
 //! reach half of the map, or on [`SyncMap::promote`]. Go's protocol exactly — a
 //! locked dirty table and a misses counter — is kept as
 //! [`classic::ClassicSyncMap`] for comparison. The full protocols, their

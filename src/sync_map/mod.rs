@@ -53,8 +53,8 @@ use crate::sync::{Arc, AtomicBool, AtomicIsize, AtomicUsize, Mutex, Ordering};
 /// Updates and removes of existing keys are one compare-and-swap on the key's
 /// entry, wherever it lives. A new key takes a mutex (one writer at a time adds to
 /// the delta). Promotion merges the read table and the delta into a fresh read
-/// table, dropping removed keys, when delta-served reads reach the read table's
-/// size, when the delta is full and holds half as many keys as it, when removed
+/// table, dropping removed keys, when delta-served reads reach four per key of
+/// the map, when the delta is full and holds half as many keys as it, when removed
 /// keys reach half of the map, or on [`promote`](SyncMap::promote). Each costs O(len) and follows O(len)
 /// operations, so it is amortized O(1).
 ///
@@ -493,7 +493,7 @@ where
     ///
     /// The rule: new keys go to the delta; lookups that miss the read table probe
     /// the delta (lock-free) and are sampled; the next writer promotes once
-    /// delta-served reads reach the read table's size, and a new key promotes first
+    /// delta-served reads reach four per key of the map, and a new key promotes first
     /// when the delta is full and holds half as many keys as the read table; a
     /// remove promotes once removed
     /// keys reach half of the map. Each promotion costs O(len) after O(len)

@@ -171,7 +171,15 @@ fn delta_reads_ask_the_next_writer_to_promote() {
     let map: SyncMap<u64, u64> = (0..100).map(|k| (k, k)).collect();
     map.insert(1_000, 0);
     let promotions = map.stats().promotions;
-    // Read the delta key until the sampled count passes the read table's size.
+    // 101 keys: reads of the delta are counted toward 4 * 101 = 404 (in samples
+    // of 16, so at most 16 early); below that, nothing is asked.
+    for _ in 0..384 {
+        assert_eq!(map.get_cloned(&1_000), Some(0));
+    }
+    assert!(!map.promote_wanted(), "{:?}", map.stats());
+    map.insert(2, 2); // a writer, with no promotion asked for
+    assert_eq!(map.stats().promotions, promotions);
+    // Read the delta key until the sampled count passes four reads per key.
     for _ in 0..(200 * 16) {
         assert_eq!(map.get_cloned(&1_000), Some(0));
     }
