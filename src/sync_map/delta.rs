@@ -12,18 +12,27 @@
 //!
 //! The load factor stays at most 1/2, so probe sequences stay short and every
 //! probe ends at an empty slot.
+//!
+//! A delta owns one strong reference to each of its entries until a newer
+//! structure — a grown delta, or the read table of the next root — takes them over
+//! without touching the reference counts ([`Delta::take_entries`]); from then on it
+//! is only a set of pointers that lock-free readers may still probe, and freeing
+//! it releases nothing.
 
 use core::borrow::Borrow;
 use core::mem::{size_of, ManuallyDrop};
 
 use super::entry::Entry;
-use crate::sync::{Arc, AtomicPtr, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicPtr, Ordering};
 
 /// Keys added since the last promotion.
 pub(crate) struct Delta<K, V> {
-    /// Each non-null slot holds one strong reference (`Arc::into_raw`).
+    /// Each non-null slot holds one strong reference (`Arc::into_raw`), owned by
+    /// this delta unless `handed_over`.
     slots: Box<[AtomicPtr<Entry<K, V>>]>,
     mask: usize,
+    /// Set (under the lock) once a newer structure owns the slots' references.
+    handed_over: AtomicBool,
 }
 
 /// The smallest delta: a map with no new keys pays 8 pointers for it.
@@ -42,6 +51,7 @@ impl<K, V> Delta<K, V> {
                 .map(|_| AtomicPtr::new(core::ptr::null_mut()))
                 .collect(),
             mask: capacity - 1,
+            handed_over: AtomicBool::new(false),
         }
     }
 
@@ -112,38 +122,63 @@ impl<K, V> Delta<K, V> {
         }
     }
 
-    /// The entries as shared references, for building tables (writer only).
-    pub(crate) fn arcs(&self) -> impl Iterator<Item = Arc<Entry<K, V>>> + '_ {
+    /// This delta's references, moved out: the same pointers, no reference-count
+    /// traffic (a promotion of `n` entries would otherwise pay `n` atomic
+    /// increments on cold cache lines, and `n` decrements when the old root goes).
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the map's lock, calls this once per delta, and before
+    /// dropping any of the returned references (or letting a panic drop them)
+    /// calls [`hand_over`](Self::hand_over), which makes this delta give up its
+    /// own claim; until then it must treat them as borrowed (`ManuallyDrop`).
+    pub(crate) unsafe fn take_entries(&self) -> impl Iterator<Item = Arc<Entry<K, V>>> + '_ {
         self.slots.iter().filter_map(|slot| {
             // Relaxed: the caller holds the lock, the only writer of slots.
             let ptr = slot.load(Ordering::Relaxed);
-            (!ptr.is_null()).then(|| {
-                // SAFETY: the slot owns a strong reference; we borrow it without
-                // releasing it and hand out a new one.
-                let owned = ManuallyDrop::new(unsafe { Arc::from_raw(ptr) });
-                Arc::clone(&owned)
-            })
+            // SAFETY: the slot holds a strong reference (`Arc::into_raw`), which the
+            // caller takes over once, per this function's contract.
+            (!ptr.is_null()).then(|| unsafe { Arc::from_raw(ptr) })
         })
     }
 
-    /// A delta with room for `len` entries holding the same entries (writer only).
+    /// Gives up this delta's references after [`take_entries`](Self::take_entries)
+    /// moved them into a newer structure: dropping it then releases none.
+    pub(crate) fn hand_over(&self) {
+        // Relaxed: set under the lock; read only by `drop`, which runs after the
+        // reclaimer's grace period (or with the map exclusively borrowed), ordered
+        // after this by the retirement.
+        self.handed_over.store(true, Ordering::Relaxed);
+    }
+
+    /// A delta with room for `len` entries that takes over this one's entries
+    /// (writer only); this one then owns none.
     pub(crate) fn grown(&self, len: usize) -> Self {
-        let grown = Delta::with_room_for(len);
-        for entry in self.arcs() {
+        // Not dropped on a panic before the hand-over: the references would be
+        // released twice (once here, once with this delta).
+        let grown = ManuallyDrop::new(Delta::with_room_for(len));
+        // SAFETY: lock held (our caller's contract: "writer only"); handed over
+        // below before `grown` can drop anything.
+        for entry in unsafe { self.take_entries() } {
             #[cfg(loom_mutant)] // mutant: the grown delta leaves out the first entry
             if crate::reclaim::mutant("grow_drops_entry") && grown.iter().next().is_none() {
-                // Released with the old delta's references; simply not copied.
-                drop(entry);
+                // Leaked: simply not copied.
+                core::mem::forget(entry);
                 continue;
             }
             grown.insert(entry);
         }
-        grown
+        self.hand_over();
+        ManuallyDrop::into_inner(grown)
     }
 }
 
 impl<K, V> Drop for Delta<K, V> {
     fn drop(&mut self) {
+        // Relaxed: see `hand_over`.
+        if self.handed_over.load(Ordering::Relaxed) {
+            return;
+        }
         for slot in self.slots.iter() {
             // Relaxed: exclusive access (a delta is dropped after its grace period
             // or with the map exclusively borrowed); loom's atomics lack `get_mut`.

@@ -7,6 +7,7 @@
 
 use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
+use core::mem::ManuallyDrop;
 
 use super::delta::Delta;
 use super::entry::{Entry, LoadOrStoreRaw};
@@ -137,26 +138,33 @@ where
     fn promote_locked(&self, guard: &R::Guard<'_>, _writer: &mut Writer) {
         // SAFETY: the caller holds the lock (`writer` is its contents).
         let root = unsafe { self.read_side.root.load_locked() };
-        let delta = root.delta_locked();
         // Sized for the live entries only: after a mass delete, a table sized for
         // the tombstones it is about to drop would keep their memory.
         let entries = root.read.len() + self.delta_len();
         // Relaxed: a heuristic size hint, read under the lock.
         let tombstones = self.write_side.tombstones.load(Ordering::Relaxed);
-        let mut read = Table::with_capacity(entries.saturating_sub(tombstones));
-        let mut purged = 0u64;
-        for entry in root.read.iter().cloned().chain(delta.arcs()) {
+        // The old root's references move into these; until the hand-over below
+        // the old root still owns them, so a panic here (an allocation failure)
+        // must leak the copies rather than release them twice.
+        let mut read = ManuallyDrop::new(Table::with_capacity(entries.saturating_sub(tombstones)));
+        let mut purged = ManuallyDrop::new(Vec::new());
+        // SAFETY: lock held; called once for this root, which is replaced below;
+        // handed over before anything is released.
+        for entry in unsafe { root.take_entries() } {
             #[cfg(loom_mutant)] // mutant: drop a tombstone without expunging it
             if crate::reclaim::mutant("promote_skips_expunge") && entry.load().is_null() {
-                purged += 1;
+                purged.push(entry);
                 continue;
             }
             if entry.try_expunge_locked() {
-                purged += 1;
+                purged.push(entry);
             } else {
                 insert_new(&mut read, entry);
             }
         }
+        let purged_count = purged.len() as u64;
+        root.hand_over(ManuallyDrop::into_inner(purged));
+        let read = ManuallyDrop::into_inner(read);
         let old = self
             .read_side
             .root
@@ -175,7 +183,7 @@ where
         self.sampler.promote_wanted.store(false, Ordering::Relaxed);
         let counters = &self.write_side.counters;
         Counters::bump(&counters.promotions);
-        Counters::add(&counters.tombstones_purged, purged);
+        Counters::add(&counters.tombstones_purged, purged_count);
         // SAFETY: `old` was just unlinked by `replace`; roots are replaced only
         // under the lock, so it is retired once.
         unsafe { retire_structure(guard, &self.ledger, old) };

@@ -5,6 +5,11 @@
 //! delta of keys added since *that* table was built — never a new read table with
 //! an old delta or the reverse. A promotion publishes a new root; a delta growth
 //! swaps only the root's delta pointer (the read table stays).
+//!
+//! The current root owns its entries (one strong reference each, in the read
+//! table or the delta). A promotion moves those references into the next root
+//! instead of cloning them, and hands the old root only the tombstones it purged:
+//! freeing the old root after its grace period releases exactly those.
 
 use core::borrow::Borrow;
 use core::mem::size_of;
@@ -13,7 +18,10 @@ use super::delta::Delta;
 use super::entry::Entry;
 use super::table::{find, table_bytes, Table};
 use crate::reclaim::Guard;
-use crate::sync::{AtomicPtr, Ordering};
+use crate::sync::{Arc, AtomicPtr, Ordering};
+
+/// The entries a promotion dropped from the map, left to the root it replaced.
+type Purged<K, V> = Vec<Arc<Entry<K, V>>>;
 
 /// One version of the map's structure.
 pub(crate) struct Root<K, V> {
@@ -22,6 +30,10 @@ pub(crate) struct Root<K, V> {
     /// Replaced (never mutated in place, apart from filling empty slots) when it
     /// grows.
     delta: AtomicPtr<Delta<K, V>>,
+    /// Null while this root owns its entries. Set by the promotion that replaces
+    /// it, to the entries that promotion purged: the others moved on to the next
+    /// root, so dropping this one releases only these.
+    purged: AtomicPtr<Purged<K, V>>,
 }
 
 impl<K, V> Root<K, V> {
@@ -29,7 +41,37 @@ impl<K, V> Root<K, V> {
         Root {
             read,
             delta: AtomicPtr::new(Box::into_raw(Box::new(delta))),
+            purged: AtomicPtr::new(core::ptr::null_mut()),
         }
+    }
+
+    /// Every entry reference of this root — read table, then delta — moved out for
+    /// the next root (see [`Delta::take_entries`]).
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the map's lock, calls this once per root, and treats the
+    /// references as borrowed (`ManuallyDrop`) until it calls
+    /// [`hand_over`](Self::hand_over).
+    pub(crate) unsafe fn take_entries(&self) -> impl Iterator<Item = Arc<Entry<K, V>>> + '_ {
+        let read = self.read.iter().map(|entry| {
+            // SAFETY: the table holds this strong reference; the caller takes it
+            // over once (`as_ptr` is the pointer `into_raw` would give).
+            unsafe { Arc::from_raw(Arc::as_ptr(entry)) }
+        });
+        // SAFETY: the caller's contract, for the delta's references.
+        read.chain(unsafe { self.delta_locked().take_entries() })
+    }
+
+    /// Completes [`take_entries`](Self::take_entries): this root keeps only
+    /// `purged`, and releases just those when it is dropped. Caller holds the lock.
+    pub(crate) fn hand_over(&self, purged: Purged<K, V>) {
+        self.delta_locked().hand_over();
+        // Relaxed: as in `Delta::hand_over` (read only by `drop`).
+        let old = self
+            .purged
+            .swap(Box::into_raw(Box::new(purged)), Ordering::Relaxed);
+        debug_assert!(old.is_null(), "a root is handed over once");
     }
 
     /// The current delta, protected by `guard`.
@@ -71,17 +113,35 @@ impl<K, V> Root<K, V> {
             .or_else(|| self.delta_locked().find(hash, key))
     }
 
-    /// Heap bytes of the read table and the delta, for the reclamation ledger.
+    /// Heap bytes of the read table, the delta and the purged list, for the
+    /// reclamation ledger.
     pub(crate) fn bytes(&self) -> usize {
-        size_of::<Self>() + table_bytes(&self.read) + self.delta_locked().bytes()
+        // Relaxed: read by the lock holder that wrote it, or exclusively.
+        let purged = self.purged.load(Ordering::Relaxed);
+        // SAFETY: non-null only once handed over; owned by this root.
+        let purged = unsafe { purged.as_ref() }.map_or(0, |p| {
+            size_of::<Purged<K, V>>() + p.capacity() * size_of::<Arc<Entry<K, V>>>()
+        });
+        size_of::<Self>() + table_bytes(&self.read) + self.delta_locked().bytes() + purged
     }
 }
 
 impl<K, V> Drop for Root<K, V> {
     fn drop(&mut self) {
-        // Relaxed: exclusive access (loom's atomics lack `get_mut`).
+        // Relaxed: exclusive access (loom's atomics lack `get_mut`); the hand-over
+        // happened before the retirement that led here.
+        let purged = self.purged.load(Ordering::Relaxed);
+        if !purged.is_null() {
+            // The read table's references belong to a newer root now.
+            self.read.drain().for_each(core::mem::forget);
+            // SAFETY: from `Box::into_raw` in `hand_over`, owned by this root,
+            // dropped once, here: releases the purged entries.
+            drop(unsafe { Box::from_raw(purged) });
+        }
+        // Relaxed: exclusive access.
         let delta = self.delta.load(Ordering::Relaxed);
-        // SAFETY: the root owns its current delta; dropped once, here.
+        // SAFETY: the root owns its current delta; dropped once, here (a handed
+        // over delta releases nothing).
         drop(unsafe { Box::from_raw(delta) });
     }
 }
