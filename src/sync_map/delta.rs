@@ -2,6 +2,9 @@
 //! lock.
 //!
 //! An insert-only open-addressing table of entry pointers with linear probing.
+//! Each slot keeps the entry's hash beside the pointer, in the same cache line, so a
+//! probe compares hashes without touching the entries it passes: a lookup of an
+//! absent key (half of all reads in a churn workload) reads no entry at all.
 //! One writer at a time (the map's mutex) fills empty slots; readers probe with
 //! plain acquire loads and stop at the first empty slot. Because slots only ever go
 //! from empty to full — a removed key's entry stays, as a tombstone, until the next
@@ -23,16 +26,41 @@ use core::borrow::Borrow;
 use core::mem::{size_of, ManuallyDrop};
 
 use super::entry::Entry;
-use crate::sync::{Arc, AtomicBool, AtomicPtr, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 /// Keys added since the last promotion.
 pub(crate) struct Delta<K, V> {
     /// Each non-null slot holds one strong reference (`Arc::into_raw`), owned by
     /// this delta unless `handed_over`.
-    slots: Box<[AtomicPtr<Entry<K, V>>]>,
+    slots: Box<[Slot<K, V>]>,
     mask: usize,
     /// Set (under the lock) once a newer structure owns the slots' references.
     handed_over: AtomicBool,
+}
+
+/// One slot: an entry pointer and a copy of its hash.
+struct Slot<K, V> {
+    /// Null until filled, then never changed (until the delta is dropped).
+    entry: AtomicPtr<Entry<K, V>>,
+    /// The entry's hash, stored before `entry` is published.
+    hash: AtomicU64,
+}
+
+impl<K, V> Slot<K, V> {
+    /// The entry, for a lock-free reader.
+    #[inline]
+    fn load(&self) -> *mut Entry<K, V> {
+        // Acquire: pairs with the Release in `Delta::insert`, so the entry behind
+        // the pointer (its key, hash and first value) and this slot's `hash` are
+        // initialized.
+        self.entry.load(Ordering::Acquire)
+    }
+
+    /// The entry, for the lock holder (the only writer of slots).
+    fn load_locked(&self) -> *mut Entry<K, V> {
+        // Relaxed: only the lock holder writes slots, and the lock orders writers.
+        self.entry.load(Ordering::Relaxed)
+    }
 }
 
 /// The smallest delta: a map with no new keys pays 8 pointers for it.
@@ -48,7 +76,10 @@ impl<K, V> Delta<K, V> {
             .expect("delta capacity overflows usize");
         Delta {
             slots: (0..capacity)
-                .map(|_| AtomicPtr::new(core::ptr::null_mut()))
+                .map(|_| Slot {
+                    entry: AtomicPtr::new(core::ptr::null_mut()),
+                    hash: AtomicU64::new(0),
+                })
                 .collect(),
             mask: capacity - 1,
             handed_over: AtomicBool::new(false),
@@ -62,7 +93,7 @@ impl<K, V> Delta<K, V> {
 
     /// Heap bytes of the slot array and the struct, for the reclamation ledger.
     pub(crate) fn bytes(&self) -> usize {
-        size_of::<Self>() + self.slots.len() * size_of::<AtomicPtr<Entry<K, V>>>()
+        size_of::<Self>() + self.slots.len() * size_of::<Slot<K, V>>()
     }
 
     #[inline]
@@ -73,7 +104,7 @@ impl<K, V> Delta<K, V> {
     }
 
     /// Finds `key`'s entry. Lock-free; the returned reference lives as long as
-    /// this delta (which holds a strong reference to every entry in it).
+    /// the borrow of this delta (see [`Entries`] for why).
     #[inline]
     pub(crate) fn find<Q>(&self, hash: u64, key: &Q) -> Option<&Entry<K, V>>
     where
@@ -82,17 +113,20 @@ impl<K, V> Delta<K, V> {
     {
         let mut index = self.probe_start(hash);
         loop {
-            // Acquire: pairs with the Release in `insert`, so the entry behind the
-            // pointer (its key, hash and first value) is initialized.
-            let ptr = self.slots[index].load(Ordering::Acquire);
+            let slot = &self.slots[index];
+            let ptr = slot.load();
             if ptr.is_null() {
                 return None;
             }
-            // SAFETY: a non-null slot holds a strong reference owned by this delta,
-            // which outlives the borrow of `self`.
-            let entry = unsafe { &*ptr };
-            if entry.hash == hash && entry.key().borrow() == key {
-                return Some(entry);
+            // Relaxed: the Acquire load of `entry` above ordered this after the
+            // store of the hash, which is never changed.
+            if slot.hash.load(Ordering::Relaxed) == hash {
+                // SAFETY: a non-null slot's entry is alive while this delta is
+                // borrowed (see `Entries`).
+                let entry = unsafe { &*ptr };
+                if entry.key().borrow() == key {
+                    return Some(entry);
+                }
             }
             index = (index + 1) & self.mask;
         }
@@ -102,16 +136,22 @@ impl<K, V> Delta<K, V> {
     /// only for a key not yet in the delta, and only while `len < room()`.
     pub(crate) fn insert(&self, entry: Arc<Entry<K, V>>) {
         let mut index = self.probe_start(entry.hash);
-        // Relaxed: only the lock holder writes slots, and the lock orders writers.
-        while !self.slots[index].load(Ordering::Relaxed).is_null() {
+        while !self.slots[index].load_locked().is_null() {
             index = (index + 1) & self.mask;
         }
-        // Release: publishes the entry's initialization to lock-free readers.
+        let slot = &self.slots[index];
+        // Relaxed: published by the Release store of the pointer below.
+        slot.hash.store(entry.hash, Ordering::Relaxed);
+        // Release: publishes the entry's initialization and the slot's hash to
+        // lock-free readers.
         #[cfg(loom_mutant)] // mutant: publish the delta slot without Release
         if crate::reclaim::mutant("delta_insert_relaxed") {
-            return self.slots[index].store(Arc::into_raw(entry).cast_mut(), Ordering::Relaxed);
+            return slot
+                .entry
+                .store(Arc::into_raw(entry).cast_mut(), Ordering::Relaxed);
         }
-        self.slots[index].store(Arc::into_raw(entry).cast_mut(), Ordering::Release);
+        slot.entry
+            .store(Arc::into_raw(entry).cast_mut(), Ordering::Release);
     }
 
     /// The entries, in slot order. Lock-free; sees every entry inserted before the
@@ -134,8 +174,7 @@ impl<K, V> Delta<K, V> {
     /// own claim; until then it must treat them as borrowed (`ManuallyDrop`).
     pub(crate) unsafe fn take_entries(&self) -> impl Iterator<Item = Arc<Entry<K, V>>> + '_ {
         self.slots.iter().filter_map(|slot| {
-            // Relaxed: the caller holds the lock, the only writer of slots.
-            let ptr = slot.load(Ordering::Relaxed);
+            let ptr = slot.load_locked();
             // SAFETY: the slot holds a strong reference (`Arc::into_raw`), which the
             // caller takes over once, per this function's contract.
             (!ptr.is_null()).then(|| unsafe { Arc::from_raw(ptr) })
@@ -180,9 +219,9 @@ impl<K, V> Drop for Delta<K, V> {
             return;
         }
         for slot in self.slots.iter() {
-            // Relaxed: exclusive access (a delta is dropped after its grace period
-            // or with the map exclusively borrowed); loom's atomics lack `get_mut`.
-            let ptr = slot.load(Ordering::Relaxed);
+            // Exclusive access (a delta is dropped after its grace period or with
+            // the map exclusively borrowed): the lock holder's load will do.
+            let ptr = slot.load_locked();
             if !ptr.is_null() {
                 // SAFETY: the slot's strong reference, released once.
                 drop(unsafe { Arc::from_raw(ptr) });
@@ -192,8 +231,13 @@ impl<K, V> Drop for Delta<K, V> {
 }
 
 /// The entries of a [`Delta`], from [`Delta::iter`].
+///
+/// An entry reached through a delta borrowed for `'d` is alive for `'d`: the
+/// delta, or the newer structure its references were handed over to, holds a
+/// strong reference; that structure is the current root's or was retired after
+/// the delta was reached, so the guard that keeps the delta alive keeps it too.
 pub(crate) struct Entries<'d, K, V> {
-    slots: core::slice::Iter<'d, AtomicPtr<Entry<K, V>>>,
+    slots: core::slice::Iter<'d, Slot<K, V>>,
 }
 
 impl<'d, K, V> Iterator for Entries<'d, K, V> {
@@ -201,11 +245,9 @@ impl<'d, K, V> Iterator for Entries<'d, K, V> {
 
     fn next(&mut self) -> Option<Self::Item> {
         for slot in self.slots.by_ref() {
-            // Acquire: as in `Delta::find`.
-            let ptr = slot.load(Ordering::Acquire);
+            let ptr = slot.load();
             if !ptr.is_null() {
-                // SAFETY: a non-null slot holds a strong reference owned by the
-                // delta, which outlives 'd.
+                // SAFETY: alive for 'd (see `Entries`).
                 return Some(unsafe { &*ptr });
             }
         }
