@@ -34,7 +34,7 @@
 //! |---|---|---|
 //! | a mostly stable key set, values updated in place (caches, sessions, symbol tables) | [`SyncMap`] | no read ever locks; updates and removes are one CAS per key; new keys append to a lock-free delta under a writer mutex |
 //! | a table reloaded or edited as a whole, readers needing one consistent version (routing, config) | [`SnapshotMap`] | every read and iteration sees one version; batches publish atomically |
-//! | frequent inserts of new keys, or writes as common as reads | `dashmap`, `papaya`, or `RwLock<HashMap>` | `SyncMap`'s new keys serialize on one writer mutex, and each key costs two extra dependent loads on reads (`docs/performance.md`) |
+//! | frequent inserts of new keys, or writes as common as reads | `dashmap`, `papaya`, or `RwLock<HashMap>` | `SyncMap`'s new keys serialize on one writer mutex, and a read costs one more dependent load than an inline table (`docs/performance.md`) |
 //! | a few threads and no measured contention | `RwLock<HashMap>` | simplest; a read lock is two atomic RMWs on one shared cache line, which only hurts under many cores |
 //!
 //! # How `SyncMap` works

@@ -66,8 +66,8 @@ pub struct Stats {
     pub pending_bytes: u64,
 }
 
-/// The protocol's event counters. Written by writers and by readers on the locked
-/// miss path only — never on a read hit.
+/// The protocol's event counters. Written by writers (and, in the classic
+/// protocol, by readers on the locked miss path) — never by a lock-free read.
 #[derive(Default, Debug)]
 pub(crate) struct Counters {
     pub(crate) delta_reads: AtomicU64,

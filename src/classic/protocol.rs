@@ -287,30 +287,31 @@ where
             Some(cell) => cell.into_inner(),
             None => make(),
         };
-        let mut candidate = None;
-        let mut value = Some(value);
-        let mut make_cell = || Owned::new(value.take().expect("stored at most once"));
+        // An existing entry stores a cell (made under the lock: only when the key
+        // turns out present); a new entry takes the value inline.
+        let mut candidate: Option<Owned<V>>;
+        let mut unreachable = || -> Owned<V> { unreachable!("the candidate is made first") };
         let mut dirty = self.lock_dirty();
         // SAFETY: lock held for this scope.
         let read = unsafe { self.read_side.read.load_locked() };
         let found = if let Some(entry) = find(read.table, hash, &key) {
             self.revive_locked(&mut dirty, entry);
-            entry.try_load_or_store(&mut candidate, &mut make_cell)
+            candidate = Some(Owned::new(value));
+            entry.try_load_or_store(&mut candidate, &mut unreachable)
         } else if let Some(entry) = dirty.table.as_ref().and_then(|t| find(t, hash, &key)) {
-            let found = entry.try_load_or_store(&mut candidate, &mut make_cell);
+            candidate = Some(Owned::new(value));
+            let found = entry.try_load_or_store(&mut candidate, &mut unreachable);
             self.miss_locked(guard, &mut dirty);
             found
         } else {
-            let value = value.take().expect("made before the lock");
             let ptr = self.insert_new_locked(&mut dirty, hash, key, value);
             // SAFETY: just stored; protected by `guard` like any slot value.
             return LoadOrStore::Stored(unsafe { &*ptr });
         };
         drop(dirty);
         drop_contained(|| drop(key));
+        // The value's cell, if the slot was live and it went unused.
         drop(candidate);
-        // The value, if the slot was live and it went unused.
-        drop_contained(|| drop(value));
         // SAFETY: as above.
         unsafe { self.finish_load_or_store(found) }
     }

@@ -212,12 +212,11 @@ impl Audit {
     }
 }
 
-// SAFETY: a retired object is freed (moved to the graveyard, and given back to the
+// A retired object is freed (moved to the graveyard, and given back to the
 // allocator later still) only once every guard that was live at its retirement
-// has been released: `Pending::waiting` holds exactly those guards, and the
-// object leaves `pending` when the last of them drops. Guards pinned later are
-// not waited for, which the contract allows: they cannot reach an object that
-// was unlinked before it was retired.
+// has been released: `Pending::waiting` holds exactly those guards. Guards pinned
+// later are not waited for: they cannot reach an object unlinked before retiring.
+// SAFETY: the `Reclaim` grace period holds, as argued above.
 unsafe impl Reclaim for LoomReclaim {
     type Guard<'a> = LoomGuard<'a>;
 

@@ -421,11 +421,10 @@ pub struct SnapshotIntoIter<K: 'static, V: 'static, S> {
 impl<K: 'static, V: 'static, S> SnapshotIntoIter<K, V, S> {
     pub(crate) fn new(version: Arc<Version<K, V, S>>) -> Self {
         let inner = version.table.iter();
-        // SAFETY: only the lifetime changes. The table lives in the `Arc`'s heap
-        // block, which does not move and is never mutated after publish;
-        // `version` keeps it alive for as long as `inner` exists (`inner` is
-        // dropped first), and `inner`'s references never leave this struct:
-        // `next` clones what they point to.
+        // Only the lifetime changes. The table lives in the `Arc`'s heap block,
+        // which does not move and is never mutated after publish; `inner`'s
+        // references never leave this struct (`next` clones what they point to).
+        // SAFETY: `version` keeps the table alive while `inner` exists (dropped first).
         let inner = unsafe {
             core::mem::transmute::<hash_map::Iter<'_, K, V>, hash_map::Iter<'static, K, V>>(inner)
         };

@@ -149,7 +149,7 @@ impl<K, V> Entry<K, V> {
             // SAFETY: the slot holds `first`, so `first` is the live value, owned
             // by the slot and retired only after leaving it; the caller's guard
             // keeps it (and the entry) alive for 'g.
-            return Some(unsafe { &*UnsafeCell::raw_get(&self.first).cast::<V>() });
+            return Some(unsafe { &*self.first_ptr() });
         }
         // SAFETY: as above, for a boxed value (or none).
         unsafe { value::as_live(current) }

@@ -77,14 +77,11 @@ where
         }
     }
     debug_assert!(value::is_live(ptr));
-    let inline = ptr == entry.first_ptr();
-    if inline {
+    let (free, bytes): (unsafe fn(NonNull<()>, &Ledger), usize) = if ptr == entry.first_ptr() {
         // SAFETY: `ptr` is `first`, derived in `Entry::new_shared` from the `Arc`'s
         // own pointer, so `from_first` gives the pointer `Arc::as_ptr` gave there,
         // and the caller's `&Entry` proves a strong reference is alive now.
         unsafe { Arc::increment_strong_count(Entry::<K, V>::from_first(ptr)) };
-    }
-    let (free, bytes): (unsafe fn(NonNull<()>, &Ledger), usize) = if inline {
         (free_first::<K, V>, 0)
     } else {
         (free_cell::<V>, value::cell_bytes::<V>())

@@ -55,8 +55,8 @@ use crate::sync::{Arc, AtomicBool, AtomicIsize, AtomicUsize, Mutex, Ordering};
 /// the delta). Promotion merges the read table and the delta into a fresh read
 /// table, dropping removed keys, when delta-served reads reach four per key of
 /// the map, when the delta is full and holds half as many keys as it, when removed
-/// keys reach half of the map, or on [`promote`](SyncMap::promote). Each costs O(len) and follows O(len)
-/// operations, so it is amortized O(1).
+/// keys reach half of the map, or on [`promote`](SyncMap::promote). Each costs
+/// O(len) and follows O(len) operations, so it is amortized O(1).
 ///
 /// It suits caches and tables with a mostly stable key set. For tables rewritten
 /// as a whole, with consistent snapshots, see the crate docs on choosing a map.
@@ -344,7 +344,15 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
     /// assert_eq!(map.stats().values_retired, 1);
     /// ```
     pub fn stats(&self) -> Stats {
-        self.write_side.counters.snapshot(&self.ledger)
+        let stats = self.write_side.counters.snapshot(&self.ledger);
+        // Delta reads are counted on the sampler's line (readers never write the
+        // writers' counters) and folded into `counters` when the sampler resets.
+        // Relaxed: a statistic.
+        let unfolded = self.sampler.delta_reads.load(Ordering::Relaxed) as u64;
+        Stats {
+            delta_reads: stats.delta_reads + unfolded,
+            ..stats
+        }
     }
 
     /// Asks the reclaimer to free what it can now (see [`Reclaim::flush`]): garbage
@@ -493,11 +501,10 @@ where
     ///
     /// The rule: new keys go to the delta; lookups that miss the read table probe
     /// the delta (lock-free) and are sampled; the next writer promotes once
-    /// delta-served reads reach four per key of the map, and a new key promotes first
-    /// when the delta is full and holds half as many keys as the read table; a
-    /// remove promotes once removed
-    /// keys reach half of the map. Each promotion costs O(len) after O(len)
-    /// operations. Call `promote` after a bulk load so that lookups of the new keys
+    /// delta-served reads reach four per key of the map, and a new key promotes
+    /// first when the delta is full and holds half as many keys as the read table;
+    /// a remove promotes once removed keys reach half of the map. Each promotion
+    /// costs O(len) after O(len) operations. Call `promote` after a bulk load so that lookups of the new keys
     /// probe one table. Costs O(len).
     ///
     /// # Examples
@@ -578,8 +585,8 @@ where
     S: BuildHasher,
     R: Reclaim,
 {
-    /// Lists the live entries (promoting first if new keys are pending, as
-    /// iteration does).
+    /// Lists the live entries, as [`Pinned::iter`] does (lock-free; never
+    /// promotes).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.pin().iter()).finish()
     }
@@ -593,7 +600,7 @@ where
     R: Reclaim,
 {
     /// Builds a map and promotes once at the end, so that every key is in the read
-    /// table and lookups never take the lock.
+    /// table and lookups probe one table.
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let mut map = Self::with_hasher_and_reclaim(S::default(), R::default());
         map.extend(iter);

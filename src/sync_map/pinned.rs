@@ -466,8 +466,7 @@ where
     /// ```
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         let root = self.map.root(&self.guard);
-        let entries = root.read.iter().map(|entry| &**entry);
-        for entry in entries.chain(root.delta(&self.guard).iter()) {
+        for entry in root.entries(root.delta(&self.guard)) {
             let key = entry.key();
             self.map
                 .delete(&self.guard, entry, |value| !keep(key, value));

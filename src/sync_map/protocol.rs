@@ -102,7 +102,8 @@ where
     /// Adds a sample of delta-served reads; once they reach
     /// [`DELTA_READS_PER_ENTRY`] per entry of the root, asks the next writer to
     /// promote (amortized O(1) per read: a promotion of `n` entries follows about
-    /// `4n` delta reads).
+    /// `4n` delta reads). Writes the sampler's line only: `stats()` reads the
+    /// count from there too (see `reset_triggers_locked`).
     #[cold]
     fn count_delta_reads(&self, root: &Root<K, V>) {
         let reads = &self.sampler;
@@ -115,7 +116,19 @@ where
         {
             reads.promote_wanted.store(true, Ordering::Relaxed);
         }
-        Counters::add(&self.write_side.counters.delta_reads, SAMPLE as u64);
+    }
+
+    /// Starts the promotion triggers afresh for a newly published, empty-delta
+    /// root (after a promotion or a clear). Caller holds the lock.
+    fn reset_triggers_locked(&self) {
+        self.set_delta_len(0);
+        // Relaxed: heuristics reset under the lock; readers use them as hints.
+        self.write_side.tombstones.store(0, Ordering::Relaxed);
+        self.sampler.promote_wanted.store(false, Ordering::Relaxed);
+        // Swapped, not stored: a sample added meanwhile is folded into the
+        // statistic rather than lost.
+        let reads = self.sampler.delta_reads.swap(0, Ordering::Relaxed);
+        Counters::add(&self.write_side.counters.delta_reads, reads as u64);
     }
 
     /// Promotes if readers asked for it. Called by writers after their change.
@@ -176,11 +189,7 @@ where
         } else {
             old
         };
-        self.set_delta_len(0);
-        // Relaxed: heuristic counters reset under the lock.
-        self.write_side.tombstones.store(0, Ordering::Relaxed);
-        self.sampler.delta_reads.store(0, Ordering::Relaxed);
-        self.sampler.promote_wanted.store(false, Ordering::Relaxed);
+        self.reset_triggers_locked();
         let counters = &self.write_side.counters;
         Counters::bump(&counters.promotions);
         Counters::add(&counters.tombstones_purged, purged_count);
@@ -461,21 +470,12 @@ where
             .read_side
             .root
             .replace(Root::new(Table::new(), Delta::with_room_for(0)));
-        self.set_delta_len(0);
-        // Relaxed: heuristics reset under the lock.
-        self.write_side.tombstones.store(0, Ordering::Relaxed);
-        self.sampler.delta_reads.store(0, Ordering::Relaxed);
-        self.sampler.promote_wanted.store(false, Ordering::Relaxed);
+        self.reset_triggers_locked();
         // SAFETY: `old` is unlinked and ours to retire; nobody else writes it now
         // (its delta only changes under the lock we hold).
         let old_root = unsafe { &*old };
         let mut removed = 0isize;
-        for entry in old_root
-            .read
-            .iter()
-            .map(|e| &**e)
-            .chain(old_root.delta_locked().iter())
-        {
+        for entry in old_root.entries(old_root.delta_locked()) {
             let old_value = entry.expunge_locked();
             if value::is_live(old_value) {
                 removed += 1;

@@ -102,6 +102,15 @@ impl<K, V> Root<K, V> {
             .swap(Box::into_raw(Box::new(delta)), Ordering::AcqRel)
     }
 
+    /// Every entry of this root: the read table, then `delta` (this root's delta,
+    /// loaded by the caller under a guard or the lock).
+    pub(crate) fn entries<'a>(
+        &'a self,
+        delta: &'a Delta<K, V>,
+    ) -> impl Iterator<Item = &'a Entry<K, V>> + 'a {
+        self.read.iter().map(|entry| &**entry).chain(delta.iter())
+    }
+
     /// Finds `key` in the read table, then in the delta, for the lock holder.
     pub(crate) fn find_locked<Q>(&self, hash: u64, key: &Q) -> Option<&Entry<K, V>>
     where
