@@ -1,27 +1,122 @@
-//! Command-line flags: what to run. `cargo bench --bench lab -- --help` prints
-//! [`HELP`].
+//! Command-line flags (clap) and the configuration they resolve to.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+
+use crate::keys::KeyType;
 use crate::ops::Dist;
 use crate::workloads::Workload;
 
-/// Key types the lab can run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyType {
-    U64,
-    String,
-}
-
 /// Hashers the lab can build every map with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum HasherKind {
+    /// std `RandomState` (SipHash-1-3).
     Std,
+    /// `foldhash::fast::RandomState`.
     Foldhash,
 }
 
-/// One lab invocation.
+/// The flags. Each preset (`--full`, `--smoke`) sets several values; a flag given
+/// with it overrides the preset's value, wherever it stands.
+#[derive(Parser, Debug)]
+#[command(
+    name = "lab",
+    about = "readmostly performance lab: every map side by side over user-shaped workloads",
+    long_about = "readmostly performance lab: every map side by side over user-shaped workloads.\n\n\
+        The default matrix (u64 keys, 100k keys, uniform + zipf, threads 1,2,4,8,16, \
+        the seven default workloads, 3 runs of 60 ms per cell after 20 ms of warm-up) \
+        takes about 5 minutes on 2 cores. The full run (every workload, key count and key \
+        type) takes hours: --dry-run prints the plan and an estimate.",
+    override_usage = "cargo bench -p readmostly-lab [-- FLAGS]"
+)]
+pub struct Args {
+    /// All workloads, keys 1k,100k,1M, key types u64,string, 500 ms x 5 runs per
+    /// cell, 1 s latency runs
+    #[arg(long)]
+    full: bool,
+    /// Seconds-long check of every map and workload, with checks (what a run
+    /// without --bench does, e.g. `cargo test -p readmostly-lab --benches`)
+    #[arg(long)]
+    smoke: bool,
+    /// Comma-separated workloads, `all` or `default` (listed below) [default: default]
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    workloads: Option<Vec<String>>,
+    /// Comma-separated map ids or id prefixes (`syncmap` = every SyncMap), or `all`
+    /// (listed below) [default: all]
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    maps: Option<Vec<String>>,
+    /// Thread counts [default: 1,2,4,8,16]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = count)]
+    threads: Option<Vec<usize>>,
+    /// Keys present at the start; k and M suffixes [default: 100k]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = count)]
+    keys: Option<Vec<usize>>,
+    /// Key types, or `all` [default: u64]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = key_types)]
+    key_types: Option<Vec<Vec<KeyType>>>,
+    /// Key distributions (Zipf s = 0.99) [default: uniform,zipf]
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    dists: Option<Vec<Dist>>,
+    /// Measured time per run [default: 60]
+    #[arg(long, value_name = "MS")]
+    duration_ms: Option<u64>,
+    /// Untimed time per run before the measured part, every thread running its
+    /// stream [default: 20]
+    #[arg(long, value_name = "MS")]
+    warmup_ms: Option<u64>,
+    /// Runs per cell, interleaved across maps; the median is reported [default: 3]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    runs: Option<u64>,
+    /// Hasher of every map
+    #[arg(long, value_enum, default_value_t = HasherKind::Std)]
+    hasher: HasherKind,
+    /// Reader threads of the latency runs
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    latency_threads: usize,
+    /// Per latency run [default: 300]
+    #[arg(long, value_name = "MS")]
+    latency_ms: Option<u64>,
+    /// Skip get latency percentiles
+    #[arg(long)]
+    no_latency: bool,
+    /// Keys of the live-bytes table [default: 1M]
+    #[arg(long, value_name = "N", value_parser = count)]
+    memory_keys: Option<usize>,
+    /// Threads of the churn peak-memory runs
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    memory_threads: usize,
+    /// Skip the memory tables
+    #[arg(long)]
+    no_memory: bool,
+    /// Skip the SVG plots
+    #[arg(long)]
+    no_plots: bool,
+    /// Tables, CSV, JSON, markdown and SVG go here [default: target/lab]
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Also write the SVG plots here (e.g. docs/lab)
+    #[arg(long, value_name = "DIR")]
+    plots_dir: Option<PathBuf>,
+    /// The map the "against the best peer" table is about
+    #[arg(long, value_name = "ID", default_value = "syncmap")]
+    subject: String,
+    /// Seed of the operation streams and keys
+    #[arg(long, value_name = "N", default_value_t = 42)]
+    seed: u64,
+    /// Print the plan and its time estimate, run nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Passed by `cargo bench`; without it the smoke matrix runs.
+    #[arg(long, hide = true)]
+    bench: bool,
+    /// Filters `cargo bench` passes to every bench target: ignored.
+    #[arg(hide = true)]
+    filters: Vec<String>,
+}
+
+/// One lab invocation, resolved.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub workloads: Vec<Workload>,
@@ -32,6 +127,7 @@ pub struct Config {
     pub key_types: Vec<KeyType>,
     pub dists: Vec<Dist>,
     pub duration: Duration,
+    pub warmup: Duration,
     pub runs: usize,
     pub hasher: HasherKind,
     pub latency: bool,
@@ -42,282 +138,180 @@ pub struct Config {
     pub memory_threads: usize,
     pub plots: bool,
     pub out: PathBuf,
-    /// Also write the SVG plots here (e.g. `docs/lab`).
     pub plots_dir: Option<PathBuf>,
+    pub subject: String,
     pub seed: u64,
     /// Tiny matrix, checks on (what `cargo test --benches` runs).
     pub smoke: bool,
-    /// Print the plan and the time estimate, run nothing.
     pub dry_run: bool,
     /// The command line, for the output header.
     pub command: String,
 }
 
-/// `--help`.
-pub const HELP: &str = "\
-readmostly performance lab: every map side by side over user-shaped workloads.
-
-USAGE
-    cargo bench --bench lab [-- FLAGS]
-
-    The default matrix (u64 keys, 100k keys, uniform + zipf, threads 1,2,4,8,16,
-    six workloads, 3 runs of 60 ms per cell) takes 3 to 5 minutes on 2 cores.
-    The full run (every workload, key count and key type; about 6 hours or more on
-    2 cores, --dry-run prints the estimate; --runs 3 cuts it by 40%):
-    cargo bench --bench lab -- --full --plots-dir docs/lab
-
-PRESETS
-    --full                  all workloads, keys 1k,100k,1M, key types u64,string,
-                            500 ms x 5 runs per cell, 1 s latency runs
-    --smoke                 seconds-long check of every map and workload (what a
-                            run without --bench does, e.g. `cargo test --benches`)
-
-FLAGS (they override a preset, wherever they stand)
-    --workloads LIST        comma-separated, or `all`, or `default`:
-WORKLOADS
-    --maps LIST             map ids or id prefixes (`syncmap` = every SyncMap
-                            backend), or `all`:
-MAPS
-    --threads LIST          thread counts [1,2,4,8,16]
-    --keys LIST             keys present at the start; k and M suffixes [100k]
-    --key-types LIST        u64,string or all [u64]
-    --dists LIST            uniform,zipf (Zipf s = 0.99) [uniform,zipf]
-    --duration-ms N         per run [60]
-    --runs N                runs per cell; the median is reported, min and max kept [3]
-    --hasher NAME           std (SipHash-1-3, RandomState) or foldhash, for every map [std]
-    --latency-threads N     reader threads of the latency runs [2]
-    --latency-ms N          per latency run [300]
-    --no-latency            skip get latency percentiles
-    --memory-keys N         keys of the live-bytes table [1M]
-    --memory-threads N      threads of the churn peak-memory runs [2]
-    --no-memory             skip the memory tables
-    --no-plots              skip the SVG plots
-    --out DIR               tables, CSV, JSON and SVG go here [target/lab]
-    --plots-dir DIR         also write the SVG plots here
-    --seed N                operation streams and keys [42]
-    --dry-run               print the plan and its time estimate, run nothing
-    -h, --help              this text
-";
-
 impl Config {
-    /// The default matrix.
-    pub fn default_matrix() -> Self {
-        Config {
-            workloads: Workload::DEFAULT.to_vec(),
-            maps: Vec::new(),
-            threads: vec![1, 2, 4, 8, 16],
-            keys: vec![100_000],
-            key_types: vec![KeyType::U64],
-            dists: Dist::ALL.to_vec(),
-            duration: Duration::from_millis(60),
-            runs: 3,
-            hasher: HasherKind::Std,
-            latency: true,
-            latency_threads: 2,
-            latency_duration: Duration::from_millis(300),
-            memory: true,
-            memory_keys: 1_000_000,
-            memory_threads: 2,
-            plots: true,
-            out: default_out(),
-            plots_dir: None,
-            seed: 42,
-            smoke: false,
-            dry_run: false,
-            command: String::new(),
-        }
-    }
-
-    fn full(&mut self) {
-        self.workloads = Workload::ALL.to_vec();
-        self.keys = vec![1_000, 100_000, 1_000_000];
-        self.key_types = vec![KeyType::U64, KeyType::String];
-        self.duration = Duration::from_millis(500);
-        self.runs = 5;
-        self.latency_duration = Duration::from_secs(1);
-    }
-
-    fn smoke(&mut self) {
-        self.smoke = true;
-        self.workloads = Workload::ALL.to_vec();
-        self.threads = vec![1, 3];
-        self.keys = vec![1_000];
-        self.key_types = vec![KeyType::U64, KeyType::String];
-        self.duration = Duration::from_millis(3);
-        self.runs = 1;
-        self.latency_threads = 2;
-        self.latency_duration = Duration::from_millis(5);
-        self.memory_keys = 2_000;
-        self.out = default_out().join("smoke");
-    }
-
     /// Whether map `id` is selected.
     pub fn selects_map(&self, id: &str) -> bool {
-        self.maps.is_empty()
-            || self
-                .maps
-                .iter()
-                .any(|m| id == m || id.starts_with(&format!("{m}-")))
+        self.maps.is_empty() || self.maps.iter().any(|m| matches_id(id, m))
     }
 }
 
-fn default_out() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("lab")
+/// `m` names `id` or is the prefix of a family of ids (`syncmap` for
+/// `syncmap-v2`).
+fn matches_id(id: &str, m: &str) -> bool {
+    id == m || id.strip_prefix(m).is_some_and(|rest| rest.starts_with('-'))
 }
 
-/// What the command line asks for.
-pub enum Parsed {
-    Run(Box<Config>),
-    Help(String),
-}
-
-/// Parses the arguments after the program name. Cargo passes `--bench` to a
-/// `harness = false` target under `cargo bench`; without it (`cargo test
-/// --benches`) the lab runs its smoke matrix.
-pub fn parse(args: &[String]) -> Result<Parsed, String> {
-    let mut cfg = Config::default_matrix();
-    cfg.command = std::iter::once("cargo bench --bench lab --".to_string())
-        .chain(args.iter().filter(|a| *a != "--bench").cloned())
+/// Parses the process's arguments. Cargo passes `--bench` to a `harness = false`
+/// target under `cargo bench`; without it (`cargo test --benches`) the lab runs
+/// its smoke matrix. Exits with clap's message on a bad flag or `--help`.
+pub fn parse() -> Config {
+    let matches = Args::command()
+        .after_help(lists())
+        .get_matches_from(std::env::args_os());
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let command = std::iter::once("cargo bench -p readmostly-lab --".to_string())
+        .chain(std::env::args().skip(1).filter(|a| a != "--bench"))
         .collect::<Vec<_>>()
         .join(" ");
-    let bench = args.iter().any(|a| a == "--bench");
-    if args.iter().any(|a| a == "--full") {
-        cfg.full();
+    match resolve(args, command) {
+        Ok(cfg) => cfg,
+        Err(msg) => Args::command()
+            .error(clap::error::ErrorKind::InvalidValue, msg)
+            .exit(),
     }
-    if args.iter().any(|a| a == "--smoke") || !bench {
-        cfg.smoke();
-        if !bench {
-            cfg.command = "(no --bench: smoke matrix, as under `cargo test --benches`)".into();
-        }
+}
+
+fn resolve(a: Args, command: String) -> Result<Config, String> {
+    let smoke = a.smoke || !a.bench;
+    let full = a.full && !smoke;
+    let default_out = target_dir().join("lab");
+    let preset = (smoke, full);
+    let workloads = match a.workloads.as_deref() {
+        None if smoke || full => Workload::ALL.to_vec(),
+        None => Workload::DEFAULT.to_vec(),
+        Some([w]) if w == "all" => Workload::ALL.to_vec(),
+        Some([w]) if w == "default" => Workload::DEFAULT.to_vec(),
+        Some(list) => list
+            .iter()
+            .map(|w| Workload::from_str(w, true).map_err(|_| format!("unknown workload `{w}`")))
+            .collect::<Result<_, _>>()?,
+    };
+    let maps = match a.maps {
+        Some(list) if list.iter().any(|m| m == "all") => Vec::new(),
+        Some(list) => list,
+        None => Vec::new(),
+    };
+    let known = crate::maps::all_maps();
+    if let Some(m) = maps
+        .iter()
+        .find(|m| !known.iter().any(|(id, _)| matches_id(id, m)))
+    {
+        return Err(format!("unknown map `{m}` (see --help)"));
     }
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--bench" | "--full" | "--smoke" => {}
-            "-h" | "--help" => return Ok(Parsed::Help(help())),
-            "--workloads" => cfg.workloads = parse_workloads(&value()?)?,
-            "--maps" => {
-                let v = value()?;
-                cfg.maps = if v == "all" { Vec::new() } else { list(&v) };
-                let known = crate::maps::all_maps();
-                for m in &cfg.maps {
-                    if !known
-                        .iter()
-                        .any(|(id, _)| id == m || id.starts_with(&format!("{m}-")))
-                    {
-                        return Err(format!("unknown map `{m}`"));
-                    }
-                }
-            }
-            "--threads" => cfg.threads = parse_counts(&value()?)?,
-            "--keys" => cfg.keys = parse_counts(&value()?)?,
-            "--key-types" => {
-                cfg.key_types = list(&value()?)
-                    .iter()
-                    .map(|k| match k.as_str() {
-                        "u64" => Ok(vec![KeyType::U64]),
-                        "string" | "String" => Ok(vec![KeyType::String]),
-                        "all" => Ok(vec![KeyType::U64, KeyType::String]),
-                        other => Err(format!("unknown key type `{other}`")),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?
-                    .concat();
-            }
-            "--dists" => {
-                cfg.dists = list(&value()?)
-                    .iter()
-                    .map(|d| Dist::parse(d).ok_or_else(|| format!("unknown distribution `{d}`")))
-                    .collect::<Result<_, _>>()?;
-            }
-            "--duration-ms" => cfg.duration = Duration::from_millis(number(&value()?)? as u64),
-            "--runs" => cfg.runs = number(&value()?)?.max(1),
-            "--hasher" => {
-                cfg.hasher = match value()?.as_str() {
-                    "std" => HasherKind::Std,
-                    "foldhash" => HasherKind::Foldhash,
-                    other => return Err(format!("unknown hasher `{other}`")),
-                }
-            }
-            "--latency-threads" => cfg.latency_threads = number(&value()?)?.max(1),
-            "--latency-ms" => {
-                cfg.latency_duration = Duration::from_millis(number(&value()?)? as u64)
-            }
-            "--no-latency" => cfg.latency = false,
-            "--memory-keys" => cfg.memory_keys = number(&value()?)?,
-            "--memory-threads" => cfg.memory_threads = number(&value()?)?.max(1),
-            "--no-memory" => cfg.memory = false,
-            "--no-plots" => cfg.plots = false,
-            "--dry-run" => cfg.dry_run = true,
-            "--out" => cfg.out = PathBuf::from(value()?),
-            "--plots-dir" => cfg.plots_dir = Some(PathBuf::from(value()?)),
-            "--seed" => cfg.seed = number(&value()?)? as u64,
-            other if other.starts_with('-') => {
-                return Err(format!("unknown flag `{other}` (see --help)"))
-            }
-            // A positional filter meant for another bench target of `cargo bench`.
-            _ => {}
-        }
-    }
+    let cfg = Config {
+        workloads,
+        maps,
+        threads: a.threads.unwrap_or_else(|| {
+            pick(
+                preset,
+                vec![1, 3],
+                vec![1, 2, 4, 8, 16],
+                vec![1, 2, 4, 8, 16],
+            )
+        }),
+        keys: a.keys.unwrap_or_else(|| {
+            pick(
+                preset,
+                vec![1_000],
+                vec![1_000, 100_000, 1_000_000],
+                vec![100_000],
+            )
+        }),
+        key_types: a.key_types.map(|k| k.concat()).unwrap_or_else(|| {
+            pick(
+                preset,
+                vec![KeyType::U64, KeyType::String],
+                vec![KeyType::U64, KeyType::String],
+                vec![KeyType::U64],
+            )
+        }),
+        dists: a.dists.unwrap_or_else(|| Dist::ALL.to_vec()),
+        duration: Duration::from_millis(a.duration_ms.unwrap_or(pick(preset, 3, 500, 60))),
+        warmup: Duration::from_millis(a.warmup_ms.unwrap_or(pick(preset, 1, 100, 20))),
+        runs: a.runs.unwrap_or(pick(preset, 1, 5, 3)) as usize,
+        hasher: a.hasher,
+        latency: !a.no_latency,
+        latency_threads: a.latency_threads.max(1),
+        latency_duration: Duration::from_millis(a.latency_ms.unwrap_or(pick(preset, 5, 1000, 300))),
+        memory: !a.no_memory,
+        memory_keys: a
+            .memory_keys
+            .unwrap_or(pick(preset, 2_000, 1_000_000, 1_000_000)),
+        memory_threads: a.memory_threads.max(1),
+        plots: !a.no_plots,
+        out: a.out.unwrap_or_else(|| {
+            pick(
+                preset,
+                default_out.join("smoke"),
+                default_out.clone(),
+                default_out,
+            )
+        }),
+        plots_dir: a.plots_dir,
+        subject: a.subject,
+        seed: a.seed,
+        smoke,
+        dry_run: a.dry_run,
+        command: if a.bench {
+            command
+        } else {
+            "(no --bench: smoke matrix, as under `cargo test --benches`)".into()
+        },
+    };
     if cfg.threads.is_empty() || cfg.keys.is_empty() || cfg.workloads.is_empty() {
         return Err("empty --threads, --keys or --workloads".into());
     }
-    Ok(Parsed::Run(Box::new(cfg)))
+    Ok(cfg)
 }
 
-/// [`HELP`] with the workload and map lists filled in.
-fn help() -> String {
-    let workloads: String = Workload::ALL
-        .iter()
-        .map(|w| {
-            let default = if Workload::DEFAULT.contains(w) {
-                " (default)"
-            } else {
-                ""
-            };
-            format!("        {:<22}{}{}\n", w.id(), w.describe(), default)
-        })
-        .collect();
-    let maps: String = crate::maps::all_maps()
-        .iter()
-        .map(|(id, name)| format!("        {id:<22}{name}\n"))
-        .collect();
-    HELP.replace("WORKLOADS\n", &workloads)
-        .replace("MAPS\n", &maps)
-}
-
-fn list(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(String::from)
-        .collect()
-}
-
-fn parse_workloads(s: &str) -> Result<Vec<Workload>, String> {
-    match s {
-        "all" => Ok(Workload::ALL.to_vec()),
-        "default" => Ok(Workload::DEFAULT.to_vec()),
-        _ => list(s)
-            .iter()
-            .map(|w| Workload::parse(w).ok_or_else(|| format!("unknown workload `{w}`")))
-            .collect(),
+/// The value of the smoke preset, of the full one, or the default.
+fn pick<T>((smoke, full): (bool, bool), smoke_value: T, full_value: T, default: T) -> T {
+    if smoke {
+        smoke_value
+    } else if full {
+        full_value
+    } else {
+        default
     }
 }
 
-fn parse_counts(s: &str) -> Result<Vec<usize>, String> {
-    list(s).iter().map(|n| number(n)).collect()
+/// The workspace's target directory (`CARGO_TARGET_DIR` if set).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target")))
+}
+
+/// The workloads and maps, for `--help`.
+fn lists() -> String {
+    let mut s = String::from("Workloads:\n");
+    for w in Workload::ALL {
+        let default = if Workload::DEFAULT.contains(&w) {
+            " (default)"
+        } else {
+            ""
+        };
+        s += &format!("  {:<20}{}{}\n", w.id(), w.describe(), default);
+    }
+    s += "\nMaps:\n";
+    for (id, name) in crate::maps::all_maps() {
+        s += &format!("  {id:<20}{name}\n");
+    }
+    s
 }
 
 /// `1000`, `1k`, `100k`, `1M`.
-fn number(s: &str) -> Result<usize, String> {
+fn count(s: &str) -> Result<usize, String> {
     let (digits, scale) = match s.as_bytes().last() {
         Some(b'k' | b'K') => (&s[..s.len() - 1], 1_000),
         Some(b'M' | b'm') => (&s[..s.len() - 1], 1_000_000),
@@ -327,6 +321,14 @@ fn number(s: &str) -> Result<usize, String> {
         .parse::<usize>()
         .map(|n| n * scale)
         .map_err(|_| format!("not a number: `{s}`"))
+}
+
+/// One `--key-types` item: a key type or `all`.
+fn key_types(s: &str) -> Result<Vec<KeyType>, String> {
+    if s == "all" {
+        return Ok(KeyType::value_variants().to_vec());
+    }
+    KeyType::from_str(s, true).map(|k| vec![k])
 }
 
 /// `1k`, `100k`, `1M`, or the plain number.

@@ -1,25 +1,50 @@
 //! Key types and hashers the lab is generic over, and the pre-built key table.
 
+use std::borrow::Borrow;
 use std::fmt::Debug;
 use std::hash::{BuildHasher, Hash};
 
-use crate::rng::mix64;
+use clap::ValueEnum;
+
+/// The key types of `--key-types`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum)]
+pub enum KeyType {
+    /// `u64` keys spread over the whole range.
+    U64,
+    /// 21-byte `String` keys (`user:` and 16 hex digits), looked up by `&str`.
+    String,
+    /// `String` keys shaped like routes (`/svc/01234/route`), looked up by `&str`.
+    Route,
+}
+
+impl KeyType {
+    /// Name in the output.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyType::U64 => "u64",
+            KeyType::String => "String",
+            KeyType::Route => "route",
+        }
+    }
+}
 
 /// A key type of the lab: built from a key id once, before any timing starts.
-pub trait LabKey: Hash + Eq + Ord + Clone + Debug + Send + Sync + 'static {
-    /// Name in the output (`u64`, `String`).
-    const NAME: &'static str;
-    /// The key for id `id`; distinct ids give distinct keys.
-    fn from_id(id: u64, seed: u64) -> Self;
+pub trait LabKey:
+    Hash + Eq + Ord + Clone + Debug + Send + Sync + 'static + Borrow<Self::Borrowed>
+{
+    /// What gets borrow (`str` for `String`, as a service looks up by `&str`).
+    type Borrowed: Hash + Eq + Ord + ToOwned<Owned = Self> + ?Sized;
+    /// The key for id `id` in `shape`; distinct ids give distinct keys.
+    fn from_id(id: u64, seed: u64, shape: KeyType) -> Self;
     /// Calls `f` with key `idx` of a table built with `seed`, inside a timed loop.
     fn with_key<R>(table: &[Self], idx: usize, seed: u64, f: impl FnOnce(&Self) -> R) -> R;
-    /// An owned copy of key `idx` of a table built with `seed` (to insert it).
-    fn owned(table: &[Self], idx: usize, seed: u64) -> Self;
+    /// The form gets take.
+    fn borrowed(&self) -> &Self::Borrowed;
 }
 
 impl LabKey for u64 {
-    const NAME: &'static str = "u64";
-    fn from_id(id: u64, seed: u64) -> Self {
+    type Borrowed = u64;
+    fn from_id(id: u64, seed: u64, _: KeyType) -> Self {
         // A bijection of the id: keys are scattered over the whole u64 range, as
         // hashes or random ids would be, and stay distinct.
         mix64(id ^ seed)
@@ -29,30 +54,41 @@ impl LabKey for u64 {
     /// every map and dilute their differences.
     #[inline(always)]
     fn with_key<R>(_: &[Self], idx: usize, seed: u64, f: impl FnOnce(&Self) -> R) -> R {
-        f(&Self::from_id(idx as u64, seed))
+        f(&mix64(idx as u64 ^ seed))
     }
     #[inline(always)]
-    fn owned(_: &[Self], idx: usize, seed: u64) -> Self {
-        Self::from_id(idx as u64, seed)
+    fn borrowed(&self) -> &u64 {
+        self
     }
 }
 
 impl LabKey for String {
-    const NAME: &'static str = "String";
-    fn from_id(id: u64, seed: u64) -> Self {
-        // 21 bytes, like a short user, session or route key; always on the heap.
-        format!("user:{:016x}", mix64(id ^ seed))
+    type Borrowed = str;
+    fn from_id(id: u64, seed: u64, shape: KeyType) -> Self {
+        match shape {
+            // A route table's paths: short, sharing a prefix and a suffix.
+            KeyType::Route => format!("/svc/{id:05}/route"),
+            // 21 bytes, like a short user or session key; always on the heap.
+            _ => format!("user:{:016x}", mix64(id ^ seed)),
+        }
     }
     /// Borrowed from the pre-built table, as a service borrows a key it holds.
     #[inline(always)]
     fn with_key<R>(table: &[Self], idx: usize, _: u64, f: impl FnOnce(&Self) -> R) -> R {
         f(&table[idx])
     }
-    /// A clone: the one allocation an owned `String` key costs any user.
     #[inline(always)]
-    fn owned(table: &[Self], idx: usize, _: u64) -> Self {
-        table[idx].clone()
+    fn borrowed(&self) -> &str {
+        self.as_str()
     }
+}
+
+/// SplitMix64's finalizer: a bijection on `u64`, so distinct ids give distinct,
+/// scattered keys.
+pub fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// A hasher every map in a run is built with.
@@ -77,10 +113,12 @@ pub struct KeyTable<K> {
 }
 
 impl<K: LabKey> KeyTable<K> {
-    /// `len` keys, ids `0..len`.
-    pub fn build(len: usize, seed: u64) -> Self {
+    /// `len` keys of `shape`, ids `0..len`.
+    pub fn build(len: usize, seed: u64, shape: KeyType) -> Self {
         KeyTable {
-            keys: (0..len as u64).map(|id| K::from_id(id, seed)).collect(),
+            keys: (0..len as u64)
+                .map(|id| K::from_id(id, seed, shape))
+                .collect(),
             seed,
         }
     }
@@ -96,9 +134,10 @@ impl<K: LabKey> KeyTable<K> {
         K::with_key(&self.keys, idx, self.seed, f)
     }
 
-    /// An owned key `idx` (see [`LabKey::owned`]).
+    /// An owned key `idx`: for `String`, the one allocation an owned key costs
+    /// any user who inserts it.
     #[inline(always)]
     pub fn owned(&self, idx: usize) -> K {
-        K::owned(&self.keys, idx, self.seed)
+        self.with(idx, K::clone)
     }
 }

@@ -23,6 +23,8 @@ pub fn describe(hasher: &str, command: &str) -> Vec<(String, String)> {
             },
         ),
         ("hasher".into(), hasher.to_string()),
+        ("revision".into(), revision()),
+        ("date".into(), date()),
         ("load average at start".into(), load_average()),
     ];
     lines.push(("crates".into(), crate_versions()));
@@ -34,6 +36,47 @@ pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
+}
+
+/// The 1-minute load average (0 where unknown).
+pub fn load_average_1m() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The readmostly commit the lab was built from (`-dirty` with local changes):
+/// which revision a table's figures are from.
+fn revision() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short=10", "HEAD"]) {
+        Some(head) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            format!("{head}{}", if dirty { "-dirty" } else { "" })
+        }
+        None => "? (not a git checkout)".into(),
+    }
+}
+
+fn date() -> String {
+    Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "?".into())
 }
 
 fn cpu_model() -> String {
@@ -61,7 +104,8 @@ fn rustc_version() -> String {
 
 /// The crates under test and their resolved versions, from `Cargo.lock`.
 fn crate_versions() -> String {
-    const CRATES: [&str; 10] = [
+    const CRATES: [&str; 11] = [
+        "readmostly",
         "crossbeam-epoch",
         "parking_lot",
         "hashbrown",
@@ -73,9 +117,10 @@ fn crate_versions() -> String {
         "left-right",
         "foldhash",
     ];
-    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock"))
+    // The workspace's lock file, two levels up from this package.
+    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock"))
         .unwrap_or_default();
-    let mut versions = vec![format!("readmostly {}", env!("CARGO_PKG_VERSION"))];
+    let mut versions = Vec::new();
     for name in CRATES {
         let mut found: Vec<&str> = Vec::new();
         let mut lines = lock.lines();

@@ -1,8 +1,9 @@
-//! The throughput matrix and the latency runs for one key type and hasher:
-//! prepares each cell's keys and streams once, then runs every selected map on
-//! them, with the runs of a cell interleaved across maps so that a noisy moment
-//! hits all of them alike.
+//! The throughput matrix and the latency runs: prepares each cell's keys and
+//! streams once, then runs every selected map on them, with the runs of a cell
+//! interleaved across maps so that a noisy moment hits all of them alike.
 
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -10,11 +11,11 @@ use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 
 use crate::cli::Config;
-use crate::keys::{KeyTable, LabHasher, LabKey};
+use crate::keys::{KeyTable, KeyType, LabHasher, LabKey};
+use crate::machine::load_average_1m;
 use crate::maps::{for_each_map, LabMap, Visit};
-use crate::ops::{self, Dist};
-use crate::report::{Cell, LatencyRow, Report};
-use crate::rng::mix64;
+use crate::ops;
+use crate::report::{Cell, Group, LatencyRow, Report};
 use crate::runner::{self, CellInput, RunResult, Timed, Untimed};
 use crate::workloads::Workload;
 
@@ -23,8 +24,43 @@ use crate::workloads::Workload;
 pub const LATENCY_SCENARIOS: [Workload; 2] = [Workload::ReadHeavy, Workload::ConfigReload];
 
 /// Seed of a cell's streams: the same for every map and thread count.
-pub fn stream_seed(cfg: &Config, workload: Workload, dist: Dist, keys: usize) -> u64 {
-    mix64(cfg.seed ^ mix64(workload as u64 + 1) ^ mix64((dist as u64 + 1) << 20) ^ keys as u64)
+pub fn stream_seed(cfg: &Config, group: &Group) -> u64 {
+    // DefaultHasher::new() has fixed keys: the same seed run after run.
+    let mut h = DefaultHasher::new();
+    (cfg.seed, group.workload, group.dist, group.keys).hash(&mut h);
+    h.finish()
+}
+
+/// The tables `cfg` asks for, in output order. A workload with fixed axes
+/// (`routing`) gives one table whatever the key types, counts and distributions.
+pub fn groups(cfg: &Config) -> Vec<Group> {
+    let mut groups = Vec::new();
+    for &key_type in &cfg.key_types {
+        for &keys in &cfg.keys {
+            for &workload in &cfg.workloads {
+                for &dist in &cfg.dists {
+                    let group = match workload.fixed_axes() {
+                        Some((key_type, keys, dist)) => Group {
+                            workload,
+                            key_type,
+                            keys,
+                            dist,
+                        },
+                        None => Group {
+                            workload,
+                            key_type,
+                            keys,
+                            dist,
+                        },
+                    };
+                    if !groups.contains(&group) {
+                        groups.push(group);
+                    }
+                }
+            }
+        }
+    }
+    groups
 }
 
 /// How many maps selected by `cfg` run `workload`.
@@ -42,19 +78,19 @@ pub fn maps_for(cfg: &Config, workload: Workload) -> u64 {
     count.2
 }
 
-/// Map runs the throughput matrix takes for one key type.
+/// Map runs the throughput matrix takes.
 pub fn planned_runs(cfg: &Config) -> u64 {
-    let points = (cfg.keys.len() * cfg.dists.len() * cfg.threads.len() * cfg.runs) as u64;
-    cfg.workloads
+    let per_group = (cfg.threads.len() * cfg.runs) as u64;
+    groups(cfg)
         .iter()
-        .map(|&w| maps_for(cfg, w) * points)
+        .map(|g| maps_for(cfg, g.workload) * per_group)
         .sum()
 }
 
-/// Map runs of the latency section for one key type.
+/// Map runs of the latency section.
 pub fn planned_latency_runs(cfg: &Config) -> u64 {
     let per_dist: u64 = LATENCY_SCENARIOS.iter().map(|&w| maps_for(cfg, w)).sum();
-    per_dist * cfg.dists.len() as u64
+    per_dist * (cfg.dists.len() * cfg.key_types.len()) as u64
 }
 
 /// Advances the progress bar by one map run. When the bar is hidden (stderr is
@@ -79,6 +115,85 @@ pub fn tick(progress: &ProgressBar) {
     }
 }
 
+/// Calls `f::<K>` with the key type of `key_type` (route keys are `String`s).
+macro_rules! with_key_type {
+    ($key_type:expr, $f:ident :: <_, $s:ty>($($arg:expr),*)) => {
+        match $key_type {
+            KeyType::U64 => $f::<u64, $s>($($arg),*),
+            KeyType::String | KeyType::Route => $f::<String, $s>($($arg),*),
+        }
+    };
+}
+
+/// Runs the throughput matrix with hasher `S` into `report`.
+pub fn throughput<S: LabHasher>(cfg: &Config, report: &mut Report, progress: &ProgressBar) {
+    for group in groups(cfg) {
+        with_key_type!(
+            group.key_type,
+            throughput_group::<_, S>(cfg, &group, report, progress)
+        );
+    }
+}
+
+/// Runs one table: every thread count, every selected map, `cfg.runs` rounds.
+fn throughput_group<K: LabKey, S: LabHasher>(
+    cfg: &Config,
+    group: &Group,
+    report: &mut Report,
+    progress: &ProgressBar,
+) {
+    let w = group.workload;
+    let largest = cfg
+        .threads
+        .iter()
+        .map(|&t| w.layout(group.keys, w.stream_threads(t)).total())
+        .max()
+        .unwrap_or(0);
+    progress.set_message(format!("building {largest} {} keys", group.key_type.name()));
+    let table = KeyTable::<K>::build(largest, cfg.seed, group.key_type);
+    for &threads in &cfg.threads {
+        let layout = w.layout(group.keys, w.stream_threads(threads));
+        let streams = ops::generate(
+            w,
+            &layout,
+            group.dist,
+            ops::stream_len(group.keys),
+            stream_seed(cfg, group),
+        );
+        let input = CellInput {
+            workload: w,
+            layout,
+            keys: &table,
+            streams: &streams,
+            duration: cfg.duration,
+            warmup: cfg.warmup,
+        };
+        let load = load_average_1m();
+        let mut cells: Vec<Cell> = Vec::new();
+        for _ in 0..cfg.runs {
+            let mut each = RunEach::new(cfg, &input, progress, false);
+            for_each_map::<K, S, _>(&mut each);
+            for (map, peer, outcome) in each.out {
+                let Outcome::Throughput(result) = outcome else {
+                    unreachable!("untimed runs give throughput")
+                };
+                match cells.iter_mut().find(|c| c.map == map) {
+                    Some(cell) => cell.runs.push(result),
+                    None => cells.push(Cell {
+                        group: *group,
+                        threads,
+                        map,
+                        peer,
+                        runs: vec![result],
+                        load,
+                    }),
+                }
+            }
+        }
+        report.cells.extend(cells);
+    }
+}
+
 /// What one map run produced.
 enum Outcome {
     Throughput(RunResult),
@@ -91,7 +206,24 @@ struct RunEach<'a, 'k, K> {
     input: &'a CellInput<'k, K>,
     progress: &'a ProgressBar,
     timed: bool,
-    out: Vec<(String, Outcome)>,
+    out: Vec<(String, bool, Outcome)>,
+}
+
+impl<'a, 'k, K> RunEach<'a, 'k, K> {
+    fn new(
+        cfg: &'a Config,
+        input: &'a CellInput<'k, K>,
+        progress: &'a ProgressBar,
+        timed: bool,
+    ) -> Self {
+        RunEach {
+            cfg,
+            input,
+            progress,
+            timed,
+            out: Vec::new(),
+        }
+    }
 }
 
 impl<K: LabKey, S: LabHasher> Visit<K, S> for RunEach<'_, '_, K> {
@@ -100,9 +232,8 @@ impl<K: LabKey, S: LabHasher> Visit<K, S> for RunEach<'_, '_, K> {
             return;
         }
         self.progress.set_message(format!(
-            "{} · {} · {} stream threads · {}",
+            "{} · {} stream threads · {}",
             self.input.workload.id(),
-            K::NAME,
             self.input.streams.len(),
             M::name()
         ));
@@ -116,125 +247,67 @@ impl<K: LabKey, S: LabHasher> Visit<K, S> for RunEach<'_, '_, K> {
         } else {
             Outcome::Throughput(runner::run::<K, S, M, Untimed>(self.input, || Untimed).0)
         };
-        self.out.push((M::name(), outcome));
+        self.out.push((M::name(), M::peer(), outcome));
         tick(self.progress);
     }
 }
 
-/// Runs the throughput matrix for key type `K` and hasher `S` into `report`.
-pub fn throughput<K: LabKey, S: LabHasher>(
-    cfg: &Config,
-    report: &mut Report,
-    progress: &ProgressBar,
-) {
-    let mut table = KeyTable::<K>::build(0, cfg.seed);
-    for &keys in &cfg.keys {
-        for &workload in &cfg.workloads {
-            for &dist in &cfg.dists {
-                for &threads in &cfg.threads {
-                    let layout = workload.layout(keys, workload.stream_threads(threads));
-                    if table.keys().len() < layout.total() {
-                        progress.set_message(format!(
-                            "building {} {} keys",
-                            layout.total(),
-                            K::NAME
-                        ));
-                        table = KeyTable::build(layout.total(), cfg.seed);
-                    }
-                    let streams = ops::generate(
-                        workload,
-                        &layout,
-                        dist,
-                        ops::stream_len(keys),
-                        stream_seed(cfg, workload, dist, keys),
-                    );
-                    let input = CellInput {
-                        workload,
-                        layout,
-                        keys: &table,
-                        streams: &streams,
-                        duration: cfg.duration,
-                    };
-                    let mut cells: Vec<Cell> = Vec::new();
-                    for _ in 0..cfg.runs {
-                        let mut each = RunEach {
-                            cfg,
-                            input: &input,
-                            progress,
-                            timed: false,
-                            out: Vec::new(),
-                        };
-                        for_each_map::<K, S, _>(&mut each);
-                        for (map, outcome) in each.out {
-                            let Outcome::Throughput(result) = outcome else {
-                                unreachable!()
-                            };
-                            match cells.iter_mut().find(|c| c.map == map) {
-                                Some(cell) => cell.runs.push(result),
-                                None => cells.push(Cell {
-                                    workload,
-                                    dist,
-                                    key_type: K::NAME,
-                                    keys,
-                                    threads,
-                                    map,
-                                    runs: vec![result],
-                                }),
-                            }
-                        }
-                    }
-                    report.cells.extend(cells);
-                }
+/// Times every get of the latency scenarios with hasher `S`, with
+/// `cfg.latency_threads` reader threads and the first `--keys` value.
+pub fn latency<S: LabHasher>(cfg: &Config, report: &mut Report, progress: &ProgressBar) {
+    for &key_type in &cfg.key_types {
+        for &dist in &cfg.dists {
+            for workload in LATENCY_SCENARIOS {
+                let group = Group {
+                    workload,
+                    key_type,
+                    keys: cfg.keys[0],
+                    dist,
+                };
+                with_key_type!(
+                    key_type,
+                    latency_group::<_, S>(cfg, &group, report, progress)
+                );
             }
         }
     }
 }
 
-/// Times every get of the latency scenarios for key type `K` and hasher `S`, with
-/// `cfg.latency_threads` reader threads and the first `--keys` value.
-pub fn latency<K: LabKey, S: LabHasher>(cfg: &Config, report: &mut Report, progress: &ProgressBar) {
-    let keys = cfg.keys[0];
-    let readers = cfg.latency_threads;
-    for &dist in &cfg.dists {
-        for scenario in LATENCY_SCENARIOS {
-            let layout = scenario.layout(keys, readers);
-            let table = KeyTable::<K>::build(layout.total(), cfg.seed);
-            let streams = ops::generate(
-                scenario,
-                &layout,
-                dist,
-                ops::stream_len(keys),
-                stream_seed(cfg, scenario, dist, keys),
-            );
-            let input = CellInput {
-                workload: scenario,
-                layout,
-                keys: &table,
-                streams: &streams,
-                duration: cfg.latency_duration,
-            };
-            let mut each = RunEach {
-                cfg,
-                input: &input,
-                progress,
-                timed: true,
-                out: Vec::new(),
-            };
-            for_each_map::<K, S, _>(&mut each);
-            for (map, outcome) in each.out {
-                let Outcome::Latency(hist) = outcome else {
-                    unreachable!()
-                };
-                report.latency.push(LatencyRow {
-                    scenario,
-                    dist,
-                    key_type: K::NAME,
-                    keys,
-                    threads: readers,
-                    map,
-                    hist,
-                });
-            }
-        }
+fn latency_group<K: LabKey, S: LabHasher>(
+    cfg: &Config,
+    group: &Group,
+    report: &mut Report,
+    progress: &ProgressBar,
+) {
+    let threads = cfg.latency_threads;
+    let layout = group.workload.layout(group.keys, threads);
+    let table = KeyTable::<K>::build(layout.total(), cfg.seed, group.key_type);
+    let streams = ops::generate(
+        group.workload,
+        &layout,
+        group.dist,
+        ops::stream_len(group.keys),
+        stream_seed(cfg, group),
+    );
+    let input = CellInput {
+        workload: group.workload,
+        layout,
+        keys: &table,
+        streams: &streams,
+        duration: cfg.latency_duration,
+        warmup: cfg.warmup,
+    };
+    let mut each = RunEach::new(cfg, &input, progress, true);
+    for_each_map::<K, S, _>(&mut each);
+    for (map, _, outcome) in each.out {
+        let Outcome::Latency(hist) = outcome else {
+            unreachable!("timed runs give histograms")
+        };
+        report.latency.push(LatencyRow {
+            group: *group,
+            threads,
+            map,
+            hist,
+        });
     }
 }

@@ -2,23 +2,24 @@
 //! holds for the same content, and its peak while the churn mix runs.
 
 use std::thread;
+use std::time::Duration;
 
 use indicatif::ProgressBar;
 
 use crate::alloc;
 use crate::cli::Config;
-use crate::keys::{KeyTable, LabHasher, LabKey};
+use crate::keys::{KeyTable, KeyType, LabHasher, LabKey};
 use crate::maps::{drain_reclaimers, for_each_map, LabMap, Visit};
 use crate::matrix::stream_seed;
 use crate::ops::{self, Dist};
-use crate::report::{MemoryRow, Report};
+use crate::report::{Group, MemoryRow, Report};
 use crate::runner::{self, CellInput, Untimed};
 use crate::workloads::Workload;
 
-/// Maps the memory section measures for one key type (every selected map; the
+/// Maps the memory section measures (every selected map, once per key type; the
 /// churn peak only for those that run `churn`).
 pub fn planned_runs(cfg: &Config) -> u64 {
-    crate::matrix::maps_for(cfg, Workload::ReadOnly)
+    crate::matrix::maps_for(cfg, Workload::ReadOnly) * cfg.key_types.len() as u64
 }
 
 struct Measure<'a, 'k, K> {
@@ -26,6 +27,7 @@ struct Measure<'a, 'k, K> {
     content: &'a [K],
     churn: &'a CellInput<'k, K>,
     progress: &'a ProgressBar,
+    key_type: KeyType,
     rows: Vec<MemoryRow>,
 }
 
@@ -35,7 +37,7 @@ impl<K: LabKey, S: LabHasher> Visit<K, S> for Measure<'_, '_, K> {
             return;
         }
         self.progress
-            .set_message(format!("memory · {} · {}", K::NAME, M::name()));
+            .set_message(format!("memory · {} · {}", self.key_type.name(), M::name()));
 
         // Live bytes: built on a thread that then exits, so that per-thread
         // reclamation state is flushed as it would be in a service.
@@ -78,30 +80,41 @@ impl<K: LabKey, S: LabHasher> Visit<K, S> for Measure<'_, '_, K> {
 
         self.rows.push(MemoryRow {
             map: M::name(),
-            key_type: K::NAME,
+            key_type: self.key_type.name(),
             keys: content.len(),
-            live: Some(live),
+            live_bytes: Some(live),
             churn_keys: self.churn.layout.present,
-            churn_start,
-            churn_peak,
+            churn_start_bytes: churn_start,
+            churn_peak_bytes: churn_peak,
         });
         crate::matrix::tick(self.progress);
     }
 }
 
-/// Measures every selected map's memory for key type `K` and hasher `S`. Counting
-/// starts here and stops at the end: run it before anything else has made garbage.
-pub fn measure<K: LabKey, S: LabHasher>(cfg: &Config, report: &mut Report, progress: &ProgressBar) {
-    let content = KeyTable::<K>::build(cfg.memory_keys, cfg.seed ^ 0x3e3);
-    let keys = cfg.keys[0];
-    let layout = Workload::Churn.layout(keys, cfg.memory_threads);
-    let table = KeyTable::<K>::build(layout.total(), cfg.seed);
+/// Measures every selected map's memory for key type `key_type` (`K` holds it)
+/// and hasher `S`. Counting starts here and stops at the end: run it before
+/// anything else has made garbage.
+pub fn measure<K: LabKey, S: LabHasher>(
+    cfg: &Config,
+    key_type: KeyType,
+    report: &mut Report,
+    progress: &ProgressBar,
+) {
+    let content = KeyTable::<K>::build(cfg.memory_keys, cfg.seed ^ 0x3e3, key_type);
+    let group = Group {
+        workload: Workload::Churn,
+        key_type,
+        keys: cfg.keys[0],
+        dist: Dist::Uniform,
+    };
+    let layout = Workload::Churn.layout(group.keys, cfg.memory_threads);
+    let table = KeyTable::<K>::build(layout.total(), cfg.seed, key_type);
     let streams = ops::generate(
         Workload::Churn,
         &layout,
         Dist::Uniform,
-        ops::stream_len(keys),
-        stream_seed(cfg, Workload::Churn, Dist::Uniform, keys),
+        ops::stream_len(group.keys),
+        stream_seed(cfg, &group),
     );
     let churn = CellInput {
         workload: Workload::Churn,
@@ -109,6 +122,7 @@ pub fn measure<K: LabKey, S: LabHasher>(cfg: &Config, report: &mut Report, progr
         keys: &table,
         streams: &streams,
         duration: cfg.latency_duration,
+        warmup: Duration::ZERO,
     };
     alloc::start();
     let mut measure = Measure {
@@ -116,6 +130,7 @@ pub fn measure<K: LabKey, S: LabHasher>(cfg: &Config, report: &mut Report, progr
         content: content.keys(),
         churn: &churn,
         progress,
+        key_type,
         rows: Vec::new(),
     };
     for_each_map::<K, S, _>(&mut measure);

@@ -2,12 +2,16 @@
 //! operations, drawn from a seeded generator before the run, identical for every
 //! map. A thread walks its stream cyclically until the run stops.
 
-use crate::rng::Rng;
-use crate::workloads::{Layout, Shape, Workload};
-use crate::zipf::Zipf;
+use clap::ValueEnum;
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use rand_distr::{Distribution, Zipf};
 
-/// How keys are chosen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+use crate::workloads::{Layout, Shape, Workload};
+
+/// How keys are chosen (`--dists`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
 pub enum Dist {
     /// Every key equally likely.
     Uniform,
@@ -25,11 +29,6 @@ impl Dist {
             Dist::Uniform => "uniform",
             Dist::Zipf => "zipf",
         }
-    }
-
-    /// Parses a name printed by [`id`](Self::id).
-    pub fn parse(name: &str) -> Option<Dist> {
-        Dist::ALL.into_iter().find(|d| d.id() == name)
     }
 }
 
@@ -97,38 +96,34 @@ impl Op {
 /// Picks keys from `0..n` under a distribution; under Zipf, rank `r` maps to a
 /// fixed random key, so hot keys are scattered over the key space (and over
 /// present and absent keys alike).
-struct Picker {
-    n: usize,
-    zipf: Option<Zipf>,
-    /// Rank → index, a random permutation (Zipf only).
-    perm: Vec<u32>,
+enum Picker {
+    Uniform(usize),
+    Zipf {
+        zipf: Zipf<f64>,
+        /// Rank → key index, a random permutation.
+        perm: Vec<u32>,
+    },
 }
 
 impl Picker {
     fn new(n: usize, dist: Dist, seed: u64) -> Self {
         let n = n.max(1);
         match dist {
-            Dist::Uniform => Picker {
-                n,
-                zipf: None,
-                perm: Vec::new(),
-            },
+            Dist::Uniform => Picker::Uniform(n),
             Dist::Zipf => {
                 let mut perm: Vec<u32> = (0..n as u32).collect();
-                Rng::new(seed ^ 0x005e_ed0f_9e47).shuffle(&mut perm);
-                Picker {
-                    n,
-                    zipf: Some(Zipf::new(n as u64, ZIPF_S)),
-                    perm,
-                }
+                perm.shuffle(&mut SmallRng::seed_from_u64(seed ^ 0x005e_ed0f_9e47));
+                let zipf = Zipf::new(n as f64, ZIPF_S).expect("n >= 1 and s > 0");
+                Picker::Zipf { zipf, perm }
             }
         }
     }
 
-    fn pick(&self, rng: &mut Rng) -> usize {
-        match &self.zipf {
-            None => rng.below(self.n as u64) as usize,
-            Some(z) => self.perm[z.sample(rng) as usize] as usize,
+    fn pick(&self, rng: &mut SmallRng) -> usize {
+        match self {
+            Picker::Uniform(n) => rng.random_range(0..*n),
+            // Zipf samples ranks 1..=n as floats.
+            Picker::Zipf { zipf, perm } => perm[zipf.sample(rng) as usize - 1] as usize,
         }
     }
 }
@@ -152,7 +147,7 @@ pub fn generate(
     let region = Picker::new(layout.region, dist, seed ^ 1);
     (0..layout.threads)
         .map(|t| {
-            let mut rng = Rng::new(seed ^ ((t as u64 + 1) << 40) ^ 0xa5a5);
+            let mut rng = SmallRng::seed_from_u64(seed ^ ((t as u64 + 1) << 40));
             let mut ops = Vec::with_capacity(len);
             match workload.shape() {
                 Shape::Universe {
@@ -163,7 +158,7 @@ pub fn generate(
                 } => {
                     assert_eq!(get + insert + remove, 1000, "per-mille shares");
                     while ops.len() < len {
-                        let r = rng.below(1000) as u32;
+                        let r = rng.random_range(0..1000);
                         let key = universe.pick(&mut rng);
                         let kind = if r < get {
                             Kind::Get
@@ -173,6 +168,16 @@ pub fn generate(
                             Kind::Remove
                         };
                         ops.push(Op::new(kind, key));
+                    }
+                }
+                Shape::Overwrite { get } => {
+                    while ops.len() < len {
+                        let kind = if rng.random_range(0..1000) < get {
+                            Kind::Get
+                        } else {
+                            Kind::Insert
+                        };
+                        ops.push(Op::new(kind, universe.pick(&mut rng)));
                     }
                 }
                 Shape::ConfigReload => {
@@ -199,7 +204,7 @@ pub fn generate(
                 } => {
                     assert_eq!(read + insert + remove + update, 100, "percent shares");
                     while ops.len() < len {
-                        let r = rng.below(100) as u32;
+                        let r = rng.random_range(0..100);
                         let op = if r < read {
                             Op::new(Kind::GetOwn, region.pick(&mut rng))
                         } else if r < read + insert {

@@ -102,9 +102,9 @@ pub fn latency_cdf(dir: &Path, rows: &[&LatencyRow], maps: &[String]) -> PlotRes
     let first = rows[0];
     let path = dir.join(format!(
         "latency-{}-{}-{}.svg",
-        first.scenario.id(),
-        first.dist.id(),
-        first.key_type.to_lowercase()
+        first.group.workload.id(),
+        first.group.dist.id(),
+        first.group.key_type.name().to_lowercase()
     ));
     let lo = rows.iter().map(|r| r.hist.min()).min().unwrap_or(1).max(1) as f64;
     let hi = rows
@@ -117,11 +117,11 @@ pub fn latency_cdf(dir: &Path, rows: &[&LatencyRow], maps: &[String]) -> PlotRes
     root.fill(&WHITE)?;
     let title = format!(
         "get latency CDF · {} · {} · {} · {} {}",
-        first.scenario.id(),
-        first.dist.id(),
-        first.key_type,
+        first.group.workload.id(),
+        first.group.dist.id(),
+        first.group.key_type.name(),
         first.threads,
-        if first.scenario == crate::workloads::Workload::ConfigReload {
+        if first.group.workload == crate::workloads::Workload::ConfigReload {
             "readers + writer"
         } else {
             "threads"

@@ -1,10 +1,16 @@
 //! Runs one cell: builds and prefills a map, starts every thread on a barrier,
-//! lets them walk their pre-generated streams until the duration is up (or, in
-//! the growing workloads, until a thread has used up its fresh keys), and reports
-//! total operations over the slowest thread's wall time.
+//! lets them walk their pre-generated streams untimed for the warm-up, then
+//! counts what they do until the duration is up (or, in the growing workloads,
+//! until a thread has used up its fresh keys), and reports the measured
+//! operations over the slowest thread's measured wall time.
+//!
+//! The warm-up is what makes the 1-thread column trustworthy: without it, a run's
+//! first milliseconds (the map's lines moving from the core that built it to the
+//! cores that read it, each new thread's first pin) are measured, and a
+//! 1-thread run pays them alone (docs/performance.md, "Reading the figures").
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -32,9 +38,10 @@ pub struct CellInput<'a, K> {
     /// One operation stream per stream thread.
     pub streams: &'a [Vec<crate::ops::Op>],
     pub duration: Duration,
+    pub warmup: Duration,
 }
 
-/// One run's outcome.
+/// One run's outcome (the measured part only).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RunResult {
     /// Operations of the stream threads (the config-reload writer's not counted).
@@ -45,12 +52,23 @@ pub struct RunResult {
     pub wall: Duration,
     /// Batches the config-reload writer applied.
     pub reloads: u64,
+    /// CPU time the stream threads got over their wall time, summed over threads
+    /// and divided by the threads the machine can run at once: 1.0 = every
+    /// runnable thread on a core for the whole run.
+    pub cpu_share: f64,
+    /// Times the stream threads were preempted (involuntary context switches).
+    pub preempted: u64,
 }
 
 impl RunResult {
     /// Millions of operations per second.
     pub fn mops(&self) -> f64 {
         self.ops as f64 / self.wall.as_secs_f64().max(1e-9) / 1e6
+    }
+
+    /// Gets that found nothing.
+    pub fn misses(&self) -> u64 {
+        self.gets - self.hits
     }
 
     /// Share of gets that found their key.
@@ -67,6 +85,8 @@ impl RunResult {
 pub trait Probe: Send {
     /// Runs one get.
     fn get(&mut self, get: impl FnOnce() -> Option<u64>) -> Option<u64>;
+    /// Forgets what the warm-up recorded.
+    fn reset(&mut self) {}
 }
 
 /// No timing: the throughput runs.
@@ -98,6 +118,10 @@ impl Probe for Timed {
         let nanos = start.elapsed().as_nanos() as u64;
         self.0.saturating_record(nanos.max(1));
         found
+    }
+
+    fn reset(&mut self) {
+        self.0.reset();
     }
 }
 
@@ -141,10 +165,18 @@ where
     P: Probe,
 {
     let map: M = build(&input.layout, input.keys);
+    // The garbage of the prefill and of earlier runs is freed here, not by the
+    // measured threads' pins.
+    crate::maps::drain_reclaimers();
     let out = run_on(&map, input, probe);
     drop(map);
     out
 }
+
+/// Phases of a run, in order: walking the streams untimed, measured, stopped.
+const WARMUP: u8 = 0;
+const MEASURE: u8 = 1;
+const STOP: u8 = 2;
 
 /// Runs one cell on `map`, already prefilled.
 pub fn run_on<K, S, M, P>(
@@ -162,8 +194,20 @@ where
     let writer = input.workload == Workload::ConfigReload;
     let streams = input.streams.len();
     let barrier = Barrier::new(streams + 1 + usize::from(writer));
-    let stop = AtomicBool::new(false);
-    let done = AtomicUsize::new(0);
+    // The growing workloads measure a map filling up from its prefill: a warm-up
+    // would use up their fresh keys.
+    let warmup = if layout.exhaustible {
+        Duration::ZERO
+    } else {
+        input.warmup
+    };
+    let phase = Phases {
+        phase: AtomicU8::new(if warmup.is_zero() { MEASURE } else { WARMUP }),
+        measuring: AtomicUsize::new(0),
+        done: AtomicUsize::new(0),
+        streams,
+        main: thread::current(),
+    };
 
     thread::scope(|scope| {
         let workers: Vec<_> = input
@@ -171,51 +215,140 @@ where
             .iter()
             .enumerate()
             .map(|(t, ops)| {
-                let (barrier, stop, done, probe) = (&barrier, &stop, &done, &probe);
+                let (barrier, phase, probe) = (&barrier, &phase, &probe);
                 scope.spawn(move || {
                     let local = map.local();
                     let mut probe = probe();
                     let mut state = ThreadState::new(layout, t);
                     barrier.wait();
-                    let start = Instant::now();
-                    let counts = exec(map, &local, input.keys, ops, &mut state, stop, &mut probe);
-                    let wall = start.elapsed();
-                    done.fetch_add(1, Ordering::Relaxed);
-                    (counts, wall, probe)
+                    let measured =
+                        exec(map, &local, input.keys, ops, &mut state, phase, &mut probe);
+                    phase.arrive(&phase.done);
+                    (measured, probe)
                 })
             })
             .collect();
         let reloader = writer.then(|| {
-            let (barrier, stop) = (&barrier, &stop);
-            scope.spawn(move || reload_writer(map, input.keys, layout, barrier, stop))
+            let (barrier, phase) = (&barrier, &phase.phase);
+            scope.spawn(move || reload_writer(map, input.keys, layout, barrier, phase))
         });
 
+        // The main thread sleeps through the run (no polling: on 2 cores a
+        // waking main thread preempts a stream thread). The measured part lasts
+        // `duration` from the moment every thread has started measuring, so a
+        // thread the scheduler kept off its core for the whole window still
+        // measures something.
         barrier.wait();
-        let deadline = Instant::now() + input.duration;
-        loop {
-            let now = Instant::now();
-            if now >= deadline || done.load(Ordering::Relaxed) == streams {
-                break;
-            }
-            thread::sleep((deadline - now).min(Duration::from_millis(1)));
+        let finished = || phase.done.load(Ordering::Acquire) == streams;
+        sleep_until(Instant::now() + warmup, finished);
+        phase.phase.store(MEASURE, Ordering::Relaxed);
+        while phase.measuring.load(Ordering::Acquire) < streams && !finished() {
+            thread::park_timeout(Duration::from_millis(1));
         }
-        stop.store(true, Ordering::Relaxed);
+        sleep_until(Instant::now() + input.duration, finished);
+        phase.phase.store(STOP, Ordering::Relaxed);
 
         let mut result = RunResult::default();
         let mut probes = Vec::with_capacity(streams);
+        let mut cpu = Duration::ZERO;
         for worker in workers {
-            let (counts, wall, probe) = worker.join().expect("worker panicked");
-            result.ops += counts.ops;
-            result.gets += counts.gets;
-            result.hits += counts.hits;
-            result.wall = result.wall.max(wall);
+            let (m, probe) = worker.join().expect("worker panicked");
+            result.ops += m.counts.ops;
+            result.gets += m.counts.gets;
+            result.hits += m.counts.hits;
+            result.wall = result.wall.max(m.wall);
+            result.preempted += m.usage.preempted;
+            cpu += m.usage.cpu;
             probes.push(probe);
         }
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        let runnable = streams.min(cores) as f64;
+        result.cpu_share = cpu.as_secs_f64() / (result.wall.as_secs_f64().max(1e-9) * runnable);
         if let Some(reloader) = reloader {
             result.reloads = reloader.join().expect("writer panicked");
         }
         (result, probes)
     })
+}
+
+/// The run's phase and the threads' progress through it.
+struct Phases {
+    /// [`WARMUP`], [`MEASURE`] or [`STOP`].
+    phase: AtomicU8,
+    /// Stream threads that have started measuring (or finished without).
+    measuring: AtomicUsize,
+    /// Stream threads that have finished.
+    done: AtomicUsize,
+    streams: usize,
+    /// The main thread, woken when the last thread arrives at either count.
+    main: thread::Thread,
+}
+
+impl Phases {
+    fn arrive(&self, count: &AtomicUsize) {
+        // AcqRel: the main thread that reads the full count sees every arrival.
+        if count.fetch_add(1, Ordering::AcqRel) + 1 == self.streams {
+            self.main.unpark();
+        }
+    }
+}
+
+/// Parks until `deadline` or until `finished()` (a worker unparks this thread).
+fn sleep_until(deadline: Instant, finished: impl Fn() -> bool) {
+    loop {
+        let now = Instant::now();
+        if now >= deadline || finished() {
+            return;
+        }
+        thread::park_timeout(deadline - now);
+    }
+}
+
+/// CPU time and preemptions of the calling thread so far (`getrusage`); zero
+/// where the platform has no per-thread figures.
+#[derive(Clone, Copy, Debug, Default)]
+struct Usage {
+    cpu: Duration,
+    preempted: u64,
+}
+
+impl Usage {
+    #[cfg(target_os = "linux")]
+    fn now() -> Usage {
+        // SAFETY: `rusage` is plain old data, valid when zeroed.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: RUSAGE_THREAD asks about the calling thread only; `ru` is a
+        // valid, exclusively borrowed `rusage` for the call to fill.
+        if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+            return Usage::default();
+        }
+        let time = |t: libc::timeval| {
+            Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+        };
+        Usage {
+            cpu: time(ru.ru_utime) + time(ru.ru_stime),
+            preempted: ru.ru_nivcsw as u64,
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn now() -> Usage {
+        Usage::default()
+    }
+
+    fn since(self, start: Usage) -> Usage {
+        Usage {
+            cpu: self.cpu.saturating_sub(start.cpu),
+            preempted: self.preempted.saturating_sub(start.preempted),
+        }
+    }
+}
+
+/// What a stream thread did while measured.
+struct Measured {
+    counts: Counts,
+    wall: Duration,
+    usage: Usage,
 }
 
 /// A stream thread's position in its own key region.
@@ -248,16 +381,16 @@ impl ThreadState {
     }
 }
 
-#[derive(Default)]
+#[derive(Clone, Copy, Default)]
 struct Counts {
     ops: u64,
     gets: u64,
     hits: u64,
 }
 
-/// Walks `ops` cyclically until `stop` (checked every [`CHUNK`] operations and
-/// after every write) or,
-/// in an exhaustible layout, until the thread's fresh keys run out.
+/// Walks `ops` cyclically until the phase is [`STOP`] (checked every [`CHUNK`]
+/// operations and after every write) or, in an exhaustible layout, until the
+/// thread's fresh keys run out; counts from the moment it sees [`MEASURE`].
 #[inline(never)]
 fn exec<K, S, M, P>(
     map: &M,
@@ -265,9 +398,9 @@ fn exec<K, S, M, P>(
     keys: &KeyTable<K>,
     ops: &[Op],
     st: &mut ThreadState,
-    stop: &AtomicBool,
+    phases: &Phases,
     probe: &mut P,
-) -> Counts
+) -> Measured
 where
     K: LabKey,
     S: LabHasher,
@@ -276,6 +409,22 @@ where
 {
     let mut c = Counts::default();
     let mut value = 0u64;
+    // Where the measured part started: counts, clock, CPU time.
+    let mut start: Option<(Counts, Instant, Usage)> = None;
+    // Whether to stop; notes the start of the measured part when it comes.
+    let mut look = |c: &Counts, probe: &mut P| -> bool {
+        match phases.phase.load(Ordering::Relaxed) {
+            STOP => true,
+            MEASURE if start.is_none() => {
+                probe.reset();
+                start = Some((*c, Instant::now(), Usage::now()));
+                phases.arrive(&phases.measuring);
+                false
+            }
+            _ => false,
+        }
+    };
+    look(&c, probe);
     'run: loop {
         for chunk in ops.chunks(CHUNK) {
             for &op in chunk {
@@ -283,17 +432,19 @@ where
                 match op.kind() {
                     Kind::Get => {
                         c.gets += 1;
-                        let found = keys.with(op.arg(), |key| probe.get(|| map.get(local, key)));
+                        let found =
+                            keys.with(op.arg(), |key| probe.get(|| map.get(local, key.borrowed())));
                         c.hits += u64::from(found.is_some());
                     }
                     Kind::Insert => map.insert(local, keys.owned(op.arg()), value),
                     Kind::Remove => {
-                        black_box(keys.with(op.arg(), |key| map.remove(local, key)));
+                        black_box(keys.with(op.arg(), |key| map.remove(local, key.borrowed())));
                     }
                     Kind::GetOwn => {
                         c.gets += 1;
-                        let found =
-                            keys.with(st.base + op.arg(), |key| probe.get(|| map.get(local, key)));
+                        let found = keys.with(st.base + op.arg(), |key| {
+                            probe.get(|| map.get(local, key.borrowed()))
+                        });
                         c.hits += u64::from(found.is_some());
                     }
                     Kind::UpdateOwn => {
@@ -310,7 +461,9 @@ where
                     }
                     Kind::RemoveOldest => {
                         // With nothing left to remove, this removes an absent key.
-                        black_box(keys.with(st.key(st.erased), |key| map.remove(local, key)));
+                        black_box(
+                            keys.with(st.key(st.erased), |key| map.remove(local, key.borrowed())),
+                        );
                         if st.erased < st.inserted {
                             st.erased += 1;
                         }
@@ -318,24 +471,39 @@ where
                     Kind::GetRecent => {
                         let seq = st.inserted.wrapping_sub(1 + op.arg() as u64);
                         c.gets += 1;
-                        let found = keys.with(st.key(seq), |key| probe.get(|| map.get(local, key)));
+                        let found = keys.with(st.key(seq), |key| {
+                            probe.get(|| map.get(local, key.borrowed()))
+                        });
                         c.hits += u64::from(found.is_some());
                     }
                 }
                 c.ops += 1;
                 if !matches!(op.kind(), Kind::Get | Kind::GetOwn | Kind::GetRecent)
-                    && stop.load(Ordering::Relaxed)
+                    && look(&c, probe)
                 {
                     break 'run;
                 }
             }
-            if stop.load(Ordering::Relaxed) {
+            if look(&c, probe) {
                 break 'run;
             }
         }
     }
     black_box(value);
-    c
+    // A thread that ran out of keys before the measured part measured nothing.
+    let (before, started, usage) = start.unwrap_or_else(|| {
+        phases.arrive(&phases.measuring);
+        (c, Instant::now(), Usage::now())
+    });
+    Measured {
+        counts: Counts {
+            ops: c.ops - before.ops,
+            gets: c.gets - before.gets,
+            hits: c.hits - before.hits,
+        },
+        wall: started.elapsed(),
+        usage: Usage::now().since(usage),
+    }
 }
 
 /// The config-reload writer: every [`RELOAD_PERIOD`], one batch that removes one
@@ -346,7 +514,7 @@ fn reload_writer<K: LabKey, S: LabHasher, M: LabMap<K, S>>(
     keys: &KeyTable<K>,
     layout: &Layout,
     barrier: &Barrier,
-    stop: &AtomicBool,
+    phase: &AtomicU8,
 ) -> u64 {
     let local = map.local();
     let keys = keys.keys();
@@ -354,7 +522,7 @@ fn reload_writer<K: LabKey, S: LabHasher, M: LabMap<K, S>>(
     barrier.wait();
     let start = Instant::now();
     let mut reloads = 0u64;
-    while !stop.load(Ordering::Relaxed) {
+    while phase.load(Ordering::Relaxed) != STOP {
         let out = (reloads % 11) as usize;
         let back = ((reloads + 10) % 11) as usize;
         map.batch(
@@ -367,7 +535,7 @@ fn reload_writer<K: LabKey, S: LabHasher, M: LabMap<K, S>>(
         let next = start + RELOAD_PERIOD * reloads as u32;
         loop {
             let now = Instant::now();
-            if now >= next || stop.load(Ordering::Relaxed) {
+            if now >= next || phase.load(Ordering::Relaxed) == STOP {
                 break;
             }
             thread::sleep((next - now).min(Duration::from_millis(1)));

@@ -8,8 +8,13 @@
 //! the hit rate of gets at ~90%, the 1:1 of `churn` at ~50%, whatever the key
 //! distribution. `--keys` is the number of keys present at the start.
 
-/// One workload of the lab.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+use clap::ValueEnum;
+
+use crate::keys::KeyType;
+use crate::ops::Dist;
+
+/// One workload of the lab (its `--workloads` name is the kebab-case variant).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
 pub enum Workload {
     ReadOnly,
     ReadHeavy,
@@ -21,6 +26,7 @@ pub enum Workload {
     BustleReadHeavy,
     BustleExchange,
     BustleRapidGrow,
+    Routing,
 }
 
 /// How a workload's threads pick operations and keys.
@@ -34,6 +40,9 @@ pub enum Shape {
         remove: u32,
         present_per_10: usize,
     },
+    /// Per-mille share of gets over the universe, every key present; the rest
+    /// overwrite a present key (nothing is inserted anew or removed).
+    Overwrite { get: u32 },
     /// Readers get keys of the universe (11 slices of `keys / 10`, 10 present); one
     /// extra writer thread replaces a slice (10% of the keys) every 10 ms.
     ConfigReload,
@@ -55,7 +64,7 @@ pub enum Shape {
 
 impl Workload {
     /// Every workload, in output order.
-    pub const ALL: [Workload; 10] = [
+    pub const ALL: [Workload; 11] = [
         Workload::ReadOnly,
         Workload::ReadHeavy,
         Workload::Mixed,
@@ -66,21 +75,24 @@ impl Workload {
         Workload::BustleReadHeavy,
         Workload::BustleExchange,
         Workload::BustleRapidGrow,
+        Workload::Routing,
     ];
 
     /// The default matrix's workloads.
-    pub const DEFAULT: [Workload; 6] = [
+    pub const DEFAULT: [Workload; 7] = [
         Workload::ReadOnly,
         Workload::ReadHeavy,
         Workload::Mixed,
         Workload::Churn,
         Workload::ConfigReload,
         Workload::NewKeyStorm,
+        Workload::Routing,
     ];
 
     /// Name on the command line and in the output.
     pub fn id(self) -> &'static str {
         match self {
+            Workload::Routing => "routing",
             Workload::ReadOnly => "read-only",
             Workload::ReadHeavy => "read-heavy",
             Workload::Mixed => "mixed",
@@ -109,12 +121,23 @@ impl Workload {
             Workload::BustleReadHeavy => "bustle/conc-map-bench ReadHeavy: 98 read / 1 insert / 1 remove, 75% prefill",
             Workload::BustleExchange => "bustle/conc-map-bench Exchange: 10 read / 40 insert / 40 remove / 10 update, 75% prefill",
             Workload::BustleRapidGrow => "bustle/conc-map-bench RapidGrow: 5 read / 80 insert / 5 remove / 10 update, empty start",
+            Workload::Routing => "a route table: 10k route keys, Zipf, 99.9% get by &str / 0.1% overwrite",
         }
     }
 
-    /// Parses a name printed by [`id`](Self::id).
-    pub fn parse(name: &str) -> Option<Workload> {
-        Workload::ALL.into_iter().find(|w| w.id() == name)
+    /// The key type, key count and distribution this workload always runs with,
+    /// whatever `--key-types`, `--keys` and `--dists` say (`None`: it follows them).
+    pub fn fixed_axes(self) -> Option<(KeyType, usize, Dist)> {
+        match self {
+            Workload::Routing => Some((KeyType::Route, 10_000, Dist::Zipf)),
+            _ => None,
+        }
+    }
+
+    /// Whether every get asks for a key present throughout the run (nothing is
+    /// removed; writes overwrite): then every miss is a wrong answer.
+    pub fn gets_always_hit(self) -> bool {
+        matches!(self, Workload::ReadOnly | Workload::Routing)
     }
 
     /// Whether the workload only reads, apart from a single writer thread: the
@@ -137,6 +160,7 @@ impl Workload {
             Workload::Mixed => universe(900, 90, 10, 9),
             Workload::WriteHeavy => universe(500, 450, 50, 9),
             Workload::Churn => universe(980, 10, 10, 5),
+            Workload::Routing => Shape::Overwrite { get: 999 },
             Workload::ConfigReload => Shape::ConfigReload,
             Workload::NewKeyStorm => Shape::Storm {
                 reads: 4,
@@ -183,6 +207,11 @@ impl Workload {
         match self.shape() {
             Shape::Universe { present_per_10, .. } => Layout {
                 universe: keys * 10 / present_per_10,
+                present: keys,
+                ..Layout::empty(threads)
+            },
+            Shape::Overwrite { .. } => Layout {
+                universe: keys,
                 present: keys,
                 ..Layout::empty(threads)
             },
