@@ -245,25 +245,11 @@ impl<T> Drop for Counted<T> {
     }
 }
 
-/// A small deterministic PRNG (xorshift64*) for the threaded tests.
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+// The seeded generator the unit tests share with the integration tests: one
+// file, src/tests/common/rng.rs, included here by path.
+#[path = "tests/common/rng.rs"]
+mod rng;
+pub(crate) use rng::Rng;
 
 #[test]
 fn counted_values_are_dropped_once() {

@@ -187,9 +187,9 @@ fn resolve(a: Args, command: String) -> Result<Config, String> {
     let default_out = target_dir().join("lab");
     let preset = (smoke, full);
     let workloads = match a.workloads.as_deref() {
-        None if smoke || full => Workload::ALL.to_vec(),
+        None if smoke || full => Workload::value_variants().to_vec(),
         None => Workload::DEFAULT.to_vec(),
-        Some([w]) if w == "all" => Workload::ALL.to_vec(),
+        Some([w]) if w == "all" => Workload::value_variants().to_vec(),
         Some([w]) if w == "default" => Workload::DEFAULT.to_vec(),
         Some(list) => list
             .iter()
@@ -235,7 +235,7 @@ fn resolve(a: Args, command: String) -> Result<Config, String> {
                 vec![KeyType::U64],
             )
         }),
-        dists: a.dists.unwrap_or_else(|| Dist::ALL.to_vec()),
+        dists: a.dists.unwrap_or_else(|| Dist::value_variants().to_vec()),
         duration: Duration::from_millis(a.duration_ms.unwrap_or(pick(preset, 3, 500, 60))),
         warmup: Duration::from_millis(a.warmup_ms.unwrap_or(pick(preset, 1, 100, 20))),
         runs: a.runs.unwrap_or(pick(preset, 1, 5, 3)) as usize,
@@ -295,7 +295,7 @@ fn target_dir() -> PathBuf {
 /// The workloads and maps, for `--help`.
 fn lists() -> String {
     let mut s = String::from("Workloads:\n");
-    for w in Workload::ALL {
+    for &w in Workload::value_variants() {
         let default = if Workload::DEFAULT.contains(&w) {
             " (default)"
         } else {
@@ -329,6 +329,12 @@ fn key_types(s: &str) -> Result<Vec<KeyType>, String> {
         return Ok(KeyType::value_variants().to_vec());
     }
     KeyType::from_str(s, true).map(|k| vec![k])
+}
+
+/// The command-line name of `v`.
+pub fn value_name(v: impl ValueEnum) -> String {
+    let value = v.to_possible_value().expect("no variant is skipped");
+    value.get_name().to_string()
 }
 
 /// `1k`, `100k`, `1M`, or the plain number.

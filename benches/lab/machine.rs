@@ -117,31 +117,19 @@ fn crate_versions() -> String {
         "left-right",
         "foldhash",
     ];
-    // The workspace's lock file, two levels up from this package.
+    // The workspace's lock file, two levels up from this package. It lists a
+    // crate's versions in ascending order: the last is the one the lab uses
+    // (older ones come in through other dependencies).
     let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock"))
         .unwrap_or_default();
-    let mut versions = Vec::new();
-    for name in CRATES {
-        let mut found: Vec<&str> = Vec::new();
-        let mut lines = lock.lines();
-        while let Some(line) = lines.next() {
-            if line == format!("name = \"{name}\"") {
-                if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = ")) {
-                    found.push(v.trim_matches('"'));
-                }
-            }
-        }
-        // The highest version is the one the lab uses (older ones come in
-        // through other dependencies).
-        if let Some(v) = found.iter().max_by_key(|v| version_key(v)) {
-            versions.push(format!("{name} {v}"));
-        }
-    }
+    let versions: Vec<String> = CRATES
+        .iter()
+        .filter_map(|name| {
+            let entry = format!("name = \"{name}\"\nversion = \"");
+            let (at, _) = lock.rmatch_indices(&entry).next()?;
+            let version = lock[at + entry.len()..].split('"').next()?;
+            Some(format!("{name} {version}"))
+        })
+        .collect();
     versions.join(", ")
-}
-
-fn version_key(v: &str) -> Vec<u64> {
-    v.split(['.', '-', '+'])
-        .map(|p| p.parse().unwrap_or(0))
-        .collect()
 }

@@ -10,7 +10,7 @@ use rand_distr::{Distribution, Zipf};
 
 use crate::workloads::{Layout, Shape, Workload};
 
-/// How keys are chosen (`--dists`).
+/// How keys are chosen (`--dists`), in output order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
 pub enum Dist {
     /// Every key equally likely.
@@ -20,15 +20,9 @@ pub enum Dist {
 }
 
 impl Dist {
-    /// Both distributions, in output order.
-    pub const ALL: [Dist; 2] = [Dist::Uniform, Dist::Zipf];
-
     /// Name on the command line and in the output.
-    pub fn id(self) -> &'static str {
-        match self {
-            Dist::Uniform => "uniform",
-            Dist::Zipf => "zipf",
-        }
+    pub fn id(self) -> String {
+        crate::cli::value_name(self)
     }
 }
 

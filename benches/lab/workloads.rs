@@ -13,7 +13,7 @@ use clap::ValueEnum;
 use crate::keys::KeyType;
 use crate::ops::Dist;
 
-/// One workload of the lab (its `--workloads` name is the kebab-case variant).
+/// One workload of the lab, in output order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
 pub enum Workload {
     ReadOnly,
@@ -63,21 +63,6 @@ pub enum Shape {
 }
 
 impl Workload {
-    /// Every workload, in output order.
-    pub const ALL: [Workload; 11] = [
-        Workload::ReadOnly,
-        Workload::ReadHeavy,
-        Workload::Mixed,
-        Workload::WriteHeavy,
-        Workload::Churn,
-        Workload::ConfigReload,
-        Workload::NewKeyStorm,
-        Workload::BustleReadHeavy,
-        Workload::BustleExchange,
-        Workload::BustleRapidGrow,
-        Workload::Routing,
-    ];
-
     /// The default matrix's workloads.
     pub const DEFAULT: [Workload; 7] = [
         Workload::ReadOnly,
@@ -89,21 +74,9 @@ impl Workload {
         Workload::Routing,
     ];
 
-    /// Name on the command line and in the output.
-    pub fn id(self) -> &'static str {
-        match self {
-            Workload::Routing => "routing",
-            Workload::ReadOnly => "read-only",
-            Workload::ReadHeavy => "read-heavy",
-            Workload::Mixed => "mixed",
-            Workload::WriteHeavy => "write-heavy",
-            Workload::Churn => "churn",
-            Workload::ConfigReload => "config-reload",
-            Workload::NewKeyStorm => "new-key-storm",
-            Workload::BustleReadHeavy => "bustle-read-heavy",
-            Workload::BustleExchange => "bustle-exchange",
-            Workload::BustleRapidGrow => "bustle-rapid-grow",
-        }
+    /// Name on the command line and in the output (the kebab-case variant).
+    pub fn id(self) -> String {
+        crate::cli::value_name(self)
     }
 
     /// One line for `--help` and the table titles.

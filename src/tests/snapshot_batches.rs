@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Once;
 use std::thread;
 
-use common::DropLedger;
+use common::{DropLedger, Rng};
 use readmostly::{Snapshot, SnapshotMap};
 
 const ACCOUNTS: u64 = 64;
@@ -30,18 +30,6 @@ fn batches_per_writer() -> u64 {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(10_000)
-}
-
-/// xorshift64*: deterministic per seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
 }
 
 /// The total over one version; also checks the version is internally sane.
@@ -91,7 +79,7 @@ fn readers_never_see_half_a_batch() {
         for writer in 0..WRITERS {
             let (map, aborted) = (&map, &aborted);
             writers.push(s.spawn(move || {
-                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (writer + 1));
+                let mut rng = Rng::new(writer + 1);
                 // The zero-balance key this writer added last (each writer's own).
                 let mut previous_extra = None;
                 for i in 0..batches {

@@ -8,6 +8,7 @@ use std::thread;
 
 use super::super::protocol::{LockAudit, MIN_PROMOTION_LEN};
 use super::super::SyncMap;
+use crate::test_support::Rng;
 
 /// `(locks, reader_locks)` of `map` so far.
 fn audit<K, V, S, R: crate::reclaim::Reclaim>(map: &SyncMap<K, V, S, R>) -> (usize, usize) {
@@ -29,12 +30,10 @@ fn reads_never_take_the_lock_during_churn() {
             let (map, stop, start) = (map.clone(), stop.clone(), start.clone());
             thread::spawn(move || {
                 start.wait();
-                let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ t;
+                let mut rng = Rng::new(t);
                 let mut reads = 0u64;
                 while !stop.load(Ordering::Relaxed) || reads < 20_000 {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
+                    let state = rng.next_u64();
                     // Half the keys are absent (>= 1M never exist); the others hit the
                     // read table or the delta of churned-in keys.
                     let key = if state & 1 == 0 {

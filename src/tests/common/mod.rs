@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 use readmostly::reclaim::Reclaim;
 use readmostly::SyncMap;
 
+mod rng;
+#[allow(unused_imports)] // Not every test target draws random numbers.
+pub use rng::Rng;
+
 /// Records every drop of the values it hands out, and catches double drops.
 ///
 /// Each [`Tracked`] value carries a unique id; dropping it twice panics (so a
@@ -189,37 +193,6 @@ pub fn flush_until(mut done: impl FnMut() -> bool, timeout: Duration, what: &str
             "{what}: not reached after {timeout:?}"
         );
         std::thread::yield_now();
-    }
-}
-
-/// A small deterministic pseudo-random generator (xorshift64*), so that every
-/// run of a test replays the same operation mix for a given seed.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        // Never zero: xorshift's one fixed point.
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform enough in `0..n` for test mixes (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    /// True with probability `1 / n`.
-    pub fn one_in(&mut self, n: u64) -> bool {
-        self.below(n) == 0
     }
 }
 
