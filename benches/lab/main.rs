@@ -243,7 +243,10 @@ fn smoke_checks(report: &Report) -> bool {
             Workload::ConfigReload => Some((0.8, 1.0)),
             _ => None,
         };
-        if let Some((lo, hi)) = expected {
+        // A few gets say nothing about a rate (a debug-build run of 3 ms may
+        // measure one slow write and no get).
+        let enough = cell.gets_and_misses().0 >= 100;
+        if let Some((lo, hi)) = expected.filter(|_| enough) {
             if !(lo..=hi).contains(&hits) {
                 failures.push(format!("{at}: hit rate {hits:.3} outside {lo}..={hi}"));
             }

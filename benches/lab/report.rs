@@ -223,6 +223,8 @@ struct JsonCell<'a> {
     /// Every run's Mops/s, in run order (runs are interleaved across maps).
     mops_runs: Vec<f64>,
     cpu_share_runs: Vec<f64>,
+    /// Moves of the measured threads between cores, per run.
+    migrations_runs: Vec<u64>,
 }
 
 impl Report {
@@ -534,6 +536,7 @@ impl Report {
                 .map(|(row, cell)| JsonCell {
                     mops_runs: row.mops_runs.clone(),
                     cpu_share_runs: cell.runs.iter().map(|r| r.cpu_share).collect(),
+                    migrations_runs: cell.runs.iter().map(|r| r.migrations).collect(),
                     row,
                 })
                 .collect(),

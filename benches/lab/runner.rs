@@ -4,10 +4,12 @@
 //! until a thread has used up its fresh keys), and reports the measured
 //! operations over the slowest thread's measured wall time.
 //!
-//! The warm-up is what makes the 1-thread column trustworthy: without it, a run's
-//! first milliseconds (the map's lines moving from the core that built it to the
-//! cores that read it, each new thread's first pin) are measured, and a
-//! 1-thread run pays them alone (docs/performance.md, "Reading the figures").
+//! The warm-up keeps a run's first milliseconds out of the measurement: the map's
+//! lines moving from the core that built it into the caches of the cores that
+//! read it, each new thread's first pin and allocations. Each thread's CPU share
+//! and moves between cores are recorded beside its count, so that a run the
+//! machine disturbed shows as such (docs/performance.md, "How to read the
+//! figures").
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -56,8 +58,10 @@ pub struct RunResult {
     /// and divided by the threads the machine can run at once: 1.0 = every
     /// runnable thread on a core for the whole run.
     pub cpu_share: f64,
-    /// Times the stream threads were preempted (involuntary context switches).
-    pub preempted: u64,
+    /// Times the scheduler moved a stream thread to another core (Linux with
+    /// scheduler statistics; 0 elsewhere): each move leaves the thread's cached
+    /// lines behind.
+    pub migrations: u64,
 }
 
 impl RunResult {
@@ -257,7 +261,7 @@ where
             result.gets += m.counts.gets;
             result.hits += m.counts.hits;
             result.wall = result.wall.max(m.wall);
-            result.preempted += m.usage.preempted;
+            result.migrations += m.usage.migrations;
             cpu += m.usage.cpu;
             probes.push(probe);
         }
@@ -304,12 +308,12 @@ fn sleep_until(deadline: Instant, finished: impl Fn() -> bool) {
     }
 }
 
-/// CPU time and preemptions of the calling thread so far (`getrusage`); zero
-/// where the platform has no per-thread figures.
+/// CPU time (`getrusage`) and migrations between cores (`/proc`) of the calling
+/// thread so far; zero where the platform has no per-thread figures.
 #[derive(Clone, Copy, Debug, Default)]
 struct Usage {
     cpu: Duration,
-    preempted: u64,
+    migrations: u64,
 }
 
 impl Usage {
@@ -325,9 +329,16 @@ impl Usage {
         let time = |t: libc::timeval| {
             Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
         };
+        let migrations = std::fs::read_to_string("/proc/thread-self/sched")
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("se.nr_migrations"))?;
+                line.rsplit(':').next()?.trim().parse().ok()
+            })
+            .unwrap_or(0);
         Usage {
             cpu: time(ru.ru_utime) + time(ru.ru_stime),
-            preempted: ru.ru_nivcsw as u64,
+            migrations,
         }
     }
 
@@ -339,7 +350,7 @@ impl Usage {
     fn since(self, start: Usage) -> Usage {
         Usage {
             cpu: self.cpu.saturating_sub(start.cpu),
-            preempted: self.preempted.saturating_sub(start.preempted),
+            migrations: self.migrations.saturating_sub(start.migrations),
         }
     }
 }
