@@ -26,7 +26,7 @@ pub enum HasherKind {
     about = "readmostly performance lab: every map side by side over user-shaped workloads",
     long_about = "readmostly performance lab: every map side by side over user-shaped workloads.\n\n\
         The default matrix (u64 keys, 100k keys, uniform + zipf, threads 1,2,4,8,16, \
-        the seven default workloads, 3 runs of 60 ms per cell after 20 ms of warm-up) \
+        the seven default workloads, 3 runs of 50 ms per cell after 10 ms of warm-up) \
         takes about 5 minutes on 2 cores. The full run (every workload, key count and key \
         type) takes hours: --dry-run prints the plan and an estimate.",
     override_usage = "cargo bench -p readmostly-lab [-- FLAGS]"
@@ -59,11 +59,11 @@ pub struct Args {
     /// Key distributions (Zipf s = 0.99) [default: uniform,zipf]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     dists: Option<Vec<Dist>>,
-    /// Measured time per run [default: 60]
+    /// Measured time per run [default: 50]
     #[arg(long, value_name = "MS")]
     duration_ms: Option<u64>,
     /// Untimed time per run before the measured part, every thread running its
-    /// stream [default: 20]
+    /// stream [default: 10]
     #[arg(long, value_name = "MS")]
     warmup_ms: Option<u64>,
     /// Runs per cell, interleaved across maps; the median is reported [default: 3]
@@ -236,8 +236,8 @@ fn resolve(a: Args, command: String) -> Result<Config, String> {
             )
         }),
         dists: a.dists.unwrap_or_else(|| Dist::value_variants().to_vec()),
-        duration: Duration::from_millis(a.duration_ms.unwrap_or(pick(preset, 3, 500, 60))),
-        warmup: Duration::from_millis(a.warmup_ms.unwrap_or(pick(preset, 1, 100, 20))),
+        duration: Duration::from_millis(a.duration_ms.unwrap_or(pick(preset, 3, 500, 50))),
+        warmup: Duration::from_millis(a.warmup_ms.unwrap_or(pick(preset, 1, 100, 10))),
         runs: a.runs.unwrap_or(pick(preset, 1, 5, 3)) as usize,
         hasher: a.hasher,
         latency: !a.no_latency,

@@ -168,13 +168,14 @@ fn matrix_line(cfg: &Config) -> String {
     )
 }
 
-/// Rough expected wall time: each run's warm-up and duration plus the building,
-/// prefilling and dropping of its map, measured at about 15 ms per 100k u64 keys
-/// and three times that for String keys on a 2-core machine.
+/// Rough expected wall time: each run's warm-up and duration, about 25 ms of
+/// threads starting, draining and stopping, plus the building, prefilling and
+/// dropping of its map, measured at about 15 ms per 100k u64 keys and three
+/// times that for String keys on a 2-core machine.
 fn estimate(cfg: &Config, throughput: u64, latency: u64, memory: u64) -> Duration {
     let setup = |keys: usize, kt: KeyType| {
         let per_100k = if kt == KeyType::U64 { 0.015 } else { 0.045 };
-        Duration::from_secs_f64(per_100k * keys as f64 / 100_000.0)
+        Duration::from_secs_f64(0.025 + per_100k * keys as f64 / 100_000.0)
     };
     let groups = matrix::groups(cfg);
     let per_group = throughput as f64 / groups.len().max(1) as f64;
