@@ -316,14 +316,22 @@ impl Report {
                 self.conditions(&cells)
             );
             for (i, row) in grid.rows(&group).iter().enumerate() {
-                let cells: Vec<String> = row.iter().map(|c| c.trim().replace('|', "\\|")).collect();
+                // Map names in code spans: `RwLock<HashMap>` is not an HTML tag.
+                let cells: Vec<String> = row
+                    .iter()
+                    .enumerate()
+                    .map(|(j, c)| match (i, j) {
+                        (1.., 0) => format!("`{c}`"),
+                        _ => c.trim().replace('|', "\\|"),
+                    })
+                    .collect();
                 let _ = writeln!(s, "| {} |", cells.join(" | "));
                 if i == 0 {
                     let _ = writeln!(s, "|---|{}", "---:|".repeat(row.len() - 1));
                 }
             }
             for line in grid.wrong_answers() {
-                let _ = writeln!(s, "\n**{line}**");
+                let _ = writeln!(s, "\n`{line}`");
             }
         }
         let subject = self.subject_text();
