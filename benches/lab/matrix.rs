@@ -39,19 +39,13 @@ pub fn groups(cfg: &Config) -> Vec<Group> {
         for &keys in &cfg.keys {
             for &workload in &cfg.workloads {
                 for &dist in &cfg.dists {
-                    let group = match workload.fixed_axes() {
-                        Some((key_type, keys, dist)) => Group {
-                            workload,
-                            key_type,
-                            keys,
-                            dist,
-                        },
-                        None => Group {
-                            workload,
-                            key_type,
-                            keys,
-                            dist,
-                        },
+                    let (key_type, keys, dist) =
+                        workload.fixed_axes().unwrap_or((key_type, keys, dist));
+                    let group = Group {
+                        workload,
+                        key_type,
+                        keys,
+                        dist,
                     };
                     if !groups.contains(&group) {
                         groups.push(group);

@@ -308,8 +308,9 @@ fn sleep_until(deadline: Instant, finished: impl Fn() -> bool) {
     }
 }
 
-/// CPU time (`getrusage`) and migrations between cores (`/proc`) of the calling
-/// thread so far; zero where the platform has no per-thread figures.
+/// CPU time and moves between cores of the calling thread so far, from the
+/// scheduler's statistics (`/proc/thread-self/sched`, Linux); zero where the
+/// platform has none.
 #[derive(Clone, Copy, Debug, Default)]
 struct Usage {
     cpu: Duration,
@@ -317,34 +318,18 @@ struct Usage {
 }
 
 impl Usage {
-    #[cfg(target_os = "linux")]
     fn now() -> Usage {
-        // SAFETY: `rusage` is plain old data, valid when zeroed.
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: RUSAGE_THREAD asks about the calling thread only; `ru` is a
-        // valid, exclusively borrowed `rusage` for the call to fill.
-        if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
-            return Usage::default();
-        }
-        let time = |t: libc::timeval| {
-            Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+        let stats = std::fs::read_to_string("/proc/thread-self/sched").unwrap_or_default();
+        let field = |name: &str| -> f64 {
+            let line = stats.lines().find(|l| l.starts_with(name));
+            line.and_then(|l| l.rsplit(':').next()?.trim().parse().ok())
+                .unwrap_or(0.0)
         };
-        let migrations = std::fs::read_to_string("/proc/thread-self/sched")
-            .ok()
-            .and_then(|s| {
-                let line = s.lines().find(|l| l.starts_with("se.nr_migrations"))?;
-                line.rsplit(':').next()?.trim().parse().ok()
-            })
-            .unwrap_or(0);
         Usage {
-            cpu: time(ru.ru_utime) + time(ru.ru_stime),
-            migrations,
+            // Milliseconds, with nanoseconds as decimals.
+            cpu: Duration::from_secs_f64(field("se.sum_exec_runtime") / 1e3),
+            migrations: field("se.nr_migrations") as u64,
         }
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn now() -> Usage {
-        Usage::default()
     }
 
     fn since(self, start: Usage) -> Usage {
