@@ -27,7 +27,7 @@ pub enum HasherKind {
     long_about = "readmostly performance lab: every map side by side over user-shaped workloads.\n\n\
         The default matrix (u64 keys, 100k keys, uniform + zipf, threads 1,2,4,8,16, \
         the seven default workloads, 3 runs of 50 ms per cell after 10 ms of warm-up) \
-        takes about 5 minutes on 2 cores. The full run (every workload, key count and key \
+        measures for 5 to 6 minutes on 2 cores. The full run (every workload, key count and key \
         type) takes hours: --dry-run prints the plan and an estimate.",
     override_usage = "cargo bench -p readmostly-lab [-- FLAGS]"
 )]

@@ -1,6 +1,6 @@
 //! The performance lab: every map side by side over user-shaped workloads.
 //!
-//! `cargo bench -p readmostly-lab` runs the default matrix (about 5 minutes on 2
+//! `cargo bench -p readmostly-lab` runs the default matrix (5 to 6 minutes on 2
 //! cores) and prints one table per workload; `-- --help` lists the flags that
 //! select workloads, maps, thread counts, key counts and durations, and `--
 //! --full` is the quiet-machine measurement. Without `--bench` (as under `cargo
