@@ -10,7 +10,12 @@ use crate::keys::{LabHasher, LabKey};
 /// The adapter of a map with `SyncMap`'s API (`pin()` per operation,
 /// `promote()`, `flush()`, `stats()`): `$name` wrapping `$map<K, u64, S, $reclaim>`.
 /// Another SyncMap implementation with that API (an earlier revision, another
-/// reclamation backend) is one more invocation and one line in `for_each_map`.
+/// reclamation backend) is one more invocation and one line in `for_each_map`;
+/// with an earlier revision exposed as `readmostly::v2::SyncMap`, say:
+/// `use readmostly::v2::SyncMap as SyncMapV2;`, then
+/// `sync_map_adapter!(SyncMapV2Lab, SyncMapV2<CrossbeamEpoch>, "SyncMap v2", "syncmap-v2");`
+/// and `v.visit::<readmostly::SyncMapV2Lab<K, S>>();` after `SyncMapLab`
+/// (`--maps syncmap` then selects both).
 macro_rules! sync_map_adapter {
     ($(#[$doc:meta])* $name:ident, $map:ident<$reclaim:ty>, $label:expr, $id:expr) => {
         $(#[$doc])*
