@@ -53,7 +53,8 @@ pub struct Args {
     /// Keys present at the start; k and M suffixes [default: 100k]
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = count)]
     keys: Option<Vec<usize>>,
-    /// Key types, or `all` [default: u64]
+    /// Key types: u64, string (21-byte user keys), route (`/svc/01234/route`), or
+    /// `all` [default: u64]
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = key_types)]
     key_types: Option<Vec<Vec<KeyType>>>,
     /// Key distributions (Zipf s = 0.99) [default: uniform,zipf]
