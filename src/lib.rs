@@ -82,6 +82,8 @@
 
 pub mod classic;
 pub mod reclaim;
+#[cfg(feature = "etcd")]
+pub mod replica;
 mod snapshot_map;
 mod stats;
 mod sync;
