@@ -134,7 +134,7 @@ async fn txn(client: &mut Client, ops: Vec<TxnOp>) -> i64 {
 async fn start_publishes_the_prefix_at_one_revision_as_one_version() {
     let server = EtcdServer::start().await;
     let mut client = server.client().await;
-    // 2,500 keys: three pages at the default page size of 1,000.
+    // 2,500 keys: three pages of 1,000 (one read, at one revision).
     let inside: Vec<(String, String)> = (0..2500)
         .map(|i| (format!("/app/cfg/k{i:04}"), format!("v{i}")))
         .collect();
@@ -145,7 +145,12 @@ async fn start_publishes_the_prefix_at_one_revision_as_one_version() {
     }
     let (etcd_at, expected) = etcd_state(&mut client, "/app/cfg/", 0).await;
 
-    let (replica, errors) = start(&server.endpoint(), "/app/cfg/").await;
+    let errors = Errors::default();
+    let replica = builder("/app/cfg/", &errors)
+        .page_size(1000)
+        .start(server.client().await)
+        .await
+        .expect("start");
     let snapshot = replica.snapshot();
     assert_eq!(snapshot.revision(), etcd_at, "the read's revision");
     assert_eq!(replica.map().version(), 1, "one version for the whole read");
@@ -157,7 +162,8 @@ async fn start_publishes_the_prefix_at_one_revision_as_one_version() {
     );
     assert!(errors.all().is_empty(), "{:?}", errors.all());
 
-    // Writes outside the prefix move etcd's revision, not the replica's.
+    // A write outside the prefix is not applied: one version for the one
+    // write inside.
     client
         .put("/app/other/k", "again", None)
         .await
@@ -171,7 +177,34 @@ async fn start_publishes_the_prefix_at_one_revision_as_one_version() {
     assert_eq!(seen.revision(), at);
     assert_eq!(seen.get("k0000").map(|v| &v[..]), Some(&b"new"[..]));
     assert_eq!(replica.map().version(), 2);
-    println!("initial load: 2500 keys in 1 version at revision {etcd_at}");
+
+    // A paged start while a writer rewrites the prefix: every page is read at
+    // the first page's revision, so the first version is etcd's state then.
+    let writer = {
+        let mut writer = server.client().await;
+        tokio::spawn(async move {
+            for i in 0..300 {
+                let key = format!("/app/cfg/k{:04}", (i * 7) % 2500);
+                writer.put(key, format!("w{i}"), None).await.expect("put");
+            }
+        })
+    };
+    let during = builder("/app/cfg/", &errors)
+        .page_size(500)
+        .start(server.client().await)
+        .await
+        .expect("start");
+    let first = during.snapshot();
+    writer.await.expect("writer");
+    let (_, then) = etcd_state(&mut client, "/app/cfg/", first.revision()).await;
+    assert_eq!(contents(&first), then, "five pages, one revision");
+    assert_eq!(first.version(), 1);
+    println!(
+        "initial load: 2500 keys in 1 version at revision {etcd_at}; a start in 5 pages during \
+         300 writes equals etcd's state at its revision {}",
+        first.revision()
+    );
+    during.shutdown().await;
     replica.shutdown().await;
 }
 
@@ -205,14 +238,14 @@ async fn readers_never_see_half_a_transaction() {
     let (replica, errors) = start(&server.endpoint(), prefix).await;
     let map: Arc<ReplicaMap<bytes::Bytes>> = Arc::clone(replica.map());
     let done = Arc::new(AtomicBool::new(false));
-    let checked = Arc::new(AtomicU64::new(0));
     // Two readers take snapshots as fast as they can; a third waits on the
     // map's watcher. Each checks the sum on every version it sees.
     let mut readers = Vec::new();
     for watcher in [false, false, true] {
-        let (map, done, checked) = (Arc::clone(&map), Arc::clone(&done), Arc::clone(&checked));
+        let (map, done) = (Arc::clone(&map), Arc::clone(&done));
         readers.push(thread::spawn(move || {
             let mut last = 0;
+            let mut checked = Vec::new();
             let mut watch = map.watch();
             while !done.load(Ordering::Relaxed) {
                 let snapshot = if watcher {
@@ -232,12 +265,13 @@ async fn readers_never_see_half_a_transaction() {
                     last = snapshot.version();
                     let sum = sum_of(&snapshot);
                     assert_eq!(sum, TOTAL, "version {last} shows half a transaction");
-                    checked.fetch_add(1, Ordering::Relaxed);
+                    checked.push(last);
                 }
                 if !watcher {
                     thread::yield_now();
                 }
             }
+            checked
         }));
     }
     // And the pairs: each revision's version, never another's.
@@ -310,8 +344,12 @@ async fn readers_never_see_half_a_transaction() {
     let applied = kinds.iter().sum::<usize>();
     let last = caught_up(&replica, last_revision).await;
     done.store(true, Ordering::Relaxed);
+    let mut per_reader = Vec::new();
+    let mut checked = std::collections::BTreeSet::new();
     for reader in readers {
-        reader.join().expect("a reader saw a broken invariant");
+        let seen = reader.join().expect("a reader saw a broken invariant");
+        per_reader.push(seen.len());
+        checked.extend(seen);
     }
     let (_, expected) = etcd_state(&mut client, prefix, 0).await;
     assert_eq!(contents(&last), expected);
@@ -321,12 +359,13 @@ async fn readers_never_see_half_a_transaction() {
     assert!(errors.all().is_empty(), "{:?}", errors.all());
     println!(
         "atomicity: {applied} transactions ({} transfers, {} rotations, {} close-and-reopen) \
-         applied as {applied} versions; readers checked the sum on {} versions seen, \
-         {} (version, revision) pairs matched etcd's history",
+         applied as {applied} versions; 3 readers checked the sum on {} distinct versions \
+         (per reader {per_reader:?}), never broken; {} (version, revision) pairs matched \
+         etcd's history",
         kinds[0],
         kinds[1],
         kinds[2],
-        checked.load(Ordering::Relaxed),
+        checked.len(),
         pairs_checked.load(Ordering::Relaxed),
     );
     replica.shutdown().await;
@@ -745,4 +784,90 @@ async fn shutdown_and_drop_close_the_watch() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(map.version(), version, "a stopped replica changes nothing");
+}
+
+/// Measurement, run by hand (it reports wall times, so one measurement at a time):
+///
+/// ```sh
+/// flock /work/.measure.lock cargo test --release --features etcd --test etcd_replica \
+///     -- --ignored --nocapture resync_of_100k_keys
+/// ```
+///
+/// How long a replica takes to read and publish 100,000 keys: at start, and
+/// when a compaction past its revision forces a re-read (timed from the
+/// compaction report to the re-read version being published).
+#[tokio::test]
+#[ignore = "a measurement: run by hand, see its doc comment"]
+async fn resync_of_100k_keys() {
+    const KEYS: usize = 100_000;
+    const RUNS: usize = 5;
+    let server = EtcdServer::start().await;
+    let mut client = server.client().await;
+    let prefix = "/big/";
+    let pairs: Vec<(String, String)> = (0..KEYS)
+        .map(|i| {
+            (
+                format!("{prefix}service-{i:06}"),
+                format!(
+                    "10.{}.{}.{}:8080 weight=1",
+                    i >> 16,
+                    (i >> 8) & 255,
+                    i & 255
+                ),
+            )
+        })
+        .collect();
+    put_all(&mut client, &pairs).await;
+    let proxy = Proxy::start(server.address());
+    let median = |mut times: Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2]
+    };
+    for page_size in [10_000, 0] {
+        let mut starts = Vec::new();
+        let mut resyncs = Vec::new();
+        for _ in 0..RUNS {
+            let compacted_at = Arc::new(Mutex::new(None));
+            let mark = Arc::clone(&compacted_at);
+            let t0 = std::time::Instant::now();
+            let replica = Replica::builder(prefix)
+                .page_size(page_size)
+                .retry(Duration::from_millis(10), Duration::from_millis(50))
+                .on_error(move |error| {
+                    if let readmostly::replica::ReplicaError::Compacted { .. } = error {
+                        *mark.lock().unwrap() = Some(std::time::Instant::now());
+                    }
+                })
+                .start(
+                    Client::connect([proxy.endpoint()], None)
+                        .await
+                        .expect("connect"),
+                )
+                .await
+                .expect("start");
+            starts.push(t0.elapsed());
+            assert_eq!(replica.map().len(), KEYS);
+            proxy.cut();
+            // Two revisions, compacted up to the second: the replica needs the
+            // first, which is gone.
+            let key = format!("{prefix}service-000000");
+            client.put(key.as_str(), "moved", None).await.expect("put");
+            let put = client.put(key.as_str(), "back", None).await.expect("put");
+            let at = put.header().expect("header").revision();
+            client.compact(at, None).await.expect("compact");
+            proxy.restore();
+            let seen = caught_up(&replica, at).await;
+            let resynced = std::time::Instant::now();
+            let from = compacted_at.lock().unwrap().expect("compaction reported");
+            resyncs.push(resynced - from);
+            assert_eq!(seen.len(), KEYS);
+            assert_eq!(replica.stats().resyncs, 1);
+            replica.shutdown().await;
+        }
+        println!(
+            "{KEYS} keys, pages of {page_size}: start median {:?} {starts:?}; re-sync after compaction median {:?} {resyncs:?}",
+            median(starts.clone()),
+            median(resyncs.clone()),
+        );
+    }
 }
