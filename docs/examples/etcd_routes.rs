@@ -40,6 +40,12 @@ fn decode(_path: &str, raw: &[u8]) -> Result<Backend, Box<dyn Error + Send + Syn
 }
 
 const PATHS: [&str; 4] = ["/", "/api", "/api/users", "/static"];
+
+/// The map key of a request path: the etcd key is `/routes` + path, and the
+/// replica of `/routes/` drops that prefix.
+fn key_of(path: &str) -> &str {
+    &path[1..]
+}
 const FLIPS: usize = 20;
 
 /// One transaction that points every path at `color`'s fleet.
@@ -90,25 +96,28 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     // The router: each new version, resolve every path from memory.
     let mut watcher = routes.map().watch();
-    let mut versions = 0;
-    while versions < FLIPS {
+    // The first version is the initial read; each flip publishes one more.
+    // A watcher may skip versions published in quick succession: it always
+    // returns the newest.
+    let mut seen = 0;
+    while seen < 1 + FLIPS as u64 {
         let table = watcher.changed().await;
-        versions += 1;
+        seen = table.version();
         let colors: Vec<&str> = PATHS
             .iter()
-            .filter_map(|path| table.get(*path).map(|b| &*b.color))
+            .filter_map(|path| table.get(key_of(path)).map(|b| &*b.color))
             .collect();
         assert!(
-            colors.windows(2).all(|w| w[0] == w[1]),
+            colors.len() == PATHS.len() && colors.windows(2).all(|w| w[0] == w[1]),
             "version {} mixes fleets: {colors:?}",
             table.version()
         );
-        let api = table.get("/api").map(|b| b.address.clone());
+        let api = table.get(key_of("/api")).map(|b| b.address.clone());
         println!(
             "version {:>2}: all {} paths on {:<5}  GET /api -> {}",
             table.version(),
             colors.len(),
-            colors.first().copied().unwrap_or("-"),
+            colors[0],
             api.as_deref().unwrap_or("no route"),
         );
     }
