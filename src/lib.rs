@@ -77,6 +77,19 @@
 //! not `Send`; in async code, finish with it before an `.await`, or use the
 //! guard-free methods that return owned values ([`SyncMap::get_cloned`],
 //! [`SyncMap::insert`], [`SyncMap::remove`]).
+//!
+//! # Beyond one process: an etcd replica (feature `etcd`)
+//!
+//! With the `etcd` feature, `readmostly::replica::Replica` keeps a [`SnapshotMap`]
+//! equal to one key prefix of an etcd cluster, so a fleet of processes serves a
+//! shared routing or config table from memory. It reads the prefix at one revision
+//! and follows etcd's watch: each etcd revision — a put, a delete, a multi-key
+//! transaction — becomes one version, so readers never see half of one, and each
+//! version is paired with the revision it reflects. A dropped connection resumes
+//! after the last applied revision; a compaction past it makes the replica re-read
+//! the prefix and publish it whole. Replicas agree only eventually: at one instant
+//! two may be at different revisions. The module's docs state the guarantees
+//! exactly. Without the feature, nothing of it (nor its dependencies) is built.
 #![deny(missing_docs, unsafe_op_in_unsafe_fn, rustdoc::broken_intra_doc_links)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
