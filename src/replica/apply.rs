@@ -138,6 +138,8 @@ impl<V: Clone> Publisher<V> {
         for change in revision.changes {
             let key = match self.decoder.key(&change.key, revision.revision) {
                 Ok(key) => key,
+                // Reported when it was written; its delete has nothing to remove.
+                Err(_) if change.value.is_none() => continue,
                 Err(error) => {
                     errors.push(error);
                     continue;

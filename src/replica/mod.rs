@@ -46,7 +46,9 @@
 //! * **Disconnects.** When the connection drops or etcd restarts, the map keeps
 //!   serving its last version, and the replica retries with backoff and
 //!   resumes the watch right after the last revision it applied: nothing is
-//!   lost, nothing is applied twice.
+//!   lost, nothing is applied twice. A connection that dies silently (no reset
+//!   reaches the client) is noticed only through HTTP/2 keep-alive: enable it on
+//!   the client (`etcd_client::ConnectOptions::with_keep_alive`).
 //! * **Compaction.** If the revisions it needs to resume were compacted away,
 //!   it re-reads the whole prefix at the current revision and publishes it as
 //!   one version ([`replace_all`](crate::SnapshotMap::replace_all)): readers
@@ -72,6 +74,11 @@
 //! * **Revisions elsewhere.** The replica's revision is that of the last change
 //!   *under the prefix* it applied (or of its last full read); writes to other
 //!   keys raise etcd's revision, not this one.
+//! * **Cheap large prefixes under heavy writes.** Each applied revision copies
+//!   the map's table (a
+//!   `SnapshotMap` publish is O(keys)): a replica of a large prefix that changes
+//!   many times a second spends that copy each time, and catching up after a
+//!   long disconnect replays every revision missed.
 //! * **Local writes.** The replica is the map's only writer. Writing to
 //!   [`Replica::map`] yourself sends nothing to etcd, is overwritten when etcd
 //!   next changes those keys, and voids the pairing of versions and revisions.

@@ -126,6 +126,7 @@ pub(crate) async fn follow<V: Clone>(
         if resync {
             match read_prefix(&mut kv, &prefix, settings.page_size).await {
                 Ok((revision, entries)) => {
+                    backoff.reset();
                     publisher.publish_whole(revision, entries);
                     Counters::add(&publisher.counters().resyncs, 1);
                     resync = false;
@@ -156,8 +157,6 @@ pub(crate) async fn follow<V: Clone>(
                 Ok(None) => break Ended::Closed,
                 Err(error) => break Ended::Failed(error),
             };
-            // The server answered: the connection is good again.
-            backoff.reset();
             if response.compact_revision() > 0 {
                 break Ended::Compacted(response.compact_revision());
             }
@@ -165,6 +164,12 @@ pub(crate) async fn follow<V: Clone>(
                 break Ended::Canceled(response.cancel_reason().to_owned());
             }
             let response = response.0;
+            if !response.events.is_empty() {
+                // Events flow: the watch works, so the next failure starts the
+                // backoff afresh. (Not on `created` alone: a server that creates
+                // and then cancels every watch must not be retried at full rate.)
+                backoff.reset();
+            }
             for event in response.events {
                 let Some(kv) = event.kv else { continue };
                 if kv.mod_revision <= publisher.applied() {
