@@ -75,10 +75,9 @@
 //!   *under the prefix* it applied (or of its last full read); writes to other
 //!   keys raise etcd's revision, not this one.
 //! * **Cheap large prefixes under heavy writes.** Each applied revision copies
-//!   the map's table (a
-//!   `SnapshotMap` publish is O(keys)): a replica of a large prefix that changes
-//!   many times a second spends that copy each time, and catching up after a
-//!   long disconnect replays every revision missed.
+//!   the map's table (a `SnapshotMap` publish is O(keys)): a replica of a large
+//!   prefix that changes many times a second pays that copy each time, and
+//!   catching up after a long disconnect replays every revision it missed.
 //! * **Local writes.** The replica is the map's only writer. Writing to
 //!   [`Replica::map`] yourself sends nothing to etcd, is overwritten when etcd
 //!   next changes those keys, and voids the pairing of versions and revisions.
