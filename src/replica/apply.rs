@@ -15,7 +15,23 @@ use super::snapshot::ReplicaSnapshot;
 use super::stats::Counters;
 use crate::SnapshotMap;
 
-/// The map a replica fills: keys without the prefix, decoded values.
+/// The map a [`Replica`](super::Replica) fills: the etcd keys without the
+/// prefix, as shared strings (a lookup takes a `&str`), and decoded values.
+///
+/// # Examples
+///
+/// ```
+/// use readmostly::replica::{Bytes, ReplicaMap};
+/// use std::sync::Arc;
+///
+/// // What `Replica::map` returns, read like any SnapshotMap.
+/// fn backend(routes: &ReplicaMap<Bytes>, path: &str) -> Option<Bytes> {
+///     routes.get_cloned(path)
+/// }
+/// let routes: ReplicaMap<Bytes> = ReplicaMap::new();
+/// routes.insert(Arc::from("api"), Bytes::from_static(b"10.0.0.7:8080"));
+/// assert_eq!(backend(&routes, "api").as_deref(), Some(&b"10.0.0.7:8080"[..]));
+/// ```
 pub type ReplicaMap<V> = SnapshotMap<Arc<str>, V>;
 
 /// A user error handler.

@@ -4,7 +4,20 @@ use core::fmt;
 use std::error::Error;
 use std::sync::Arc;
 
-/// The error a user decode function returns, boxed.
+/// The error a user decode function returns, boxed: any error type converts
+/// into it with `?`.
+///
+/// # Examples
+///
+/// ```
+/// use readmostly::replica::BoxError;
+///
+/// fn port(raw: &[u8]) -> Result<u16, BoxError> {
+///     Ok(std::str::from_utf8(raw)?.parse()?)
+/// }
+/// assert_eq!(port(b"8080").unwrap(), 8080);
+/// assert!(port(b"http").is_err());
+/// ```
 pub type BoxError = Box<dyn Error + Send + Sync>;
 
 /// Something a [`Replica`](super::Replica) ran into.

@@ -97,9 +97,15 @@ mod tests;
 use core::fmt;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+
+/// The default value type: etcd's bytes, reference-counted (re-exported from
+/// the `bytes` crate, so you need not depend on it).
+pub use bytes::Bytes;
+/// The etcd client the replica uses (re-exported, so your client and the
+/// replica's are the same version).
+pub use etcd_client;
 
 pub use apply::ReplicaMap;
 pub use config::ReplicaBuilder;
@@ -306,8 +312,9 @@ impl<V> Replica<V> {
     /// one, and returns that pair — read-your-writes for a write whose
     /// response gave `revision`.
     ///
-    /// Only changes under the prefix advance the replica's revision: for a
-    /// revision made by a write elsewhere, this waits until the next change
+    /// The replica's revision advances with changes under the prefix (and jumps
+    /// to etcd's current revision on a re-read after compaction): for a
+    /// revision made by a write elsewhere, this waits until a later change
     /// under the prefix. Wrap it in `tokio::time::timeout` to bound the wait.
     ///
     /// # Errors

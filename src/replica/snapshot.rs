@@ -11,9 +11,9 @@ use crate::Snapshot;
 
 /// One version of a [`Replica`](super::Replica)'s map together with the etcd
 /// revision it reflects: its entries are exactly the keys under the prefix at
-/// that revision (less keys that never decoded, plus the last good value of
-/// keys whose newest value did not decode — see
-/// [`ReplicaError::Decode`](super::ReplicaError::Decode)).
+/// that revision (less keys that are not UTF-8 or never decoded, and with the
+/// last good value of keys whose newest value did not decode — see
+/// [`ReplicaError`](super::ReplicaError)).
 ///
 /// The replica publishes the pair after each version it applies, so the two
 /// always belong together. Dereferences to the [`Snapshot`], so lookups and
@@ -46,9 +46,9 @@ impl<V> ReplicaSnapshot<V> {
     }
 
     /// The etcd revision this version reflects: the revision of the last
-    /// change under the prefix that it contains, or of the read of the whole
-    /// prefix it was built from. Writes elsewhere in etcd raise etcd's revision
-    /// without changing this one.
+    /// change under the prefix that it contains, or etcd's revision at the read
+    /// of the whole prefix it was built from (at start, or after a compaction).
+    /// Writes elsewhere in etcd raise etcd's revision without changing this one.
     ///
     /// # Examples
     ///

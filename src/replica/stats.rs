@@ -17,20 +17,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReplicaStats {
-    /// etcd revisions applied from the watch, one batch each (the reads of the
-    /// whole prefix are not counted here).
+    /// etcd revisions applied from the watch, each as one batch (which
+    /// publishes nothing if the revision changed nothing in the map). Reads of
+    /// the whole prefix are not counted here.
     pub revisions: u64,
     /// Whole-prefix re-reads after the revisions needed were compacted (the
     /// first read at start is not counted).
     pub resyncs: u64,
-    /// Watches re-established after the previous one broke, ended or was
-    /// compacted away.
+    /// Times a running watch stopped — the connection broke, the server ended
+    /// it, or it was compacted away — and was followed by a resume or a re-read.
     pub reconnects: u64,
     /// Keys that failed to decode or were not UTF-8 (each reported to the
     /// error handler).
     pub decode_errors: u64,
-    /// Watch responses that carried part of a revision too large for one
-    /// response (etcd's fragments).
+    /// Watch responses marked as fragments: pieces of a response too large for
+    /// one message, with more of it to follow.
     pub fragments: u64,
 }
 

@@ -251,3 +251,13 @@ fn keys_that_are_not_utf8_are_reported_and_left_out() {
     let errors = h.errors.lock().unwrap().clone();
     assert!(errors[0].contains("not UTF-8"), "{errors:?}");
 }
+
+#[test]
+fn handles_and_snapshots_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<super::Replica>();
+    send_sync::<super::Replica<Arc<str>>>();
+    send_sync::<super::ReplicaSnapshot>();
+    send_sync::<super::ReplicaError>();
+    send_sync::<super::ReplicaBuilder<u32>>();
+}
