@@ -84,13 +84,24 @@ impl EtcdServer {
         let mut server = EtcdServer {
             binary: etcd_binary(),
             dir: temp_dir(),
-            client_port: free_port(),
-            peer_port: free_port(),
+            client_port: 0,
+            peer_port: 0,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
-        server.spawn().await;
-        server
+        // A port found free may be taken before etcd binds it (another test
+        // picks ports at the same time): try fresh ones.
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            server.client_port = free_port();
+            server.peer_port = free_port();
+            match server.spawn().await {
+                Ok(()) => return server,
+                Err(failure) => failures.push(failure),
+            }
+            let _ = fs::remove_dir_all(server.dir.join("data"));
+        }
+        panic!("etcd did not start: {failures:#?}");
     }
 
     /// The client URL, on 127.0.0.1.
@@ -120,10 +131,13 @@ impl EtcdServer {
     /// Starts the killed server again on the same ports and data.
     pub async fn restart(&mut self) {
         self.kill();
-        self.spawn().await;
+        if let Err(failure) = self.spawn().await {
+            panic!("etcd did not restart: {failure}");
+        }
     }
 
-    async fn spawn(&mut self) {
+    /// Starts etcd and waits until it is healthy; on failure, says why.
+    async fn spawn(&mut self) -> Result<(), String> {
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let client = self.endpoint();
         let log = File::options()
@@ -151,20 +165,24 @@ impl EtcdServer {
         self.child = Some(child);
         let deadline = Instant::now() + READY_WITHIN;
         while !self.healthy() {
-            if let Some(status) = self
+            let exited = self
                 .child
                 .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("etcd exited with {status}; log:\n{}", self.log());
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                self.child = None;
+                return Err(format!("etcd exited with {status}; log:\n{}", self.log()));
             }
-            assert!(
-                Instant::now() < deadline,
-                "etcd not healthy within {READY_WITHIN:?}; log:\n{}",
-                self.log()
-            );
+            if Instant::now() >= deadline {
+                self.kill();
+                return Err(format!(
+                    "etcd not healthy within {READY_WITHIN:?}; log:\n{}",
+                    self.log()
+                ));
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        Ok(())
     }
 
     fn log(&self) -> String {
