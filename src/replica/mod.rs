@@ -40,6 +40,8 @@
 //!   below). The pair is published right after the version, so it can trail
 //!   [`Replica::map`]'s newest version by the one being published at that
 //!   instant; it never pairs a version with another version's revision.
+//!   (`map().version()` and [`revision`](Replica::revision) read one after the
+//!   other carry no such promise.)
 //! * **Start.** [`start`](Replica::start) reads the whole prefix at one
 //!   revision (in pages, every page at that revision) and publishes it as one
 //!   version before it returns; the watch starts at the next revision.
@@ -60,7 +62,9 @@
 //! * **Watchers.** [`map().watch()`](crate::SnapshotMap::watch) wakes on each
 //!   new version: one per applied revision that changed the map, one per
 //!   re-read. (A revision whose only changes failed to decode publishes no
-//!   version; the replica's revision still advances.)
+//!   version; the replica's revision still advances.) To wait for the next
+//!   pair rather than the next version, use
+//!   [`wait_for_revision(pair.revision() + 1)`](Replica::wait_for_revision).
 //!
 //! # What it does not guarantee
 //!
