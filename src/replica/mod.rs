@@ -43,8 +43,9 @@
 //!   (`map().version()` and [`revision`](Replica::revision) read one after the
 //!   other carry no such promise.)
 //! * **Start.** [`start`](Replica::start) reads the whole prefix at one
-//!   revision (in pages, every page at that revision) and publishes it as one
-//!   version before it returns; the watch starts at the next revision.
+//!   revision (in one request, or in [pages](ReplicaBuilder::page_size) all
+//!   read at that revision) and publishes it as one version before it returns;
+//!   the watch starts at the next revision.
 //! * **Disconnects.** When the connection drops or etcd restarts, the map keeps
 //!   serving its last version, and the replica retries with backoff and
 //!   resumes the watch right after the last revision it applied: nothing is
@@ -76,8 +77,8 @@
 //!   as it stays disconnected. To read your own write, pass the revision the
 //!   write returned to [`wait_for_revision`](Replica::wait_for_revision).
 //! * **Revisions elsewhere.** The replica's revision is that of the last change
-//!   *under the prefix* it applied (or of its last full read); writes to other
-//!   keys raise etcd's revision, not this one.
+//!   *under the prefix* it applied (or etcd's revision at its last full read);
+//!   writes to other keys raise etcd's revision, not this one.
 //! * **Cheap large prefixes under heavy writes.** Each applied revision copies
 //!   the map's table (a `SnapshotMap` publish is O(keys)): a replica of a large
 //!   prefix that changes many times a second pays that copy each time, and
