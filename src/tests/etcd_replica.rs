@@ -871,3 +871,31 @@ async fn resync_of_100k_keys() {
         );
     }
 }
+
+#[tokio::test]
+async fn map_watchers_wake_on_each_applied_revision() {
+    let server = EtcdServer::start().await;
+    let mut client = server.client().await;
+    let prefix = "/watch/";
+    let (replica, _) = start(&server.endpoint(), prefix).await;
+    let mut watcher = replica.map().watch();
+    for i in 0..50u64 {
+        let ops = vec![
+            TxnOp::put(format!("{prefix}a"), i.to_string(), None),
+            TxnOp::put(format!("{prefix}b"), i.to_string(), None),
+        ];
+        let revision = txn(&mut client, ops).await;
+        let woken = tokio::time::timeout(PATIENCE, watcher.changed())
+            .await
+            .expect("the watcher woke");
+        // The version it wakes with holds this revision, whole.
+        assert_eq!(woken.version(), 2 + i);
+        let value = i.to_string();
+        assert_eq!(woken.get("a").map(|v| &v[..]), Some(value.as_bytes()));
+        assert_eq!(woken.get("b").map(|v| &v[..]), Some(value.as_bytes()));
+        // And the pair for it follows.
+        let pair = caught_up(&replica, revision).await;
+        assert_eq!((pair.revision(), pair.version()), (revision, 2 + i));
+    }
+    replica.shutdown().await;
+}
