@@ -8,4 +8,5 @@ mod basics;
 mod batch;
 mod diff;
 mod differential;
+mod locks;
 mod watch;
