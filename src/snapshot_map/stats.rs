@@ -41,7 +41,11 @@ pub struct SnapshotStats {
     pub copies: u64,
     /// Entries cloned by those copies: the write amplification of copy-on-write.
     pub copied_entries: u64,
-    /// Batches that ended in an error or a panic and published nothing.
+    /// Writes that ended in an error or a panic and published nothing: batches
+    /// (and the single-key writes, which are batches) whose closure returned
+    /// `Err` or panicked, or whose `Hash`, `Eq`, `Clone` or `PartialEq` panicked —
+    /// also while the new table was being built for publishing — and
+    /// `replace_all` calls whose iterator or `Hash` panicked.
     pub aborted: u64,
     /// Versions replaced by a newer one.
     pub retired: u64,

@@ -6,6 +6,7 @@
 
 mod basics;
 mod batch;
+mod capacity;
 mod diff;
 mod differential;
 mod locks;
