@@ -90,8 +90,8 @@ mod sync_map;
 mod test_support;
 
 pub use snapshot_map::{
-    Batch, Change, Changed, Diff, Snapshot, SnapshotIntoIter, SnapshotIter, SnapshotMap,
-    SnapshotRef, SnapshotStats, Watcher,
+    Batch, Change, Changed, Diff, Snapshot, SnapshotCompareExchangeError, SnapshotIntoIter,
+    SnapshotIter, SnapshotMap, SnapshotRef, SnapshotStats, Watcher,
 };
 pub use stats::Stats;
 pub use sync_map::{CompareExchangeError, Iter, LoadOrStore, Pinned, SyncMap};

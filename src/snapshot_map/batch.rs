@@ -70,6 +70,11 @@ impl<'a, K, V, S> Batch<'a, K, V, S> {
         self.next.as_ref().unwrap_or(&self.base.table)
     }
 
+    /// Whether the batch started from `version`.
+    pub(crate) fn is_based_on(&self, version: &Version<K, V, S>) -> bool {
+        core::ptr::eq(self.base, version)
+    }
+
     /// The new table, if the batch changed anything, and the entries it copied;
     /// and what the batch took out of its copy, to drop once the lock is released.
     #[allow(clippy::type_complexity)]
@@ -266,6 +271,20 @@ where
     /// ```
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         self.table().insert(key, value)
+    }
+
+    /// Replaces the value of `key`, which must be present, and returns the old
+    /// one (from the copy: the caller drops it, outside the lock).
+    pub(crate) fn replace_value<Q>(&mut self, key: &Q, value: V) -> V
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let slot = self
+            .table()
+            .get_mut(key)
+            .expect("replace_value of a present key");
+        core::mem::replace(slot, value)
     }
 
     /// Removes `key`, returning its value. Removing an absent key changes nothing

@@ -29,12 +29,14 @@
 //! Module map: `version` (one published table), `snapshot` (the handle and its
 //! iterators, and the short-lived [`SnapshotRef`]), `batch` (the transaction),
 //! `graveyard` (what a batch drops after the lock), `writer` (the writer lock
-//! and its owner), `capacity` (what capacity means for a copy-on-write map),
+//! and its owner), `conditional` (`compare_exchange`, `remove_if`), `capacity`
+//! (what capacity means for a copy-on-write map),
 //! `diff` (changes between versions), `watch` (waiting for the next version),
 //! `stats` (the version ledger).
 
 mod batch;
 mod capacity;
+mod conditional;
 mod diff;
 mod graveyard;
 mod snapshot;
@@ -56,6 +58,7 @@ use crossbeam_utils::CachePadded;
 use hashbrown::HashMap;
 
 pub use batch::Batch;
+pub use conditional::SnapshotCompareExchangeError;
 pub use diff::{Change, Diff};
 pub use snapshot::{Snapshot, SnapshotIntoIter, SnapshotIter, SnapshotRef};
 pub use stats::SnapshotStats;

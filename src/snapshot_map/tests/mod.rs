@@ -7,6 +7,7 @@
 mod basics;
 mod batch;
 mod capacity;
+mod conditional;
 mod diff;
 mod differential;
 mod locks;
