@@ -30,7 +30,8 @@
 //! iterators, and the short-lived [`SnapshotRef`]), `batch` (the transaction),
 //! `graveyard` (what a batch drops after the lock), `writer` (the writer lock
 //! and its owner), `conditional` (`compare_exchange`, `remove_if`), `capacity`
-//! (what capacity means for a copy-on-write map),
+//! (what capacity means for a copy-on-write map), `traits` (`Clone`,
+//! `PartialEq`, `FromIterator`, `Extend`, …),
 //! `diff` (changes between versions), `watch` (waiting for the next version),
 //! `stats` (the version ledger).
 
@@ -41,6 +42,7 @@ mod diff;
 mod graveyard;
 mod snapshot;
 mod stats;
+mod traits;
 mod version;
 mod watch;
 mod writer;
@@ -49,7 +51,6 @@ mod writer;
 mod tests;
 
 use core::borrow::Borrow;
-use core::fmt;
 use core::hash::{BuildHasher, Hash};
 use std::collections::hash_map::RandomState;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -742,58 +743,5 @@ impl<K, V, S> Drop for SnapshotMap<K, V, S> {
     fn drop(&mut self) {
         // The current version stops being current; snapshots may keep it alive.
         self.ledger.record_retire(self.current.load().bytes());
-    }
-}
-
-impl<K, V> Default for SnapshotMap<K, V> {
-    /// Same as [`SnapshotMap::new`].
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for SnapshotMap<K, V, S> {
-    /// Lists the current version's entries.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.snapshot(), f)
-    }
-}
-
-impl<K, V, S> FromIterator<(K, V)> for SnapshotMap<K, V, S>
-where
-    K: Hash + Eq,
-    S: BuildHasher + Default,
-{
-    /// Builds version 0 from the pairs (nothing is published).
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut table = HashMap::with_hasher(S::default());
-        table.extend(iter);
-        let allocation = table.allocation_size();
-        Self::from_table(table, allocation)
-    }
-}
-
-impl<K, V, S> Extend<(K, V)> for &SnapshotMap<K, V, S>
-where
-    K: Hash + Eq + Clone,
-    V: Clone,
-    S: BuildHasher + Clone,
-{
-    /// Inserts every pair in one batch: one copy, one publish.
-    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
-        self.batch(|txn| txn.extend(iter));
-    }
-}
-
-impl<K, V, S> Extend<(K, V)> for SnapshotMap<K, V, S>
-where
-    K: Hash + Eq + Clone,
-    V: Clone,
-    S: BuildHasher + Clone,
-{
-    /// Inserts every pair in one batch: one copy, one publish.
-    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
-        let mut shared = &*self;
-        shared.extend(iter);
     }
 }

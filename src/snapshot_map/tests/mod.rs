@@ -11,4 +11,5 @@ mod conditional;
 mod diff;
 mod differential;
 mod locks;
+mod traits;
 mod watch;
