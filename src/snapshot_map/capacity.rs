@@ -55,9 +55,7 @@ where
     /// assert!(map.capacity() >= 64);
     /// ```
     pub fn with_capacity_and_hasher(capacity: usize, hasher: S) -> Self {
-        let table = HashMap::with_capacity_and_hasher(capacity, hasher);
-        let allocation = table.allocation_size();
-        Self::from_table(table, allocation)
+        Self::from_hash_map(HashMap::with_capacity_and_hasher(capacity, hasher))
     }
 }
 

@@ -323,6 +323,13 @@ where
     K: Hash + Eq,
     S: BuildHasher,
 {
+    /// A map whose version 0 is `table` (for the crate's builders: collect,
+    /// deserialize).
+    pub(crate) fn from_hash_map(table: HashMap<K, V, S>) -> Self {
+        let allocation = table.allocation_size();
+        Self::from_table(table, allocation)
+    }
+
     /// `key`'s value in the current version, as a short-lived reference that
     /// keeps that version alive (see [`SnapshotRef`]). Takes no lock and
     /// touches no shared reference count.

@@ -108,8 +108,7 @@ where
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let mut table = HashMap::with_hasher(S::default());
         table.extend(iter);
-        let allocation = table.allocation_size();
-        Self::from_table(table, allocation)
+        Self::from_hash_map(table)
     }
 }
 

@@ -108,7 +108,7 @@ fn from_iter_and_extend_fill_the_map_like_inserts() {
     (&map).extend([(4, 40)]);
     let source = std::collections::HashMap::from([(5, 50), (1, 10)]);
     map.extend(&source);
-    (&map).extend(source.iter().map(|(k, v)| (k, v)));
+    (&map).extend(source.iter());
     let mut seen: Vec<(u32, u32)> = map
         .pin()
         .entries()
