@@ -265,7 +265,9 @@ impl<'m, K, V, S> Watcher<'m, K, V, S> {
         }
     }
 
-    /// As [`wait`](Watcher::wait), giving up after `timeout`.
+    /// As [`wait`](Watcher::wait), giving up after `timeout`. (Inside a batch
+    /// of the same map it can only time out: nothing is published until the
+    /// batch returns.)
     ///
     /// # Examples
     ///

@@ -162,6 +162,8 @@ fn a_panicking_comparison_leaves_the_map_as_it_was() {
     }));
     assert!(panicked.is_err());
     assert_eq!((map.version(), map.get(&1).map(|v| v.0)), (1, Some(1)));
+    // It panicked in the first check, before taking the lock: not an aborted write.
+    assert_eq!(map.stats().aborted, 0);
     map.insert(2, Explosive(2)); // the lock is free
 }
 
