@@ -21,6 +21,8 @@ pub(crate) const REENTRANT_WRITE: &str =
      it would deadlock. Inside a batch, write through the `Batch` handle";
 
 /// A per-thread id, never reused: 0 is no thread, the first thread to write gets 1.
+/// (`Relaxed` increments: uniqueness is all that matters, and every read-modify-
+/// write of one atomic sees the latest value whatever its ordering.)
 static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
 
 #[cfg(not(loom))]
@@ -68,10 +70,12 @@ impl WriterLock {
     /// With [`REENTRANT_WRITE`] if this thread already holds it.
     pub(crate) fn lock(&self) -> WriterGuard<'_> {
         let me = current_thread();
+        // Relaxed: see `owner` — only this thread ever stores `me`.
         if me != 0 && self.owner.load(Ordering::Relaxed) == me {
             panic!("{REENTRANT_WRITE}");
         }
         let guard = sync::lock(&self.lock);
+        // Relaxed: read back only by this thread (see `owner`).
         self.owner.store(me, Ordering::Relaxed);
         WriterGuard {
             owner: &self.owner,
@@ -83,6 +87,7 @@ impl WriterLock {
     /// to publish would wait forever).
     pub(crate) fn held_by_current_thread(&self) -> bool {
         let me = current_thread();
+        // Relaxed: see `owner`.
         me != 0 && self.owner.load(Ordering::Relaxed) == me
     }
 }
@@ -96,6 +101,8 @@ pub(crate) struct WriterGuard<'a> {
 
 impl Drop for WriterGuard<'_> {
     fn drop(&mut self) {
+        // Relaxed: see `owner`; the unlock that follows publishes it to the next
+        // holder anyway.
         self.owner.store(0, Ordering::Relaxed);
     }
 }
