@@ -71,6 +71,23 @@
 //! different keys are independent — there is no multi-key atomicity, and iteration
 //! is not a snapshot. `len` is exact when no writer is running.
 //!
+//! # Optional features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `crossbeam-epoch` | on | the default reclamation backend, [`reclaim::CrossbeamEpoch`] |
+//! | `serde` | off | `Serialize` for [`SnapshotMap`] (its current version) and [`Snapshot`], as a map; `Deserialize` for [`SnapshotMap`], into a new map whose version 0 holds the entries |
+//! | `rayon` | off | parallel iteration over a [`Snapshot`]: `snapshot.par_iter()` (rayon's `IntoParallelRefIterator`), yielding `(&K, &V)` through `SnapshotParIter` |
+//!
+//! ```toml
+//! [dependencies]
+//! readmostly = { version = "0.1", features = ["serde", "rayon"] }
+//! ```
+//!
+//! Both are optional dependencies: without the features, neither crate is built.
+//! The minimum supported Rust version (`rust-version` in `Cargo.toml`) covers
+//! every feature; CI checks it against what each dependency declares.
+//!
 //! # Guards and async code
 //!
 //! [`SyncMap::pin`] returns a [`Pinned`] handle that keeps references valid. It is
@@ -94,9 +111,13 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod classic;
+#[cfg(feature = "rayon")]
+mod rayon_impls;
 pub mod reclaim;
 #[cfg(feature = "etcd")]
 pub mod replica;
+#[cfg(feature = "serde")]
+mod serde_impls;
 mod snapshot_map;
 mod stats;
 mod sync;
@@ -104,9 +125,11 @@ mod sync_map;
 #[cfg(test)]
 mod test_support;
 
+#[cfg(feature = "rayon")]
+pub use rayon_impls::SnapshotParIter;
 pub use snapshot_map::{
-    Batch, Change, Changed, Diff, Snapshot, SnapshotIntoIter, SnapshotIter, SnapshotMap,
-    SnapshotRef, SnapshotStats, Watcher,
+    Batch, Change, Changed, Diff, Snapshot, SnapshotCompareExchangeError, SnapshotIntoIter,
+    SnapshotIter, SnapshotMap, SnapshotRef, SnapshotStats, Watcher,
 };
 pub use stats::Stats;
 pub use sync_map::{CompareExchangeError, Iter, LoadOrStore, Pinned, SyncMap};
