@@ -71,17 +71,53 @@
 //! different keys are independent — there is no multi-key atomicity, and iteration
 //! is not a snapshot. `len` is exact when no writer is running.
 //!
+//! # Optional features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `crossbeam-epoch` | on | the default reclamation backend, [`reclaim::CrossbeamEpoch`] |
+//! | `serde` | off | `Serialize` for [`SnapshotMap`] (its current version) and [`Snapshot`], as a map; `Deserialize` for [`SnapshotMap`], into a new map whose version 0 holds the entries |
+//! | `rayon` | off | parallel iteration over a [`Snapshot`]: `snapshot.par_iter()` (rayon's `IntoParallelRefIterator`), yielding `(&K, &V)` through `SnapshotParIter` |
+//!
+//! ```toml
+//! [dependencies]
+//! readmostly = { version = "0.1", features = ["serde", "rayon"] }
+//! ```
+//!
+//! Both are optional dependencies: without the features, neither crate is built.
+//! The minimum supported Rust version (`rust-version` in `Cargo.toml`) covers
+//! every feature; CI checks it against what each dependency declares.
+//!
 //! # Guards and async code
 //!
 //! [`SyncMap::pin`] returns a [`Pinned`] handle that keeps references valid. It is
 //! not `Send`; in async code, finish with it before an `.await`, or use the
 //! guard-free methods that return owned values ([`SyncMap::get_cloned`],
 //! [`SyncMap::insert`], [`SyncMap::remove`]).
+//!
+//! # Beyond one process: an etcd replica (feature `etcd`)
+//!
+//! With the `etcd` feature, `readmostly::replica::Replica` keeps a [`SnapshotMap`]
+//! equal to one key prefix of an etcd cluster, so a fleet of processes serves a
+//! shared routing or config table from memory. It reads the prefix at one revision
+//! and follows etcd's watch: each etcd revision — a put, a delete, a multi-key
+//! transaction — becomes one version, so readers never see half of one, and each
+//! version is paired with the revision it reflects. A dropped connection resumes
+//! after the last applied revision; a compaction past it makes the replica re-read
+//! the prefix and publish it whole. Replicas agree only eventually: at one instant
+//! two may be at different revisions. The module's docs state the guarantees
+//! exactly. Without the feature, nothing of it (nor its dependencies) is built.
 #![deny(missing_docs, unsafe_op_in_unsafe_fn, rustdoc::broken_intra_doc_links)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod classic;
+#[cfg(feature = "rayon")]
+mod rayon_impls;
 pub mod reclaim;
+#[cfg(feature = "etcd")]
+pub mod replica;
+#[cfg(feature = "serde")]
+mod serde_impls;
 mod snapshot_map;
 mod stats;
 mod sync;
@@ -89,9 +125,11 @@ mod sync_map;
 #[cfg(test)]
 mod test_support;
 
+#[cfg(feature = "rayon")]
+pub use rayon_impls::SnapshotParIter;
 pub use snapshot_map::{
-    Batch, Change, Changed, Diff, Snapshot, SnapshotIntoIter, SnapshotIter, SnapshotMap,
-    SnapshotRef, SnapshotStats, Watcher,
+    Batch, Change, Changed, Diff, Snapshot, SnapshotCompareExchangeError, SnapshotIntoIter,
+    SnapshotIter, SnapshotMap, SnapshotRef, SnapshotStats, Watcher,
 };
 pub use stats::Stats;
 pub use sync_map::{CompareExchangeError, Iter, LoadOrStore, Pinned, SyncMap};

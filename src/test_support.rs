@@ -1,7 +1,8 @@
 //! Helpers shared by the unit tests of both maps (`sync_map/tests/` for
 //! [`SyncMap`], `classic/tests/` for [`ClassicSyncMap`]): a drop-counting value
-//! type with a per-test log, flush helpers for the reclaimer, a small PRNG, and
-//! the state of an entry's slot.
+//! type with a per-test log, flush helpers for the reclaimer, a small PRNG, the
+//! state of an entry's slot, and the hang watchdog (`no_hang`, shared with the
+//! integration targets).
 //!
 //! (The integration targets in `src/tests/` have their own helpers in
 //! `src/tests/common/`: they see only the public API, and this module is compiled
@@ -20,6 +21,13 @@ use crate::reclaim::{DefaultReclaim, Reclaim};
 use crate::sync_map::entry::Entry;
 use crate::sync_map::value;
 use crate::{Stats, SyncMap};
+
+// One watchdog for unit and integration tests: the file lives with the
+// integration targets' helpers and is compiled here too.
+#[path = "tests/common/watchdog.rs"]
+mod watchdog;
+#[allow(unused_imports)] // what a given test build uses varies
+pub(crate) use watchdog::{no_hang, watchdog, HANG_LIMIT};
 
 /// How long a flush helper waits for garbage to be freed before failing. Generous:
 /// the crossbeam-epoch collector is global, so a test running in parallel that
@@ -262,4 +270,24 @@ fn counted_values_are_dropped_once() {
     assert_eq!((log.alive(), log.dropped()), (1, 1));
     drop(b);
     log.flush_until_all_dropped();
+}
+
+#[test]
+fn the_watchdog_returns_what_the_body_returns() {
+    assert_eq!(no_hang(|| 6 * 7), 42);
+}
+
+#[test]
+#[should_panic(expected = "on purpose")]
+fn the_watchdog_re_raises_the_body_s_panic() {
+    no_hang(|| panic!("on purpose"));
+}
+
+#[test]
+#[should_panic(expected = "did not finish")]
+fn the_watchdog_fails_a_body_that_hangs() {
+    // A body that never finishes: parked for good (left behind when the test ends).
+    watchdog(Duration::from_millis(50), || loop {
+        std::thread::park();
+    });
 }

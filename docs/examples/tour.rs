@@ -46,7 +46,7 @@ fn main() {
         let key = format!("flag-{}", flips % 1_000);
         flags.pin().update(key.as_str(), |on| !on);
         flips += 1;
-        if flips % 10_000 == 0 {
+        if flips.is_multiple_of(10_000) {
             let pinned = flags.pin();
             let new_key = format!("new-flag-{flips}");
             assert!(matches!(

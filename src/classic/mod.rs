@@ -43,7 +43,7 @@ use crate::reclaim::{DefaultReclaim, Ledger, Reclaim};
 use crate::stats::{Counters, Stats};
 use crate::sync::{self, Arc, AtomicIsize, AtomicUsize, Mutex};
 use crate::sync_map::garbage::retire_value;
-use crate::sync_map::table::Table;
+use crate::sync_map::table::{find, Table};
 use crate::LoadOrStore;
 
 /// Go's `sync.Map`, ported faithfully; see the [module docs](self).
@@ -275,6 +275,29 @@ where
         self.pin().remove(key).cloned()
     }
 
+    /// Removes `key` if `remove` returns true for its value, returning a clone
+    /// of the removed value; see [`ClassicPinned::remove_if`]. With
+    /// `|v| v == &old` this is Go's `CompareAndDelete`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::classic::ClassicSyncMap;
+    ///
+    /// let map = ClassicSyncMap::new();
+    /// map.insert("lease", 7);
+    /// assert_eq!(map.remove_if("lease", |v| *v == 8), None);
+    /// assert_eq!(map.remove_if("lease", |v| *v == 7), Some(7));
+    /// ```
+    pub fn remove_if<Q>(&self, key: &Q, remove: impl FnMut(&V) -> bool) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        self.pin().remove_if(key, remove).cloned()
+    }
+
     /// Publishes the dirty table now (dropping removed keys' entries).
     ///
     /// # Examples
@@ -430,6 +453,43 @@ where
         self.map.remove_key(&self.guard, key)
     }
 
+    /// Removes `key` if `remove` returns true for its current value, and
+    /// returns the removed value, valid while this handle lives. Go's
+    /// `CompareAndDelete` is `remove_if(key, |v| v == &old)`.
+    ///
+    /// As in Go: the key is looked up like [`get`](Self::get) (a key not in the
+    /// read table while new keys are pending takes the lock and counts a miss),
+    /// then removed with a compare-and-swap on its entry, without the lock. If
+    /// another writer changes the value in between, `remove` is asked again
+    /// about the new value, so it may run more than once; it never runs under
+    /// the lock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::classic::ClassicSyncMap;
+    ///
+    /// let map = ClassicSyncMap::new();
+    /// map.insert("lease", 7);
+    /// let pinned = map.pin();
+    /// assert_eq!(pinned.remove_if("lease", |v| *v == 8), None);
+    /// assert_eq!(pinned.remove_if("lease", |v| *v == 7), Some(&7));
+    /// assert_eq!(pinned.get("lease"), None);
+    /// ```
+    pub fn remove_if<Q>(&self, key: &Q, remove: impl FnMut(&V) -> bool) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.map.hash(key);
+        let entry = self.map.lookup(&self.guard, hash, key)?;
+        // A delete in the read table leaves a tombstone (counted toward
+        // compaction); one of an entry found in the dirty table only does not.
+        let read = self.map.read_side.read.load(&self.guard);
+        let in_read = find(read.table, hash, key).is_some_and(|e| core::ptr::eq(&**e, entry));
+        self.map.delete(&self.guard, entry, in_read, remove)
+    }
+
     /// The live entries (Go's `Range`, which promotes first if new keys are
     /// pending).
     ///
@@ -467,5 +527,110 @@ impl<K, V, S, R: Reclaim> fmt::Debug for ClassicSyncMap<K, V, S, R> {
         f.debug_struct("ClassicSyncMap")
             .field("len", &self.len())
             .finish_non_exhaustive()
+    }
+}
+
+impl<K, V, S, R> FromIterator<(K, V)> for ClassicSyncMap<K, V, S, R>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher + Default,
+    R: Reclaim,
+{
+    /// Inserts every pair, then promotes once, so every key is in the read table.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::classic::ClassicSyncMap;
+    ///
+    /// let map: ClassicSyncMap<_, _> = (0..3).map(|i| (i, i * 10)).collect();
+    /// assert_eq!(map.pin().get(&2), Some(&20));
+    /// assert_eq!(map.stats().promotions, 1);
+    /// ```
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut map = Self::with_hasher_and_reclaim(S::default(), R::default());
+        map.extend(iter);
+        map.promote();
+        map
+    }
+}
+
+impl<K, V, S, R> Extend<(K, V)> for &ClassicSyncMap<K, V, S, R>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+    R: Reclaim,
+{
+    /// Inserts every pair (Go's `Store`), under one guard.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::classic::ClassicSyncMap;
+    ///
+    /// let map = ClassicSyncMap::new();
+    /// (&map).extend([(1, 'a'), (2, 'b')]);
+    /// assert_eq!(map.len(), 2);
+    /// ```
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        let pinned = self.pin();
+        for (key, value) in iter {
+            pinned.insert(key, value);
+        }
+    }
+}
+
+impl<K, V, S, R> Extend<(K, V)> for ClassicSyncMap<K, V, S, R>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    S: BuildHasher,
+    R: Reclaim,
+{
+    /// Inserts every pair (Go's `Store`), under one guard.
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        let mut shared = &*self;
+        shared.extend(iter);
+    }
+}
+
+impl<'a, K, V, S, R> Extend<(&'a K, &'a V)> for &ClassicSyncMap<K, V, S, R>
+where
+    K: Hash + Eq + Send + Copy + 'static,
+    V: Send + Copy + 'static,
+    S: BuildHasher,
+    R: Reclaim,
+{
+    /// Inserts a copy of every pair, as `HashMap`'s `Extend<(&K, &V)>` does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::classic::ClassicSyncMap;
+    /// use std::collections::HashMap;
+    ///
+    /// let source = HashMap::from([(1, 10), (2, 20)]);
+    /// let mut map = ClassicSyncMap::new();
+    /// map.extend(&source);
+    /// assert_eq!(map.pin().get(&2), Some(&20));
+    /// ```
+    fn extend<I: IntoIterator<Item = (&'a K, &'a V)>>(&mut self, iter: I) {
+        self.extend(iter.into_iter().map(|(k, v)| (*k, *v)));
+    }
+}
+
+impl<'a, K, V, S, R> Extend<(&'a K, &'a V)> for ClassicSyncMap<K, V, S, R>
+where
+    K: Hash + Eq + Send + Copy + 'static,
+    V: Send + Copy + 'static,
+    S: BuildHasher,
+    R: Reclaim,
+{
+    /// Inserts a copy of every pair, as `HashMap`'s `Extend<(&K, &V)>` does.
+    fn extend<I: IntoIterator<Item = (&'a K, &'a V)>>(&mut self, iter: I) {
+        let mut shared = &*self;
+        shared.extend(iter);
     }
 }

@@ -7,6 +7,7 @@ use core::hash::{BuildHasher, Hash};
 
 use hashbrown::HashMap;
 
+use super::graveyard::Graveyard;
 use super::snapshot::SnapshotIter;
 use super::version::Version;
 
@@ -21,6 +22,13 @@ use super::version::Version;
 /// the copy. A batch that changes nothing copies and publishes nothing. Writers
 /// are serialized: while a batch is open, other writers wait, and readers keep
 /// reading the version the batch started from.
+///
+/// Values the batch replaces or removes without handing them to you
+/// ([`update`](Batch::update), [`retain`](Batch::retain), [`clear`](Batch::clear),
+/// `extend`) are dropped after the writer lock is released, when the batch has
+/// ended: their `Drop` may write to the map. Values it hands back
+/// ([`insert`](Batch::insert), [`remove`](Batch::remove)) are dropped wherever
+/// the closure drops them.
 ///
 /// # Examples
 ///
@@ -43,6 +51,8 @@ pub struct Batch<'a, K, V, S> {
     /// Entries cloned from `base` into `next`; `None` when `next` was built
     /// from scratch (or not at all).
     copied: Option<usize>,
+    /// What the batch took out of `next`, dropped after the writer lock is released.
+    buried: Graveyard<K, V, S>,
 }
 
 impl<'a, K, V, S> Batch<'a, K, V, S> {
@@ -51,6 +61,7 @@ impl<'a, K, V, S> Batch<'a, K, V, S> {
             base,
             next: None,
             copied: None,
+            buried: Graveyard::new(),
         }
     }
 
@@ -59,9 +70,21 @@ impl<'a, K, V, S> Batch<'a, K, V, S> {
         self.next.as_ref().unwrap_or(&self.base.table)
     }
 
-    /// The new table, if the batch changed anything, and the entries it copied.
-    pub(crate) fn into_changes(self) -> Option<(HashMap<K, V, S>, Option<usize>)> {
-        self.next.map(|table| (table, self.copied))
+    /// Whether the batch started from `version`.
+    pub(crate) fn is_based_on(&self, version: &Version<K, V, S>) -> bool {
+        core::ptr::eq(self.base, version)
+    }
+
+    /// The new table, if the batch changed anything, and the entries it copied;
+    /// and what the batch took out of its copy, to drop once the lock is released.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn into_parts(
+        self,
+    ) -> (
+        Option<(HashMap<K, V, S>, Option<usize>)>,
+        Graveyard<K, V, S>,
+    ) {
+        (self.next.map(|table| (table, self.copied)), self.buried)
     }
 
     /// The number of the version this batch started from; it publishes the next.
@@ -130,6 +153,24 @@ impl<'a, K, V, S> Batch<'a, K, V, S> {
     /// ```
     pub fn is_empty(&self) -> bool {
         self.view().is_empty()
+    }
+
+    /// How many keys the batch's table holds before it must grow: the current
+    /// version's capacity until the first change, then the copy's.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let map: SnapshotMap<u32, u32> = SnapshotMap::new();
+    /// map.batch(|txn| {
+    ///     txn.reserve(100);
+    ///     assert!(txn.capacity() >= 100);
+    /// });
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.view().capacity()
     }
 
     /// The entries as the batch sees them, in arbitrary order.
@@ -210,10 +251,7 @@ where
     /// The table to change, copying the base on the first change.
     fn table(&mut self) -> &mut HashMap<K, V, S> {
         let (base, copied) = (self.base, &mut self.copied);
-        self.next.get_or_insert_with(|| {
-            *copied = Some(base.table.len());
-            base.table.clone()
-        })
+        self.next.get_or_insert_with(|| copy(base, copied))
     }
 
     /// Inserts `value` for `key`, returning the value it replaces in the batch.
@@ -233,6 +271,20 @@ where
     /// ```
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         self.table().insert(key, value)
+    }
+
+    /// Replaces the value of `key`, which must be present, and returns the old
+    /// one (from the copy: the caller drops it, outside the lock).
+    pub(crate) fn replace_value<Q>(&mut self, key: &Q, value: V) -> V
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let slot = self
+            .table()
+            .get_mut(key)
+            .expect("replace_value of a present key");
+        core::mem::replace(slot, value)
     }
 
     /// Removes `key`, returning its value. Removing an absent key changes nothing
@@ -261,7 +313,8 @@ where
 
     /// Replaces `key`'s value with `f(current)` and returns the new value; does
     /// nothing and returns `None` if the key is absent. If `f` panics, the batch
-    /// is aborted like any other panic in it.
+    /// is aborted like any other panic in it. The replaced value is dropped after
+    /// the batch, outside the writer lock.
     ///
     /// # Examples
     ///
@@ -281,13 +334,17 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let new = f(self.get(key)?);
-        let slot = self.table().get_mut(key)?;
-        *slot = new;
+        let table = self
+            .next
+            .get_or_insert_with(|| copy(self.base, &mut self.copied));
+        let slot = table.get_mut(key)?;
+        self.buried.value(core::mem::replace(slot, new));
         Some(slot)
     }
 
     /// Keeps only the entries for which `keep` returns true. Removing nothing
-    /// changes nothing.
+    /// changes nothing. Removed entries of the batch's copy are dropped after the
+    /// batch, outside the writer lock.
     ///
     /// # Examples
     ///
@@ -300,7 +357,9 @@ where
     /// ```
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
         if let Some(table) = &mut self.next {
-            table.retain(|k, v| keep(k, v));
+            for (k, v) in table.extract_if(|k, v| !keep(k, v)) {
+                self.buried.entry(k, v);
+            }
             return;
         }
         // Not copied yet: copy only what is kept, and nothing at all if `keep`
@@ -321,7 +380,8 @@ where
         }
     }
 
-    /// Removes every key, without copying the current table.
+    /// Removes every key, without copying the current table. (A copy made by
+    /// earlier changes is dropped after the batch, outside the writer lock.)
     ///
     /// # Examples
     ///
@@ -337,8 +397,105 @@ where
     /// ```
     pub fn clear(&mut self) {
         let hasher = self.view().hasher().clone();
-        self.next = Some(HashMap::with_hasher(hasher));
+        if let Some(copy) = self.next.replace(HashMap::with_hasher(hasher)) {
+            self.buried.table(copy);
+        }
         self.copied = None;
+    }
+
+    /// Makes room for at least `additional` more keys, so that inserting them
+    /// does not grow the table step by step. Copies the table (sized for them
+    /// at once) if it has not been copied yet and lacks the room; does nothing
+    /// when the room is there.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let map: SnapshotMap<u32, u32> = SnapshotMap::new();
+    /// map.batch(|txn| {
+    ///     txn.reserve(10_000);
+    ///     txn.extend((0..10_000).map(|i| (i, i)));
+    /// });
+    /// assert_eq!(map.len(), 10_000);
+    /// ```
+    pub fn reserve(&mut self, additional: usize) {
+        let view = self.view();
+        if view.capacity() - view.len() >= additional {
+            return;
+        }
+        match &mut self.next {
+            Some(table) => table.reserve(additional),
+            None => {
+                let base = &self.base.table;
+                let mut table = HashMap::with_capacity_and_hasher(
+                    base.len().saturating_add(additional),
+                    base.hasher().clone(),
+                );
+                table.extend(base.iter().map(|(k, v)| (k.clone(), v.clone())));
+                self.copied = Some(base.len());
+                self.next = Some(table);
+            }
+        }
+    }
+
+    /// Shrinks the table to the smallest that holds its keys, if that frees
+    /// memory; otherwise changes nothing (and copies nothing).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SnapshotMap;
+    ///
+    /// let map: SnapshotMap<u32, u32> = SnapshotMap::new();
+    /// map.reserve(1000);
+    /// map.batch(|txn| txn.shrink_to_fit());
+    /// assert!(map.capacity() < 1000);
+    /// ```
+    pub fn shrink_to_fit(&mut self) {
+        match &mut self.next {
+            Some(table) => table.shrink_to_fit(),
+            None => {
+                let base = &self.base.table;
+                let mut table =
+                    HashMap::with_capacity_and_hasher(base.len(), base.hasher().clone());
+                if table.capacity() >= base.capacity() {
+                    return;
+                }
+                table.extend(base.iter().map(|(k, v)| (k.clone(), v.clone())));
+                self.copied = Some(base.len());
+                self.next = Some(table);
+            }
+        }
+    }
+
+    /// Closes the batch before it is published: gives memory back if it removed
+    /// keys and left its copy under a quarter full. Rehashes (runs `Hash`).
+    pub(crate) fn seal(&mut self) {
+        if let Some(table) = &mut self.next {
+            if table.len() < self.base.table.len() {
+                trim(table);
+            }
+        }
+    }
+}
+
+/// A copy of `base`'s table, noting how many entries it cloned.
+fn copy<K: Clone, V: Clone, S: Clone>(
+    base: &Version<K, V, S>,
+    copied: &mut Option<usize>,
+) -> HashMap<K, V, S> {
+    *copied = Some(base.table.len());
+    base.table.clone()
+}
+
+/// Shrinks a table about to be published if it is large and under a quarter
+/// full: a copy keeps its source's capacity, so after mass removals this gives
+/// the memory back (one rehash of what is left, cheaper than the copy was).
+pub(crate) fn trim<K: Hash + Eq, V, S: BuildHasher>(table: &mut HashMap<K, V, S>) {
+    if table.capacity() > 64 && table.len() * 4 < table.capacity() {
+        table.shrink_to_fit();
     }
 }
 
@@ -348,12 +505,41 @@ where
     V: Clone,
     S: BuildHasher + Clone,
 {
-    /// Inserts every pair (an empty iterator changes nothing).
+    /// Inserts every pair (an empty iterator changes nothing). Values replaced
+    /// are dropped after the batch, outside the writer lock.
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
         let mut iter = iter.into_iter().peekable();
-        if iter.peek().is_some() {
-            self.table().extend(iter);
+        if iter.peek().is_none() {
+            return;
         }
+        let (lower, _) = iter.size_hint();
+        let table = self
+            .next
+            .get_or_insert_with(|| copy(self.base, &mut self.copied));
+        // As `HashMap::extend` reserves: all of the hint when empty, half otherwise
+        // (duplicates are likely when the table already has keys).
+        table.reserve(if table.is_empty() {
+            lower
+        } else {
+            lower.div_ceil(2)
+        });
+        for (key, value) in iter {
+            if let Some(old) = table.insert(key, value) {
+                self.buried.value(old);
+            }
+        }
+    }
+}
+
+impl<'a, K, V, S> Extend<(&'a K, &'a V)> for Batch<'_, K, V, S>
+where
+    K: Hash + Eq + Copy,
+    V: Copy,
+    S: BuildHasher + Clone,
+{
+    /// Inserts a copy of every pair, as `HashMap`'s `Extend<(&K, &V)>` does.
+    fn extend<I: IntoIterator<Item = (&'a K, &'a V)>>(&mut self, iter: I) {
+        self.extend(iter.into_iter().map(|(k, v)| (*k, *v)));
     }
 }
 

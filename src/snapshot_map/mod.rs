@@ -19,23 +19,38 @@
 //! its last holder (a snapshot, an in-flight read) drops it — on that holder's
 //! thread, with no collector and no grace period to wait for.
 //!
+//! User code and the writer lock: a batch's closure and the `Hash`, `Eq` and
+//! `Clone` calls of building the copy run under the lock (they are the
+//! transaction). Everything else runs after it is released: waking watchers,
+//! dropping the replaced version, and dropping what the batch replaced or
+//! removed in its copy. A write started by the thread holding the lock panics
+//! instead of deadlocking (`writer`).
+//!
 //! Module map: `version` (one published table), `snapshot` (the handle and its
 //! iterators, and the short-lived [`SnapshotRef`]), `batch` (the transaction),
+//! `graveyard` (what a batch drops after the lock), `writer` (the writer lock
+//! and its owner), `conditional` (`compare_exchange`, `remove_if`), `capacity`
+//! (what capacity means for a copy-on-write map), `traits` (`Clone`,
+//! `PartialEq`, `FromIterator`, `Extend`, …),
 //! `diff` (changes between versions), `watch` (waiting for the next version),
 //! `stats` (the version ledger).
 
 mod batch;
+mod capacity;
+mod conditional;
 mod diff;
+mod graveyard;
 mod snapshot;
 mod stats;
+mod traits;
 mod version;
 mod watch;
+mod writer;
 
 #[cfg(test)]
 mod tests;
 
 use core::borrow::Borrow;
-use core::fmt;
 use core::hash::{BuildHasher, Hash};
 use std::collections::hash_map::RandomState;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -44,16 +59,19 @@ use crossbeam_utils::CachePadded;
 use hashbrown::HashMap;
 
 pub use batch::Batch;
+pub use conditional::SnapshotCompareExchangeError;
 pub use diff::{Change, Diff};
 pub use snapshot::{Snapshot, SnapshotIntoIter, SnapshotIter, SnapshotRef};
 pub use stats::SnapshotStats;
 pub use watch::{Changed, Watcher};
 
+use batch::trim;
 use stats::Ledger;
 use version::Version;
 use watch::Watch;
+use writer::WriterLock;
 
-use crate::sync::{self, Arc, Mutex, Published};
+use crate::sync::{Arc, Published};
 
 /// A concurrent map for tables that are read constantly and rewritten as a
 /// whole — routing tables, configuration, feature flags — where every reader
@@ -96,6 +114,26 @@ use crate::sync::{self, Arc, Mutex, Published};
 /// whoever drops its last holder; a panicking `Drop` propagates there, as it
 /// would from an `Arc<HashMap>`.
 ///
+/// # User code and the writer lock
+///
+/// Writers hold one writer lock while they build the next version, so the user
+/// code that builds it runs under the lock: a batch's closure, the closures of
+/// [`update`](SnapshotMap::update) and [`retain`](SnapshotMap::retain), and the
+/// `Hash`, `Eq`, `Clone` (and for the conditional writes `PartialEq` or
+/// predicate) calls made while copying and editing the table. Other writers wait
+/// meanwhile; readers never do. Nothing else runs under the lock: watchers'
+/// wakers are woken, and replaced or removed values and old versions are
+/// dropped, after it is released — a waker whose executor polls inline, or a
+/// `Drop`, may write to the map.
+///
+/// Code running under the lock must not write to the same map — it would wait
+/// for itself. Such a write **panics** with a message saying so, instead of
+/// deadlocking; the panic aborts the batch like any other. Inside a batch,
+/// write through the [`Batch`] handle. Reading the map under the lock is fine
+/// (`get`, `snapshot`, `len`, … see the version the batch started from), and so
+/// is writing to another map — though two batches that each write to the other's
+/// map from two threads deadlock, as any two locks taken in opposite orders do.
+///
 /// # Examples
 ///
 /// ```
@@ -117,7 +155,7 @@ pub struct SnapshotMap<K, V, S = RandomState> {
     /// The current version: what every read touches, and only publish writes.
     current: CachePadded<Published<Version<K, V, S>>>,
     /// Serializes writers: at most one batch is open at a time.
-    writer: Mutex<()>,
+    writer: WriterLock,
     watch: Watch,
     ledger: Arc<Ledger>,
 }
@@ -164,7 +202,7 @@ impl<K, V, S> SnapshotMap<K, V, S> {
         let first = Version::new(table, allocation, 0, &ledger);
         SnapshotMap {
             current: CachePadded::new(Published::new(first)),
-            writer: Mutex::new(()),
+            writer: WriterLock::new(),
             watch: Watch::new(0),
             ledger,
         }
@@ -285,6 +323,13 @@ where
     K: Hash + Eq,
     S: BuildHasher,
 {
+    /// A map whose version 0 is `table` (for the crate's builders: collect,
+    /// deserialize).
+    pub(crate) fn from_hash_map(table: HashMap<K, V, S>) -> Self {
+        let allocation = table.allocation_size();
+        Self::from_table(table, allocation)
+    }
+
     /// `key`'s value in the current version, as a short-lived reference that
     /// keeps that version alive (see [`SnapshotRef`]). Takes no lock and
     /// touches no shared reference count.
@@ -352,14 +397,12 @@ where
         self.current.load().table.contains_key(key)
     }
 
-    /// Publishes `table` as the next version and returns the one it replaced.
-    fn publish(&self, mut table: HashMap<K, V, S>, copied: Option<usize>) -> Snapshot<K, V, S> {
-        // A copy keeps its source's capacity: after mass removals, give the
-        // memory back (one rehash of what is left, cheaper than the copy was).
-        if table.capacity() > 64 && table.len() * 4 < table.capacity() {
-            table.shrink_to_fit();
-        }
-        // Caller holds `self.writer`: the current version cannot change under us.
+    /// Publishes `table` as the next version; the caller holds the writer lock.
+    /// Returns the version it replaced and the new version's number, which the
+    /// caller announces to watchers ([`Watch::published`]) once it has released
+    /// the lock. Runs no user code.
+    fn publish(&self, table: HashMap<K, V, S>, copied: Option<usize>) -> (Snapshot<K, V, S>, u64) {
+        // The writer lock is held: the current version cannot change under us.
         let number = self.current.load().number + 1;
         let allocation = table.allocation_size();
         let old = self
@@ -370,16 +413,22 @@ where
             Ledger::add(&self.ledger.copies, 1);
             Ledger::add(&self.ledger.copied_entries, copied as u64);
         }
-        // After the swap, so a woken waiter finds the new version current.
-        self.watch.published(number);
-        Snapshot::new(old)
+        (Snapshot::new(old), number)
     }
 
     /// Replaces the whole content with `entries`, publishing one version that
     /// readers see at once; returns the version it replaced (drop it to free it,
     /// or diff it against the new one). Builds the new table from scratch — the
-    /// old one is not copied — and runs the iterator before taking the writer
-    /// lock. A later pair for the same key wins.
+    /// old one is not copied — running the iterator and `Hash`/`Eq` before taking
+    /// the writer lock. A later pair for the same key wins. If the iterator or
+    /// `Hash` panics, nothing is published and the write counts as
+    /// [`aborted`](SnapshotStats::aborted).
+    ///
+    /// # Panics
+    ///
+    /// If called from code running under this map's writer lock (inside a batch
+    /// closure, say): it would deadlock, so it panics instead; see
+    /// [the type's docs](SnapshotMap#user-code-and-the-writer-lock).
     ///
     /// # Examples
     ///
@@ -398,13 +447,30 @@ where
         S: Clone,
     {
         let hasher = self.current.load().table.hasher().clone();
-        let mut table = HashMap::with_hasher(hasher);
-        table.extend(entries);
-        let _writer = sync::lock(&self.writer);
-        self.publish(table, None)
+        let built = catch_unwind(AssertUnwindSafe(|| {
+            let mut table = HashMap::with_hasher(hasher);
+            table.extend(entries);
+            trim(&mut table);
+            table
+        }));
+        let table = built.unwrap_or_else(|panic| {
+            Ledger::add(&self.ledger.aborted, 1);
+            resume_unwind(panic)
+        });
+        let writer = self.writer.lock();
+        let (old, number) = self.publish(table, None);
+        drop(writer);
+        self.watch.published(number);
+        old
     }
 
     /// Removes every key, publishing an empty version.
+    ///
+    /// # Panics
+    ///
+    /// If called from code running under this map's writer lock (inside a batch
+    /// closure, say): it would deadlock, so it panics instead; see
+    /// [the type's docs](SnapshotMap#user-code-and-the-writer-lock).
     ///
     /// # Examples
     ///
@@ -436,7 +502,17 @@ where
     /// The first change copies the table (O(len)); the rest cost what a
     /// `HashMap` operation costs. Other writers wait while `f` runs; readers do
     /// not. If `f` panics, nothing is published and the partial copy is dropped.
-    /// If `f` changes nothing, nothing is copied or published.
+    /// If `f` changes nothing, nothing is copied or published. What the batch
+    /// replaced or removed, and the replaced version, are dropped after the
+    /// writer lock is released.
+    ///
+    /// # Panics
+    ///
+    /// If `f` (or `Hash`/`Eq`/`Clone` code it triggers) writes to this same map
+    /// other than through its [`Batch`] — `map.insert`, another `map.batch`, … —
+    /// that write panics instead of deadlocking, and the batch is aborted.
+    /// Reads of the map inside `f` are fine: they see the version the batch
+    /// started from. See [the type's docs](SnapshotMap#user-code-and-the-writer-lock).
     ///
     /// # Examples
     ///
@@ -459,7 +535,13 @@ where
     }
 
     /// As [`batch`](SnapshotMap::batch), but `f` may fail: if it returns `Err`,
-    /// nothing it did is published and the error is returned.
+    /// nothing it did is published, the error is returned, and the write counts
+    /// as [`aborted`](SnapshotStats::aborted).
+    ///
+    /// # Panics
+    ///
+    /// As `batch`: a write to this same map from inside `f` panics instead of
+    /// deadlocking; reads are fine.
     ///
     /// # Examples
     ///
@@ -484,11 +566,27 @@ where
         &self,
         f: impl FnOnce(&mut Batch<'_, K, V, S>) -> Result<R, E>,
     ) -> Result<R, E> {
-        let writer = sync::lock(&self.writer);
+        let writer = self.writer.lock();
         let base = self.current.load_full();
         let mut batch = Batch::new(&base);
-        let outcome = match catch_unwind(AssertUnwindSafe(|| f(&mut batch))) {
-            Ok(outcome) => outcome,
+        let closed = catch_unwind(AssertUnwindSafe(|| {
+            let outcome = f(&mut batch);
+            if outcome.is_ok() {
+                // Inside the unwind guard: a `Hash` that panics while the copy
+                // is trimmed aborts the batch like a panic in `f`.
+                batch.seal();
+            }
+            outcome
+        }));
+        let out = match closed {
+            Ok(Ok(out)) => out,
+            Ok(Err(error)) => {
+                Ledger::add(&self.ledger.aborted, 1);
+                // Unlock first: the partial copy's entries drop outside the lock.
+                drop(writer);
+                drop(batch);
+                return Err(error);
+            }
             Err(panic) => {
                 Ledger::add(&self.ledger.aborted, 1);
                 // Release the lock unpoisoned, then drop the partial copy.
@@ -497,19 +595,19 @@ where
                 resume_unwind(panic);
             }
         };
-        let out = match outcome {
-            Ok(out) => out,
-            Err(error) => {
-                Ledger::add(&self.ledger.aborted, 1);
-                return Err(error);
-            }
-        };
-        let old = batch
-            .into_changes()
-            .map(|(table, copied)| self.publish(table, copied));
+        let (changes, buried) = batch.into_parts();
+        let published = changes.map(|(table, copied)| self.publish(table, copied));
         drop(writer);
-        // The replaced version (and our `base` handle to it) drop here, outside
-        // the lock: if nothing else holds it, its entries are freed now.
+        // Outside the lock, in this order: wake watchers (an executor may poll
+        // inline and write), then drop what the batch took out of its copy and
+        // the replaced version (and our `base` handle to it) — if nothing else
+        // holds that version, its entries are freed now, and their `Drop` may
+        // write to the map too.
+        let old = published.map(|(old, number)| {
+            self.watch.published(number);
+            old
+        });
+        drop(buried);
         drop(old);
         Ok(out)
     }
@@ -518,6 +616,12 @@ where
     ///
     /// **O(len)**: copies the whole table. To write several keys, use
     /// [`batch`](SnapshotMap::batch), which copies once for all of them.
+    ///
+    /// # Panics
+    ///
+    /// If called from code running under this map's writer lock (inside a batch
+    /// closure, say): it would deadlock, so it panics instead; see
+    /// [the type's docs](SnapshotMap#user-code-and-the-writer-lock).
     ///
     /// # Examples
     ///
@@ -539,6 +643,12 @@ where
     /// **O(len)** when the key is present: copies the whole table. To remove
     /// several keys, use [`batch`](SnapshotMap::batch) or
     /// [`retain`](SnapshotMap::retain).
+    ///
+    /// # Panics
+    ///
+    /// If called from code running under this map's writer lock (inside a batch
+    /// closure, say): it would deadlock, so it panics instead; see
+    /// [the type's docs](SnapshotMap#user-code-and-the-writer-lock).
     ///
     /// # Examples
     ///
@@ -563,7 +673,13 @@ where
     /// no update is lost). Absent key: returns `None` and publishes nothing.
     ///
     /// **O(len)**: copies the whole table. Batch several updates with
-    /// [`batch`](SnapshotMap::batch).
+    /// [`batch`](SnapshotMap::batch). `f` runs under the writer lock; the
+    /// replaced value is dropped after it is released.
+    ///
+    /// # Panics
+    ///
+    /// If `f` panics (nothing is published), or if `f` writes to this same map:
+    /// that write panics instead of deadlocking.
     ///
     /// # Examples
     ///
@@ -585,7 +701,13 @@ where
 
     /// Keeps only the entries for which `keep` returns true, as one atomic
     /// publish (unlike [`SyncMap::retain`](crate::SyncMap::retain)). Copies only
-    /// the kept entries; if it removes nothing, publishes nothing.
+    /// the kept entries; if it removes nothing, publishes nothing. `keep` runs
+    /// under the writer lock; removed entries are dropped after it is released.
+    ///
+    /// # Panics
+    ///
+    /// If `keep` panics (nothing is published), or if `keep` writes to this same
+    /// map: that write panics instead of deadlocking.
     ///
     /// # Examples
     ///
@@ -628,58 +750,5 @@ impl<K, V, S> Drop for SnapshotMap<K, V, S> {
     fn drop(&mut self) {
         // The current version stops being current; snapshots may keep it alive.
         self.ledger.record_retire(self.current.load().bytes());
-    }
-}
-
-impl<K, V> Default for SnapshotMap<K, V> {
-    /// Same as [`SnapshotMap::new`].
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for SnapshotMap<K, V, S> {
-    /// Lists the current version's entries.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.snapshot(), f)
-    }
-}
-
-impl<K, V, S> FromIterator<(K, V)> for SnapshotMap<K, V, S>
-where
-    K: Hash + Eq,
-    S: BuildHasher + Default,
-{
-    /// Builds version 0 from the pairs (nothing is published).
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut table = HashMap::with_hasher(S::default());
-        table.extend(iter);
-        let allocation = table.allocation_size();
-        Self::from_table(table, allocation)
-    }
-}
-
-impl<K, V, S> Extend<(K, V)> for &SnapshotMap<K, V, S>
-where
-    K: Hash + Eq + Clone,
-    V: Clone,
-    S: BuildHasher + Clone,
-{
-    /// Inserts every pair in one batch: one copy, one publish.
-    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
-        self.batch(|txn| txn.extend(iter));
-    }
-}
-
-impl<K, V, S> Extend<(K, V)> for SnapshotMap<K, V, S>
-where
-    K: Hash + Eq + Clone,
-    V: Clone,
-    S: BuildHasher + Clone,
-{
-    /// Inserts every pair in one batch: one copy, one publish.
-    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
-        let mut shared = &*self;
-        shared.extend(iter);
     }
 }

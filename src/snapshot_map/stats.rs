@@ -41,7 +41,14 @@ pub struct SnapshotStats {
     pub copies: u64,
     /// Entries cloned by those copies: the write amplification of copy-on-write.
     pub copied_entries: u64,
-    /// Batches that ended in an error or a panic and published nothing.
+    /// Writes that ended in an error or a panic and published nothing: batches
+    /// (and the single-key writes, which are batches) whose closure returned
+    /// `Err` or panicked, or in which `Hash`, `Eq`, `Clone` or a conditional
+    /// write's `PartialEq` or predicate panicked under the writer lock — also
+    /// while the new table was being built for publishing — and `replace_all`
+    /// calls whose iterator or `Hash` panicked. (A conditional write whose
+    /// condition panics in its first check, before it takes the lock, had not
+    /// started writing and is not counted.)
     pub aborted: u64,
     /// Versions replaced by a newer one.
     pub retired: u64,

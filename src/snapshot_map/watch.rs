@@ -1,15 +1,20 @@
 //! Waiting for the next version: [`Watcher`], blocking or as a future.
 //!
-//! Each publish, still under the writer lock and after the new version is
-//! visible to readers, records its number in `Watch` and wakes everyone waiting:
-//! threads parked on the condition variable and tasks whose wakers are
+//! Each publish, after the new version is visible to readers and after the
+//! writer lock is released, records its number in `Watch` and wakes everyone
+//! waiting: threads parked on the condition variable and tasks whose wakers are
 //! registered. A waiter checks and registers under the same mutex that a
 //! publish records under, so no wake-up falls between the check and the wait.
+//!
+//! No waker code runs under a lock: wakers are cloned before the state mutex is
+//! taken, and woken or dropped after it is released — and after the writer lock
+//! is released, so an executor that polls inline may write to the map.
 
 use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use super::{Snapshot, SnapshotMap};
@@ -45,19 +50,30 @@ impl Watch {
         }
     }
 
-    /// Records that `version` is now current and wakes every waiter.
+    /// Records that `version` is now current and wakes every waiter. Called
+    /// after the writer lock is released, so announcements of two publishes may
+    /// arrive out of order: the recorded number only moves forward.
+    ///
+    /// A waker that panics does not keep the others asleep: every waker is woken,
+    /// then the first panic is re-raised.
     pub(crate) fn published(&self, version: u64) {
         let (wakers, blocked) = {
             let mut state = sync::lock(&self.state);
-            state.version = version;
+            state.version = state.version.max(version);
             (core::mem::take(&mut state.wakers), state.blocked)
         };
         // A thread that blocks after we released the lock saw `version` first.
         if blocked > 0 {
             self.published.notify_all();
         }
+        let mut first_panic = None;
         for (_, waker) in wakers {
-            waker.wake();
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| waker.wake())) {
+                first_panic.get_or_insert(panic);
+            }
+        }
+        if let Some(panic) = first_panic {
+            resume_unwind(panic);
         }
     }
 
@@ -92,19 +108,27 @@ impl Watch {
     /// Registers `waker` under `*id` unless a version after `seen` is already
     /// published; returns whether one is.
     fn register(&self, seen: u64, id: &mut Option<u64>, waker: &Waker) -> bool {
-        let mut state = sync::lock(&self.state);
-        if state.version > seen {
-            return true;
-        }
-        let key = *id.get_or_insert_with(|| {
-            state.next_id += 1;
-            state.next_id
-        });
-        match state.wakers.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, old)) => old.clone_from(waker),
-            None => state.wakers.push((key, waker.clone())),
-        }
-        false
+        // Waker code (clone, drop) runs outside the lock.
+        let mut waker = Some(waker.clone());
+        let published = {
+            let mut state = sync::lock(&self.state);
+            if state.version > seen {
+                true
+            } else {
+                let key = *id.get_or_insert_with(|| {
+                    state.next_id += 1;
+                    state.next_id
+                });
+                match state.wakers.iter_mut().find(|(k, _)| *k == key) {
+                    // The replaced waker comes back out in `waker`.
+                    Some((_, old)) => core::mem::swap(old, waker.as_mut().expect("set above")),
+                    None => state.wakers.push((key, waker.take().expect("set above"))),
+                }
+                false
+            }
+        };
+        drop(waker);
+        published
     }
 
     /// Wakers registered and not yet woken or forgotten.
@@ -115,10 +139,13 @@ impl Watch {
 
     /// Forgets the waker registered under `id`, if it is still there.
     fn forget(&self, id: u64) {
-        let mut state = sync::lock(&self.state);
-        if let Some(at) = state.wakers.iter().position(|(k, _)| *k == id) {
-            state.wakers.swap_remove(at);
-        }
+        let forgotten = {
+            let mut state = sync::lock(&self.state);
+            let at = state.wakers.iter().position(|(k, _)| *k == id);
+            at.map(|at| state.wakers.swap_remove(at))
+        };
+        // The waker's drop (user code) runs outside the lock.
+        drop(forgotten);
     }
 }
 
@@ -208,6 +235,12 @@ impl<'m, K, V, S> Watcher<'m, K, V, S> {
     /// Blocks the thread until a version newer than the last one seen is
     /// published, and returns the newest. Returns at once if one already was.
     ///
+    /// # Panics
+    ///
+    /// If no newer version is published yet and this thread holds the map's
+    /// writer lock (inside a [`batch`](SnapshotMap::batch) closure): no writer
+    /// could publish until the closure returns, so the wait would never end.
+    ///
     /// # Examples
     ///
     /// ```
@@ -223,11 +256,18 @@ impl<'m, K, V, S> Watcher<'m, K, V, S> {
             if let Some(snapshot) = self.try_next() {
                 return snapshot;
             }
+            assert!(
+                !self.map.writer.held_by_current_thread(),
+                "SnapshotMap: Watcher::wait inside a batch of the same map would wait \
+                 forever: no version can be published until the batch returns"
+            );
             self.map.watch.wait_after(self.seen, None);
         }
     }
 
-    /// As [`wait`](Watcher::wait), giving up after `timeout`.
+    /// As [`wait`](Watcher::wait), giving up after `timeout`. (Inside a batch
+    /// of the same map it can only time out: nothing is published until the
+    /// batch returns.)
     ///
     /// # Examples
     ///

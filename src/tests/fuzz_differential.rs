@@ -764,14 +764,27 @@ impl ClassicRun<'_> {
                 map.clear();
                 model.clear();
             }
+            SyncOp::RemoveIf { k, v } => {
+                let expected = match model.get(&k) {
+                    Some(&current) if current == v => model.remove(&k),
+                    _ => None,
+                };
+                assert_eq!(
+                    payload(pinned.remove_if(&k, |x| x.payload == v)),
+                    expected,
+                    "step {at}: {op}"
+                );
+            }
+            SyncOp::Extend(ref pairs) => {
+                let mut target = map;
+                target.extend(pairs.iter().map(|&(k, v)| (keys.track(k), values.track(v))));
+                model.extend(pairs.iter().copied());
+            }
             SyncOp::Promote => map.promote(),
             SyncOp::Flush => map.flush(),
             SyncOp::Iter => assert_classic_contents(pinned, model, at),
             // Not in ClassicSyncMap's API.
-            SyncOp::RemoveIf { .. }
-            | SyncOp::CompareExchange { .. }
-            | SyncOp::Retain(_)
-            | SyncOp::Extend(_) => {}
+            SyncOp::CompareExchange { .. } | SyncOp::Retain(_) => {}
             SyncOp::Hold(_) | SyncOp::End => unreachable!("handled by `block`"),
         }
     }

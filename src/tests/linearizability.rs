@@ -190,7 +190,7 @@ fn record<M: Subject>(seed: u64, threads: usize, ops: usize) -> Vec<Event> {
                     let mut spins = 0u32;
                     while start.load(Ordering::SeqCst) < threads {
                         spins += 1;
-                        if spins % 64 == 0 {
+                        if spins.is_multiple_of(64) {
                             thread::yield_now();
                         } else {
                             std::hint::spin_loop();

@@ -63,7 +63,7 @@ fn readers_never_see_half_a_batch() {
                     assert!(snapshot.version() >= last_version, "versions went back");
                     last_version = snapshot.version();
                     // Other read paths see whole versions too.
-                    if mine % 16 == 0 {
+                    if mine.is_multiple_of(16) {
                         assert_eq!(map.iter().map(|(_, v)| v).sum::<i64>(), TOTAL);
                     }
                     mine += 1;

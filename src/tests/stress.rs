@@ -719,7 +719,7 @@ const COMPACT_ROUNDS: u64 = 40;
 const COMPACT_WORKERS: usize = THREADS - 1;
 
 fn is_survivor(j: u64) -> bool {
-    j % 8 == 0
+    j.is_multiple_of(8)
 }
 
 #[test]

@@ -249,7 +249,7 @@ fn invariant_4_remove_reinsert_racing_promotion_never_lost() {
             s.spawn(move || {
                 let mut i = 0u64;
                 while !done.load(Ordering::Acquire) {
-                    if i % 4 == 0 {
+                    if i.is_multiple_of(4) {
                         map.pin().iter().count();
                     } else {
                         map.promote();

@@ -4,7 +4,7 @@
 //! which checks the structural invariants of `docs/design.md` §3 against the
 //! private state of a quiescent map, small accessors for that state, and — for
 //! tests only — the operations `SyncMap` has and `ClassicSyncMap`'s reduced public
-//! API lacks (`update`, `remove_if`, `compare_exchange`, `retain`, …), built on
+//! API lacks (`compare_exchange`, `retain`, …), built on
 //! the crate-private protocol functions the way the classic `Pinned` built them.
 //! The drop log, flush helpers and PRNG are in `crate::test_support`.
 //!
@@ -12,6 +12,7 @@
 #![cfg(not(loom))]
 
 mod fixes;
+mod go_api;
 mod invariants;
 mod promotion;
 
@@ -297,21 +298,6 @@ where
         Q: Hash + Eq + ?Sized,
     {
         self.get(key).is_some()
-    }
-
-    /// Go's `CompareAndDelete`, generalized: removes `key` if `remove` says so.
-    pub(crate) fn remove_if<Q>(&self, key: &Q, remove: impl FnMut(&V) -> bool) -> Option<&V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let hash = self.map.hash(key);
-        let entry = self.map.lookup(&self.guard, hash, key)?;
-        // A delete in the read table leaves a tombstone (counted toward compaction);
-        // one found in the dirty table only does not.
-        let read = self.map.read_side.read.load(&self.guard);
-        let in_read = find(read.table, hash, key).is_some_and(|e| core::ptr::eq(&**e, entry));
-        self.map.delete(&self.guard, entry, in_read, remove)
     }
 
     /// Go's `CompareAndSwap`.

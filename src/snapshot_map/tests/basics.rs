@@ -179,7 +179,7 @@ fn extend_is_one_batch() {
     let mut map = SnapshotMap::new();
     map.extend((0..10).map(|i| (i, i)));
     (&map).extend((10..20).map(|i| (i, i)));
-    map.extend(std::iter::empty());
+    map.extend(std::iter::empty::<(i32, i32)>());
     assert_eq!((map.len(), map.version()), (20, 2));
 }
 

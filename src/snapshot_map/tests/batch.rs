@@ -147,3 +147,61 @@ fn writers_are_serialized_and_lose_no_update() {
     assert_eq!(map.get_cloned("n"), Some(1000));
     assert_eq!(map.version(), 1000);
 }
+
+std::thread_local! {
+    /// Makes the next `Fragile` hash on this thread panic.
+    static PANIC_ON_HASH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A key whose `Hash` panics once `PANIC_ON_HASH` is set.
+#[derive(Clone, PartialEq, Eq, Debug)]
+struct Fragile(u32);
+
+impl std::hash::Hash for Fragile {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        if PANIC_ON_HASH.with(|armed| armed.replace(false)) {
+            panic!("hash panics on purpose");
+        }
+        self.0.hash(state);
+    }
+}
+
+#[test]
+fn a_batch_whose_publish_panics_counts_as_aborted_and_publishes_nothing() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let map: SnapshotMap<Fragile, Counted> = (0..1000)
+        .map(|i| (Fragile(i), Counted::new(&live)))
+        .collect();
+    let panicked = catch_unwind(AssertUnwindSafe(|| {
+        map.batch(|txn| {
+            txn.retain(|k, _| k.0 < 10);
+            // The batch removed most keys: closing it rehashes the copy into a
+            // smaller table, and that `Hash` panics.
+            PANIC_ON_HASH.with(|armed| armed.set(true));
+        })
+    }));
+    assert!(panicked.is_err());
+    assert!(
+        !PANIC_ON_HASH.with(|armed| armed.get()),
+        "the publish hashed"
+    );
+    assert_eq!((map.version(), map.len()), (0, 1000));
+    assert_eq!(map.stats().aborted, 1);
+    assert_eq!(live.load(Ordering::Relaxed), 1000, "the copy was dropped");
+    map.retain(|k, _| k.0 < 10);
+    assert_eq!((map.version(), map.len()), (1, 10));
+    drop(map);
+    assert_eq!(live.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn a_replace_all_whose_hash_panics_counts_as_aborted() {
+    let map: SnapshotMap<Fragile, u32> = [(Fragile(1), 1)].into_iter().collect();
+    let panicked = catch_unwind(AssertUnwindSafe(|| {
+        PANIC_ON_HASH.with(|armed| armed.set(true));
+        map.replace_all([(Fragile(2), 2)])
+    }));
+    assert!(panicked.is_err());
+    assert_eq!((map.version(), map.stats().aborted), (0, 1));
+    assert_eq!(map.get_cloned(&Fragile(1)), Some(1));
+}

@@ -17,6 +17,13 @@ enum Op {
     Clear,
     ReplaceAll(Vec<(u8, u16)>),
     Batch(Vec<Op>, bool),
+    /// `compare_exchange(k, expected, new)`; `expected` is the key's current
+    /// value when the flag is set (a likely success), else the given guess.
+    CompareExchange(u8, bool, u16, u16),
+    /// `remove_if(k, |v| v == expected)`; same convention.
+    RemoveIf(u8, bool, u16),
+    Reserve(u16),
+    ShrinkToFit,
 }
 
 fn leaf() -> impl Strategy<Value = Op> {
@@ -33,6 +40,11 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         8 => leaf(),
         1 => prop::collection::vec((0u8..32, any::<u16>()), 0..20).prop_map(Op::ReplaceAll),
+        2 => (0u8..32, any::<bool>(), 0u16..4, any::<u16>())
+            .prop_map(|(k, current, guess, new)| Op::CompareExchange(k, current, guess, new)),
+        2 => (0u8..32, any::<bool>(), 0u16..4).prop_map(|(k, current, guess)| Op::RemoveIf(k, current, guess)),
+        1 => (0u16..300).prop_map(Op::Reserve),
+        1 => Just(Op::ShrinkToFit),
         2 => (prop::collection::vec(leaf(), 0..12), any::<bool>())
             .prop_map(|(ops, abort)| Op::Batch(ops, abort)),
     ]
@@ -57,7 +69,7 @@ fn apply_model(model: &mut Model, op: &Op) -> Option<u16> {
             model.clear();
             None
         }
-        Op::ReplaceAll(_) | Op::Batch(..) => unreachable!("not a leaf"),
+        _ => unreachable!("not a leaf"),
     }
 }
 
@@ -98,6 +110,42 @@ fn run(ops: Vec<Op>) {
                 map.replace_all(pairs.iter().copied());
                 model = pairs.iter().copied().collect();
             }
+            Op::CompareExchange(k, use_current, guess, new) => {
+                let expected = match model.get(k) {
+                    Some(v) if *use_current => *v,
+                    _ => *guess,
+                };
+                let want = match model.get(k).copied() {
+                    Some(found) if found == expected => Ok(model.insert(*k, *new).unwrap()),
+                    found => Err(crate::SnapshotCompareExchangeError {
+                        current: found,
+                        new: *new,
+                    }),
+                };
+                let version = map.version();
+                let got = map.compare_exchange(k, &expected, *new);
+                assert_eq!(got, want, "{op:?}");
+                assert_eq!(map.version(), version + u64::from(got.is_ok()));
+            }
+            Op::RemoveIf(k, use_current, guess) => {
+                let expected = match model.get(k) {
+                    Some(v) if *use_current => *v,
+                    _ => *guess,
+                };
+                let want = match model.get(k) {
+                    Some(found) if *found == expected => model.remove(k),
+                    _ => None,
+                };
+                let version = map.version();
+                let got = map.remove_if(k, |v| *v == expected);
+                assert_eq!(got, want, "{op:?}");
+                assert_eq!(map.version(), version + u64::from(got.is_some()));
+            }
+            Op::Reserve(n) => {
+                map.reserve(usize::from(*n));
+                assert!(map.capacity() >= model.len() + usize::from(*n));
+            }
+            Op::ShrinkToFit => map.shrink_to_fit(),
             Op::Batch(inner, abort) => {
                 let mut staged = model.clone();
                 let result: Result<(), ()> = map.try_batch(|txn| {

@@ -6,6 +6,10 @@
 
 mod basics;
 mod batch;
+mod capacity;
+mod conditional;
 mod diff;
 mod differential;
+mod locks;
+mod traits;
 mod watch;

@@ -46,7 +46,7 @@ fn reads_never_take_the_lock_during_churn() {
                         let _ = pinned.get(&key);
                         let _ = pinned.contains_key(&key);
                         let _ = map.get_cloned(&key);
-                        if reads % 512 == 0 {
+                        if reads.is_multiple_of(512) {
                             assert!(pinned.iter().count() <= 4_000);
                         }
                     });

@@ -2,6 +2,10 @@
 //! registered in `Cargo.toml` and runs as its own process).
 #![allow(dead_code)]
 
+mod watchdog;
+#[allow(unused_imports)] // each target uses what it needs
+pub use watchdog::{no_hang, watchdog, HANG_LIMIT};
+
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicUsize, Ordering};

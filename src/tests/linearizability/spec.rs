@@ -72,7 +72,7 @@ pub fn bump(old: Value, tag: Value) -> Value {
 
 /// The predicate `retain` keeps values by.
 pub fn keep(value: Value) -> bool {
-    value % 3 != 0
+    !value.is_multiple_of(3)
 }
 
 /// Applies `op` to `state`: the result the specification requires and the next
