@@ -223,8 +223,18 @@ fn smoke_checks(report: &Report) -> bool {
     let mut failures = Vec::new();
     for cell in &report.cells {
         let at = format!("{} {} {}t", cell.group.title(), cell.map, cell.threads);
-        if cell.runs.iter().any(|r| r.ops == 0) {
-            failures.push(format!("{at}: no operations"));
+        // A run with no operations is a defect if its threads had their cores;
+        // one whose threads a loaded machine kept off the CPU for the whole few
+        // milliseconds of a smoke run says nothing about the map.
+        for run in cell.runs.iter().filter(|r| r.ops == 0) {
+            if run.cpu_share >= 0.5 {
+                failures.push(format!("{at}: no operations"));
+            } else {
+                eprintln!(
+                    "lab smoke: note: {at}: no operations, with {:.0}% of a core (a loaded machine)",
+                    run.cpu_share * 100.0
+                );
+            }
         }
         if cell.wrong_misses() > 0 {
             failures.push(format!(
