@@ -32,26 +32,60 @@
 //!
 //! | you have | use | because |
 //! |---|---|---|
-//! | a mostly stable key set, values updated in place (caches, sessions, symbol tables) | [`SyncMap`] | no read ever locks; updates and removes are one CAS per key; new keys append to a lock-free delta under a writer mutex |
+//! | a mostly stable key set, values updated in place (caches, sessions, symbol tables) | [`SyncMap`] | no read ever locks, and a hit reads what a `HashMap` hit reads; updates and removes are one CAS per key; new keys append to a lock-free delta under a writer mutex. `K` and `V` must be `Clone` |
 //! | a table reloaded or edited as a whole, readers needing one consistent version (routing, config) | [`SnapshotMap`] | every read and iteration sees one version; batches publish atomically |
-//! | frequent inserts of new keys, or writes as common as reads | `dashmap`, `papaya`, or `RwLock<HashMap>` | `SyncMap`'s new keys serialize on one writer mutex, and a read costs one more dependent load than an inline table (`docs/performance.md`) |
+//! | frequent inserts of new keys, or writes as common as reads | `dashmap`, `papaya`, or `RwLock<HashMap>` | `SyncMap`'s new keys serialize on one writer mutex, and its promotions copy the map (`docs/performance.md`) |
 //! | a few threads and no measured contention | `RwLock<HashMap>` | simplest; a read lock is two atomic RMWs on one shared cache line, which only hurts under many cores |
 //!
 //! # How `SyncMap` works
 //!
-//! One atomically published *root* holds an immutable **read** table and a
-//! **delta**: a lock-free, insert-only table of the keys added since the last
-//! promotion. A lookup loads the root and probes the read table, then the delta —
-//! no lock, whatever the outcome. Both tables point to shared entries; each entry
-//! holds its value behind an atomic pointer, so updating or removing an existing
-//! key is a compare-and-swap on that entry. New keys take a writer mutex and
-//! append to the delta. A *promotion* merges read table and delta into a fresh read
-//! table, dropping removed keys, when delta-served reads reach four per key of
-//! the map, when the delta is full and holds half as many keys, when removed keys
-//! reach half of the map, or on [`SyncMap::promote`]. Go's protocol exactly — a
-//! locked dirty table and a misses counter — is kept as
+//! One atomically published *root* holds the **read table** and a **delta**. The
+//! read table is a `hashbrown` table whose buckets hold each key with the value it
+//! had at the last promotion — the bytes a `HashMap` would hold — and, beside the
+//! buckets, one atomic *link* per key and one *touched* bit per key. The delta is
+//! a lock-free, insert-only table of the keys added since the last promotion.
+//!
+//! A lookup loads the root, probes the read table and checks the key's bit: a key
+//! not written since the last promotion is answered from its bucket. A key
+//! written since has its bit set, and its link says where the value is now (in a
+//! heap *cell*, or nowhere: removed). A key the read table lacks is looked up in
+//! the delta. No lock, whatever the outcome.
+//!
+//! A write to a key the root holds — overwrite, update, compare-and-swap, remove,
+//! or re-insert of a removed key — is one compare-and-swap on its link. A new key
+//! takes a writer mutex and is added to the delta. A *promotion* copies every live
+//! key into a fresh read table — values inline again, removed keys left out — by
+//! *sealing* each link first, so that a write racing the copy either lands before
+//! the seal (and is copied) or fails and is retried in the new table. That copy
+//! **clones** keys and values (readers of the old table may still hold
+//! references into it), hence `K: Clone` and `V: Clone`. Go's protocol exactly —
+//! a locked dirty table and a misses counter — is kept as
 //! [`classic::ClassicSyncMap`] for comparison. The full protocols, their
 //! invariants and the argument for each memory ordering are in `docs/design.md`.
+//!
+//! # When `SyncMap` promotes
+//!
+//! A promotion costs O(n) for n keys, so each trigger fires only after Ω(n)
+//! operations have paid for it, which keeps every operation amortized O(1):
+//!
+//! 1. **Reads off the inline path.** A read served by the delta, or through a
+//!    cell, costs a probe or a dependent load more than an inline hit. One such
+//!    read in 16 per thread is counted; once they add up to two delta reads or
+//!    sixteen cell reads per key of the map (never below 64 keys' worth), the
+//!    reader that sees it promotes if the writer lock is free — it only *tries*
+//!    the lock, a read never waits — and otherwise leaves it to the next writer.
+//!    A map filled by single inserts and then only read thus reaches the inline
+//!    read path within a few reads per key, with no writer at all.
+//! 2. **A full delta.** A new key that finds the delta full promotes instead of
+//!    growing it once the delta holds half as many keys as the read table (and at
+//!    least 64).
+//! 3. **Removed keys.** A remove that brings removed keys to half of the map's
+//!    keys promotes (a compaction): their memory comes back by itself.
+//! 4. [`SyncMap::promote`] (or [`SyncMap::shrink_to_fit`]), on request.
+//!
+//! A promotion the map starts by itself contains a panic of user `Clone` or
+//! `Hash`: nothing is published, the triggers start over, and the operation
+//! that started it completes. `promote()` propagates it.
 //!
 //! # Memory reclamation
 //!
@@ -59,25 +93,31 @@
 //! by a reader that loaded it a moment before. Such objects are *retired* to a
 //! reclamation scheme ([`reclaim`]) and freed once no reader can hold them. The
 //! default scheme is crossbeam-epoch. [`SyncMap::stats`] counts what was retired
-//! and what is still waiting, in objects and bytes.
+//! and what is still waiting, in objects and bytes. A map owns what it retired
+//! until it is freed: dropping the map frees all of it at once, whatever guards
+//! other threads hold on other maps.
 //!
 //! Unlike Go's `sync.Map`, memory of removed keys comes back by itself: once
-//! removed keys make up half of the map, the next promotion drops them.
+//! removed keys make up half of the map, a promotion drops them.
 //!
 //! # Consistency
 //!
 //! Operations on one key are linearizable: once `insert` returns, every `get` of
-//! that key that happens after it (on any thread) sees the value or a newer one. Operations on
-//! different keys are independent — there is no multi-key atomicity, and iteration
-//! is not a snapshot. `len` is exact when no writer is running.
+//! that key that happens after it (on any thread) sees the value or a newer one.
+//! Operations on different keys are independent — there is no multi-key
+//! atomicity, and iteration is not a snapshot (each key present throughout is
+//! seen once, with a value it had at some moment of the iteration). `len` is
+//! exact when no insert or remove is in flight. For consistent versions and
+//! multi-key batches, use [`SnapshotMap`].
 //!
 //! # Optional features
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `crossbeam-epoch` | on | the default reclamation backend, [`reclaim::CrossbeamEpoch`] |
-//! | `serde` | off | `Serialize` for [`SnapshotMap`] (its current version) and [`Snapshot`], as a map; `Deserialize` for [`SnapshotMap`], into a new map whose version 0 holds the entries |
-//! | `rayon` | off | parallel iteration over a [`Snapshot`]: `snapshot.par_iter()` (rayon's `IntoParallelRefIterator`), yielding `(&K, &V)` through `SnapshotParIter` |
+//! | `serde` | off | `Serialize` for [`SnapshotMap`] (its current version), [`Snapshot`] and [`SyncMap`] (what an iteration sees), as a map; `Deserialize` for [`SnapshotMap`] (version 0 holds the entries) and [`SyncMap`] (promoted once) |
+//! | `rayon` | off | parallel iteration over a [`Snapshot`] (`snapshot.par_iter()`, rayon's `IntoParallelRefIterator`, through `SnapshotParIter`) and over a pinned [`SyncMap`] (`pinned.par_iter()`) |
+//! | `etcd` | off | `replica::Replica`, a [`SnapshotMap`] mirroring an etcd key prefix (below) |
 //!
 //! ```toml
 //! [dependencies]
@@ -90,10 +130,34 @@
 //!
 //! # Guards and async code
 //!
-//! [`SyncMap::pin`] returns a [`Pinned`] handle that keeps references valid. It is
-//! not `Send`; in async code, finish with it before an `.await`, or use the
-//! guard-free methods that return owned values ([`SyncMap::get_cloned`],
-//! [`SyncMap::insert`], [`SyncMap::remove`]).
+//! [`SyncMap::pin`] returns a [`Pinned`] handle that keeps references valid. It
+//! pins the reclamation scheme for the current thread, so it is not `Send`. In
+//! async code, use [`SyncMap::pin_owned`] on a map in an `Arc`: the
+//! [`OwnedPinned`] it returns is `Send + Sync + 'static` and can be held across
+//! `.await` (it protects its reads with a hold on the map's own ledger instead of
+//! a thread pin), or the guard-free methods that return owned values
+//! ([`SyncMap::get_cloned`], [`SyncMap::insert`], [`SyncMap::remove`], …).
+//!
+//! ```
+//! use readmostly::SyncMap;
+//! use std::sync::Arc;
+//!
+//! # let runtime = tokio::runtime::Builder::new_multi_thread().build().unwrap();
+//! # runtime.block_on(async {
+//! let routes = Arc::new(SyncMap::new());
+//! routes.insert("/".to_string(), "index".to_string());
+//! let task = tokio::spawn({
+//!     let routes = Arc::clone(&routes);
+//!     async move {
+//!         let pinned = routes.pin_owned();
+//!         let page = pinned.get("/").unwrap(); // a reference...
+//!         tokio::task::yield_now().await; // ...held across an await
+//!         page.len()
+//!     }
+//! });
+//! assert_eq!(task.await.unwrap(), 5);
+//! # });
+//! ```
 //!
 //! # Beyond one process: an etcd replica (feature `etcd`)
 //!
@@ -111,6 +175,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod classic;
+mod raw;
 #[cfg(feature = "rayon")]
 mod rayon_impls;
 pub mod reclaim;
@@ -132,4 +197,4 @@ pub use snapshot_map::{
     SnapshotIter, SnapshotMap, SnapshotRef, SnapshotStats, Watcher,
 };
 pub use stats::Stats;
-pub use sync_map::{CompareExchangeError, Iter, LoadOrStore, Pinned, SyncMap};
+pub use sync_map::{CompareExchangeError, Iter, LoadOrStore, OwnedPinned, Pinned, SyncMap};

@@ -10,6 +10,9 @@
 //! - [`Snapshot`] serializes its version the same way. It has no
 //!   `Deserialize`: a snapshot is a version *of* a map, so deserialize a
 //!   `SnapshotMap` and take its [`snapshot`](SnapshotMap::snapshot).
+//! - [`SyncMap`] serializes what an iteration sees (not a snapshot: with writers
+//!   running, each key's value from some moment of the walk) and deserializes
+//!   into a new map, promoted once at the end so every key is in its read table.
 
 use core::hash::{BuildHasher, Hash};
 
@@ -17,7 +20,8 @@ use hashbrown::HashMap;
 use serde::de::{Deserialize, Deserializer};
 use serde::ser::{Serialize, Serializer};
 
-use crate::{Snapshot, SnapshotMap};
+use crate::reclaim::Reclaim;
+use crate::{Snapshot, SnapshotMap, SyncMap};
 
 // ---------------------------------------------------------------------------
 // SnapshotMap and Snapshot
@@ -92,11 +96,90 @@ where
     }
 }
 
+// ---------------------------------------------------------------------------
+// SyncMap
+// ---------------------------------------------------------------------------
+
+impl<K, V, S, R> Serialize for SyncMap<K, V, S, R>
+where
+    K: Serialize + Hash + Eq + Clone + Send + 'static,
+    V: Serialize + Clone + Send + 'static,
+    S: BuildHasher,
+    R: Reclaim,
+{
+    /// Serializes the live entries as a map, in arbitrary order, as
+    /// [`Pinned::iter`](crate::Pinned::iter) walks them: not a snapshot (use a
+    /// `SnapshotMap` for that).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map = SyncMap::new();
+    /// map.insert("timeout", 30);
+    /// assert_eq!(serde_json::to_string(&map).unwrap(), r#"{"timeout":30}"#);
+    /// ```
+    fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
+        serializer.collect_map(self.pin().iter())
+    }
+}
+
+impl<'de, K, V, S, R> Deserialize<'de> for SyncMap<K, V, S, R>
+where
+    K: Deserialize<'de> + Hash + Eq + Clone + Send + 'static,
+    V: Deserialize<'de> + Clone + Send + 'static,
+    S: BuildHasher + Default,
+    R: Reclaim,
+{
+    /// Deserializes a map into a new `SyncMap` (a later duplicate key wins),
+    /// promoted once so that every key is in its read table.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map: SyncMap<String, u32> = serde_json::from_str(r#"{"a": 1, "b": 2}"#).unwrap();
+    /// assert_eq!((map.len(), map.get_cloned("b")), (2, Some(2)));
+    /// ```
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let entries = std::collections::HashMap::<K, V>::deserialize(deserializer)?;
+        Ok(entries.into_iter().collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, HashMap};
 
-    use crate::{Snapshot, SnapshotMap};
+    use crate::{Snapshot, SnapshotMap, SyncMap};
+
+    #[test]
+    fn a_sync_map_json_round_trip_gives_an_equal_map_in_its_read_table() {
+        let map: SyncMap<String, Vec<u32>> = SyncMap::new();
+        for i in 0..500u32 {
+            map.insert(format!("key {i}"), vec![i, i * 2]);
+        }
+        map.remove("key 7");
+        map.insert("key 8".to_string(), vec![]); // a cell, not inline
+        let json = serde_json::to_string(&map).unwrap();
+        let back: SyncMap<String, Vec<u32>> = serde_json::from_str(&json).unwrap();
+        assert!(back == map);
+        assert_eq!(back.len(), 499);
+        assert_eq!(back.get_cloned("key 8"), Some(vec![]));
+        // Promoted at the end: every read is served by the read table.
+        let delta_reads = back.stats().delta_reads;
+        for i in 0..500u32 {
+            back.get_cloned(format!("key {i}").as_str());
+        }
+        assert_eq!(back.stats().delta_reads, delta_reads);
+        let as_std: HashMap<String, Vec<u32>> = serde_json::from_str(&json).unwrap();
+        assert_eq!(as_std.len(), 499);
+        let empty: SyncMap<u8, u8> = serde_json::from_str("{}").unwrap();
+        assert!(empty.is_empty());
+        assert!(serde_json::from_str::<SyncMap<u8, u8>>("[1]").is_err());
+    }
 
     #[test]
     fn a_json_round_trip_gives_an_equal_map_at_version_zero() {

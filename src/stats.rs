@@ -31,12 +31,20 @@ pub struct Stats {
     /// [`SyncMap`](crate::SyncMap): lookups served by the delta (keys added since
     /// the last promotion), counted by sampling one in 16 — an estimate.
     pub delta_reads: u64,
+    /// [`SyncMap`](crate::SyncMap): lookups served through a value cell (keys
+    /// overwritten since the last promotion), counted by sampling one in 16 — an
+    /// estimate.
+    pub cell_reads: u64,
     /// Classic protocol: lookups that missed the read table while it was amended
     /// and so took the lock to look in the dirty table (Go's `misses`, never reset).
     pub misses: u64,
     /// Times a new read table was published (SyncMap: read and delta merged;
     /// classic: the dirty table promoted).
     pub promotions: u64,
+    /// [`SyncMap`](crate::SyncMap): promotions the map started by itself and
+    /// abandoned because a user `Clone` or `Hash` panicked (nothing was
+    /// published; see "Panics in user code" on [`SyncMap`](crate::SyncMap)).
+    pub promotions_abandoned: u64,
     /// Of those, promotions started because removed keys (tombstones) reached half
     /// of the map, to give their memory back.
     pub compactions: u64,
@@ -55,15 +63,24 @@ pub struct Stats {
     /// Whole tables retired by promotion, delta growth or `clear` (a SyncMap root
     /// counts once, with its read table and delta).
     pub tables_retired: u64,
+    /// Bytes of every object retired so far (see `pending_bytes` for what counts).
+    pub retired_bytes: u64,
     /// Retired objects freed so far.
     pub freed: u64,
+    /// Their bytes.
+    pub freed_bytes: u64,
     /// Retired objects not freed yet: garbage waiting for readers to move on.
     pub pending: u64,
-    /// Bytes held by those pending objects (their own heap cells: a value's
-    /// `size_of`, a table's bucket array; not memory they own further down). A
-    /// key's first value is stored inside its entry and counts 0 here: its bytes
-    /// are freed with the entry, and counted with it.
+    /// Bytes held by those pending objects: their own allocations (a value
+    /// cell's `size_of::<V>()`; a table's bucket array, a root's delta nodes and
+    /// the cells its slots still link), not memory their keys and values own
+    /// further down. A classic-protocol entry's first value is stored inside the
+    /// entry and counts 0 here: its bytes are counted with the entry.
     pub pending_bytes: u64,
+    /// The most objects ever pending at once (measured at each retirement).
+    pub peak_pending: u64,
+    /// The most bytes ever pending at once.
+    pub peak_pending_bytes: u64,
 }
 
 /// The protocol's event counters. Written by writers (and, in the classic
@@ -71,6 +88,8 @@ pub struct Stats {
 #[derive(Default, Debug)]
 pub(crate) struct Counters {
     pub(crate) delta_reads: AtomicU64,
+    pub(crate) cell_reads: AtomicU64,
+    pub(crate) promotions_abandoned: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) promotions: AtomicU64,
     pub(crate) compactions: AtomicU64,
@@ -99,21 +118,27 @@ impl Counters {
 
     /// These counters and `ledger`'s figures, as one [`Stats`].
     pub(crate) fn snapshot(&self, ledger: &Ledger) -> Stats {
-        let (pending, pending_bytes) = ledger.pending();
+        let counts = ledger.counts();
         Stats {
             delta_reads: Self::read(&self.delta_reads),
+            cell_reads: Self::read(&self.cell_reads),
             misses: Self::read(&self.misses),
             promotions: Self::read(&self.promotions),
+            promotions_abandoned: Self::read(&self.promotions_abandoned),
             compactions: Self::read(&self.compactions),
             tombstones_purged: Self::read(&self.tombstones_purged),
             delta_growths: Self::read(&self.delta_growths),
             dirty_copies: Self::read(&self.dirty_copies),
-            values_retired: ledger.retired(Kind::Value),
-            entries_retired: ledger.retired(Kind::Entry),
-            tables_retired: ledger.retired(Kind::Table),
-            freed: ledger.freed(),
-            pending,
-            pending_bytes,
+            values_retired: counts.retired[Kind::Value as usize],
+            entries_retired: counts.retired[Kind::Entry as usize],
+            tables_retired: counts.retired[Kind::Table as usize],
+            retired_bytes: counts.retired_bytes,
+            freed: counts.freed,
+            freed_bytes: counts.freed_bytes,
+            pending: counts.pending(),
+            pending_bytes: counts.pending_bytes(),
+            peak_pending: counts.peak_pending,
+            peak_pending_bytes: counts.peak_pending_bytes,
         }
     }
 }

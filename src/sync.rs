@@ -42,6 +42,15 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
+/// Takes `mutex` if it is free, ignoring poisoning (see [`lock`]); never waits.
+pub(crate) fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
 /// The published-version pointer of [`SnapshotMap`](crate::SnapshotMap): an
 /// `Arc<T>` that readers load and writers swap.
 ///

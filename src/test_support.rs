@@ -16,10 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::classic::entry::{self, Entry};
 use crate::classic::ClassicSyncMap;
 use crate::reclaim::{DefaultReclaim, Reclaim};
-use crate::sync_map::entry::Entry;
-use crate::sync_map::value;
 use crate::{Stats, SyncMap};
 
 // One watchdog for unit and integration tests: the file lives with the
@@ -34,13 +33,13 @@ pub(crate) use watchdog::{no_hang, watchdog, HANG_LIMIT};
 /// holds a guard delays every free in the process.
 pub(crate) const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What an entry's slot holds (the entry type is shared by both protocols).
+/// What a key's value state is: a classic entry's slot, or a SyncMap slot's link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Slot {
     Live,
     /// A tombstone: removed, the entry still in its table.
     Deleted,
-    /// Deleted and dropped from the map's tables (see `sync_map/entry.rs`).
+    /// Classic: deleted and dropped from the map's tables (see `classic/entry.rs`).
     Expunged,
 }
 
@@ -49,7 +48,7 @@ impl Slot {
         let ptr = entry.load();
         if ptr.is_null() {
             Slot::Deleted
-        } else if ptr == value::expunged() {
+        } else if ptr == entry::expunged() {
             Slot::Expunged
         } else {
             Slot::Live
@@ -205,11 +204,14 @@ pub(crate) struct Counted<T> {
 }
 
 impl<T: Clone> Clone for Counted<T> {
+    /// The payload is cloned first: a payload `Clone` that panics (the tests of
+    /// panicking promotions) makes no counted value, so none is counted.
     fn clone(&self) -> Self {
+        let payload = self.payload.clone();
         let id = self.log.created.fetch_add(1, Ordering::Relaxed);
         Counted {
             id,
-            payload: self.payload.clone(),
+            payload,
             log: Arc::clone(&self.log),
             bomb: self.bomb.clone(),
         }

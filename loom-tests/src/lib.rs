@@ -184,8 +184,9 @@ impl Progress {
 /// be the same in every execution of a model.
 pub type FixedHasher = BuildHasherDefault<DefaultHasher>;
 
-/// `SyncMap` (the v2 protocol: read table + lock-free delta) under test.
-pub type V2<R> = SyncMap<Key, Val, FixedHasher, R>;
+/// `SyncMap` (the v3 protocol: inline read table + lock-free delta, sealing
+/// promotions) under test.
+pub type V3<R> = SyncMap<Key, Val, FixedHasher, R>;
 /// `ClassicSyncMap` (Go's protocol: read table + locked dirty table) under test.
 pub type Classic<R> = ClassicSyncMap<Key, Val, FixedHasher, R>;
 
@@ -310,7 +311,7 @@ macro_rules! model_map {
 }
 
 macro_rules! iter_of {
-    (V2, $pinned:ident) => {
+    (V3, $pinned:ident) => {
         $pinned.iter()
     };
     (Classic, $pinned:ident) => {
@@ -318,7 +319,7 @@ macro_rules! iter_of {
     };
 }
 
-model_map!(V2, false, {
+model_map!(V3, false, {
     fn compare_exchange(&self, k: u64, current: u64, new: u64) -> Result<u64, Option<u64>> {
         let pinned = self.pin();
         let current = Val::new(current);
@@ -415,7 +416,7 @@ where
 }
 
 /// Declares the tests of models: each `fn name<M: ModelMap>()` runs on each map
-/// (`v2` = `SyncMap`, `classic` = `ClassicSyncMap`) and backend (`loom` =
+/// (`v3` = `SyncMap`, `classic` = `ClassicSyncMap`) and backend (`loom` =
 /// `LoomReclaim`; `crossbeam` = `CrossbeamEpoch`, only with `--cfg
 /// crossbeam_loom`) listed, as the test `name::map::backend`, each with its
 /// preemption bound (a number, or `unbounded`).
@@ -455,6 +456,6 @@ macro_rules! models {
     };
     (@bound unbounded) => { None };
     (@bound $bound:literal) => { Some($bound) };
-    (@map v2 $reclaim:path) => { $crate::V2<$reclaim> };
+    (@map v3 $reclaim:path) => { $crate::V3<$reclaim> };
     (@map classic $reclaim:path) => { $crate::Classic<$reclaim> };
 }

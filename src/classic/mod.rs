@@ -1,5 +1,6 @@
-//! Go's `sync.Map` protocol, exactly: the baseline [`SyncMap`](crate::SyncMap)
-//! is measured against.
+//! Go's `sync.Map` protocol (as of Go 1.23; Go 1.24 replaced it with a
+//! hash-trie), exactly: the baseline [`SyncMap`](crate::SyncMap) is measured
+//! against.
 //!
 //! [`ClassicSyncMap`] is the faithful port this crate shipped first: an immutable
 //! read table behind an atomic pointer; a mutex-protected *dirty* table holding
@@ -23,8 +24,11 @@
 //! assert_eq!(map.stats().dirty_copies, 1); // the first new key built `dirty`
 //! ```
 
+pub(crate) mod entry;
+mod garbage;
 mod protocol;
 mod read_ptr;
+pub(crate) mod table;
 
 #[cfg(test)]
 mod tests;
@@ -42,11 +46,31 @@ use read_ptr::ReadPtr;
 use crate::reclaim::{DefaultReclaim, Ledger, Reclaim};
 use crate::stats::{Counters, Stats};
 use crate::sync::{self, Arc, AtomicIsize, AtomicUsize, Mutex};
-use crate::sync_map::garbage::retire_value;
-use crate::sync_map::table::{find, Table};
 use crate::LoadOrStore;
+use garbage::retire_value;
+use table::{find, Table};
 
 /// Go's `sync.Map`, ported faithfully; see the [module docs](self).
+///
+/// # Locks and user code
+///
+/// As in Go, a lookup that misses the read table while new keys are pending
+/// takes the map's mutex, and so do new keys and promotions: `K`'s `Hash` and
+/// `Eq` run under that lock on those paths (the key is looked up again in the
+/// dirty table). A `Hash` or `Eq` that uses the same map deadlocks there; one
+/// that panics leaves the map as it was. Closures (`update`, `remove_if`, the
+/// value of `get_or_insert_with`) and the destructors the map runs are called
+/// without the lock.
+///
+/// # Examples
+///
+/// ```
+/// use readmostly::classic::ClassicSyncMap;
+///
+/// let map = ClassicSyncMap::new();
+/// map.insert("k", 1);
+/// assert_eq!(map.pin().get("k"), Some(&1));
+/// ```
 pub struct ClassicSyncMap<K, V, S = RandomState, R: Reclaim = DefaultReclaim> {
     read_side: CachePadded<ReadSide<K, V, S, R>>,
     write_side: CachePadded<WriteSide<K, V>>,
@@ -403,7 +427,7 @@ where
         });
         // Present key: the value was never used; its drop is contained like every
         // drop the map makes.
-        crate::sync_map::value::drop_contained(|| drop(value));
+        crate::raw::cell::drop_contained(|| drop(value));
         result
     }
 
@@ -514,11 +538,13 @@ where
 
 impl<K, V, S, R: Reclaim> Drop for ClassicSyncMap<K, V, S, R> {
     fn drop(&mut self) {
-        // Exclusive access: no guard holds references into this map.
+        // Exclusive access: no guard holds references into this map. Its tables
+        // go, then everything it retired that the scheme has not freed yet.
         let read = self.read_side.read.take_exclusive();
         let dirty = sync::lock(&self.write_side.dirty).table.take();
         drop(dirty);
         drop(read);
+        self.ledger.close();
     }
 }
 

@@ -8,14 +8,15 @@
 use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
 
+use super::entry::{self, Entry, LoadOrStoreRaw};
+use super::garbage::{retire_entry, retire_table, retire_value};
+use super::table::{find, insert_new, Table};
 use super::{ClassicSyncMap as SyncMap, Dirty};
+use crate::raw::cell::{drop_contained, Owned};
+use crate::raw::mutant::mutant;
 use crate::reclaim::Reclaim;
 use crate::stats::Counters;
 use crate::sync::{self, Arc, MutexGuard, Ordering};
-use crate::sync_map::entry::{Entry, LoadOrStoreRaw};
-use crate::sync_map::garbage::{retire_entry, retire_structure, retire_value};
-use crate::sync_map::table::{find, insert_new, Table};
-use crate::sync_map::value::{self, drop_contained, Owned};
 use crate::LoadOrStore;
 
 impl<K, V, S, R> SyncMap<K, V, S, R>
@@ -121,15 +122,13 @@ where
             return;
         };
         let old = self.read_side.read.replace(table);
-        #[cfg(loom_mutant)] // mutant: retire the table just published instead of the old one
-        let old = if crate::reclaim::mutant("retire_published_table") {
+        // (Mutant: retire the table just published instead of the old one.)
+        let old = mutant!("retire_published_table" =>
             // SAFETY: none — a deliberately broken build the loom models must
             // catch (a use after free of the published table).
             (unsafe { self.read_side.read.load_locked() }).table as *const Table<K, V>
-                as *mut Table<K, V>
-        } else {
-            old
-        };
+                as *mut Table<K, V>,
+            else old);
         dirty.misses = 0;
         // The tombstones count stays: removes made since the dirty copy left their
         // deleted entries in the table just published (the copy itself subtracted
@@ -137,7 +136,7 @@ where
         Counters::bump(&self.write_side.counters.promotions);
         // SAFETY: `old` was just unlinked by `replace`; only promotion and clear
         // retire a read table, both under the lock, so it is retired once.
-        unsafe { retire_structure(guard, &self.ledger, old) };
+        unsafe { retire_table(guard, &self.ledger, old) };
     }
 
     /// The dirty table, copying every non-deleted entry of the read table into a
@@ -192,8 +191,8 @@ where
                 .table
                 .as_mut()
                 .expect("expunged implies a dirty table");
-            #[cfg(loom_mutant)] // mutant: unexpunged but left out of `dirty`
-            if crate::reclaim::mutant("revive_skips_dirty") {
+            // (Mutant: unexpunged but left out of `dirty`.)
+            if mutant!("revive_skips_dirty" => true, else false) {
                 return;
             }
             insert_new(table, Arc::clone(entry));
@@ -241,12 +240,12 @@ where
         entry: &Entry<K, V>,
         old: *mut V,
     ) -> Option<&'g V> {
-        if !value::is_live(old) {
+        if !entry::is_live(old) {
             self.count_insert();
             return None;
         }
-        #[cfg(loom_mutant)] // mutant: the replaced value is never retired (leaks)
-        if crate::reclaim::mutant("skip_value_retire") {
+        // (Mutant: the replaced value is never retired, and leaks.)
+        if mutant!("skip_value_retire" => true, else false) {
             // SAFETY: a deliberately broken build (the value leaks); the pointer is
             // live and protected by `guard`, as for the retired value below.
             return Some(unsafe { &*old });
@@ -448,8 +447,8 @@ where
         if !read.amended {
             return read.table;
         }
-        #[cfg(loom_mutant)] // mutant: iterate without promoting the dirty table first
-        if crate::reclaim::mutant("iter_skips_promotion") {
+        // (Mutant: iterate without promoting the dirty table first.)
+        if mutant!("iter_skips_promotion" => true, else false) {
             return read.table;
         }
         let mut dirty = self.lock_dirty();
@@ -476,7 +475,7 @@ where
             .chain(old_dirty.iter().flat_map(Table::iter))
         {
             let old = entry.expunge_locked();
-            if value::is_live(old) {
+            if entry::is_live(old) {
                 removed += 1;
                 // SAFETY: unlinked by this swap; retired once.
                 unsafe { retire_value(guard, &self.ledger, entry, old) };
@@ -488,9 +487,9 @@ where
         // SAFETY: both tables are unlinked: `read` points to the new empty table and
         // the dirty table has left the mutex; each is retired once.
         unsafe {
-            retire_structure(guard, &self.ledger, old_read);
+            retire_table(guard, &self.ledger, old_read);
             if let Some(table) = old_dirty {
-                retire_structure(guard, &self.ledger, Box::into_raw(Box::new(table)));
+                retire_table(guard, &self.ledger, Box::into_raw(Box::new(table)));
             }
         }
     }

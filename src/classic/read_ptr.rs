@@ -1,9 +1,10 @@
 //! The classic protocol's published read table: a tagged pointer whose low bit
 //! is `amended`.
 
+use super::table::Table;
+use crate::raw::mutant::mutant;
 use crate::reclaim::Guard;
 use crate::sync::{AtomicPtr, Ordering};
-use crate::sync_map::table::Table;
 
 /// One loaded read table: the immutable table and its `amended` flag, which says
 /// that `dirty` holds keys this table lacks.
@@ -66,17 +67,9 @@ impl<K, V> ReadPtr<K, V> {
         let new = Box::into_raw(Box::new(table));
         // AcqRel: Release publishes the new table's contents to readers; Acquire is
         // not needed for the old one (the lock ordered its writes) but is free here.
-        #[cfg(not(loom_mutant))]
-        let old = self.tagged.swap(new, Ordering::AcqRel);
-        #[cfg(loom_mutant)] // mutant: publish without Release
-        let old = self.tagged.swap(
-            new,
-            if crate::reclaim::mutant("promote_relaxed") {
-                Ordering::Relaxed
-            } else {
-                Ordering::AcqRel
-            },
-        );
+        // (Mutant: publish without Release.)
+        let order = mutant!("promote_relaxed" => Ordering::Relaxed, else Ordering::AcqRel);
+        let old = self.tagged.swap(new, order);
         old.map_addr(|addr| addr & !AMENDED)
     }
 

@@ -32,9 +32,12 @@ use crate::sync::{AtomicPtr, Ordering};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CrossbeamEpoch;
 
-// SAFETY: crossbeam-epoch frees deferred functions only after every thread that was
-// pinned when they were deferred has unpinned (its documented guarantee), and
-// `Guard::retire` below defers through a pinned guard.
+// SAFETY: (1) crossbeam-epoch runs a deferred function only after every thread
+// that was pinned when it was deferred has unpinned (its documented guarantee),
+// and `Guard::retire` below defers through a pinned guard. (2) The function
+// travels from the deferring thread's bag to the collecting thread through
+// crossbeam's global queue, whose push (Release) and pop (Acquire) order the
+// defer before the call. (3) Each deferred function runs once.
 unsafe impl Reclaim for CrossbeamEpoch {
     type Guard<'a> = crossbeam_epoch::Guard;
 
@@ -67,5 +70,11 @@ unsafe impl Guard for crossbeam_epoch::Guard {
         // SAFETY: the caller unlinked the object before retiring it (the trait's
         // contract); `Retired` is `Send`, and the closure owns it.
         unsafe { self.defer_unchecked(move || retired.reclaim()) }
+    }
+
+    fn refresh(&mut self) {
+        // Unpins and pins again when this is the thread's only guard; with
+        // nested guards the thread stays pinned (crossbeam's `repin`).
+        self.repin();
     }
 }

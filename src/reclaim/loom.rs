@@ -309,6 +309,12 @@ unsafe impl Guard for LoomGuard<'_> {
         );
         scheme.pending.push(Pending { retired, waiting });
     }
+
+    fn refresh(&mut self) {
+        let reclaim = self.reclaim;
+        // Released (freeing what only it kept), then a new guard in its place.
+        *self = reclaim.pin();
+    }
 }
 
 impl Drop for LoomGuard<'_> {
@@ -361,19 +367,19 @@ pub(crate) fn mutant(name: &str) -> bool {
 /// the model that must catch it.
 #[cfg(loom_mutant)]
 pub(crate) const MUTANTS: &[&str] = &[
-    // Shared entry code (src/sync_map/entry.rs): both maps.
+    // SyncMap (v3).
+    "slot_cas_failure_relaxed",
+    "promote_skips_seal",
+    "root_publish_relaxed",
+    "delta_insert_relaxed",
+    "retire_published_root",
+    "skip_cell_retire",
+    "grow_drops_node",
+    "iter_skips_delta",
+    // ClassicSyncMap.
     "swap_ignores_expunged",
     "load_or_store_blind",
     "cas_failure_relaxed",
-    // SyncMap (v2).
-    "root_publish_relaxed",
-    "delta_insert_relaxed",
-    "promote_skips_expunge",
-    "retire_published_root",
-    "skip_value_retire_v2",
-    "grow_drops_entry",
-    "iter_skips_delta",
-    // ClassicSyncMap.
     "promote_relaxed",
     "revive_skips_dirty",
     "retire_published_table",

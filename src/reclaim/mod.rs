@@ -61,12 +61,21 @@ compile_error!("readmostly needs a reclamation backend: enable the `crossbeam-ep
 ///
 /// # Safety
 ///
-/// An implementation must guarantee that a [`Retired`] object handed to
-/// [`Guard::retire`] is reclaimed (its [`Retired::reclaim`] called) only after
-/// every guard that was live when `retire` was called has been dropped — that is,
-/// only once no pointer [`protect`](Guard::protect)ed by such a guard can still be
-/// dereferenced. Reclaiming later, or never, is allowed (it leaks, it is not
-/// unsound); reclaiming earlier is a use-after-free in every map of this crate.
+/// An implementation must guarantee, for every [`Retired`] object handed to
+/// [`Guard::retire`]:
+///
+/// 1. **Grace period.** It is reclaimed (its [`Retired::reclaim`] called) only
+///    after every guard that was live when `retire` was called has been dropped —
+///    that is, only once no pointer [`protect`](Guard::protect)ed by such a guard
+///    can still be dereferenced. Reclaiming later, or never, is allowed (it leaks
+///    until the map is dropped, which frees it); reclaiming earlier is a
+///    use-after-free in every map of this crate.
+/// 2. **Retire happens-before reclaim.** The `retire` call, and everything the
+///    retiring thread did before it, happens-before the `reclaim` call, on
+///    whichever thread that runs. The maps' destructors rely on it: they read,
+///    with `Relaxed` loads, flags the retiring thread wrote just before retiring
+///    (a delta handed over to its grown copy, a root's links), and must see them.
+/// 3. **At most once.** `reclaim` is called at most once per retired object.
 ///
 /// # Examples
 ///
@@ -119,4 +128,25 @@ pub unsafe trait Guard {
     /// The object must already be unreachable for guards pinned from now on (it
     /// was unlinked before this call), and must be retired only once.
     unsafe fn retire(&self, retired: Retired);
+
+    /// Ends this read and starts a new one in place: what the guard protected
+    /// may be freed, and what it protects from now on is loaded anew. For loops
+    /// that hold a guard for long (`&mut self`: no reference obtained through
+    /// the old read can outlive it).
+    fn refresh(&mut self);
+}
+
+/// What keeps a loaded pointer valid: a [`Guard`] of a scheme, or an owned
+/// guard's hold on a map's ledger (`sync_map::owned`). The maps' read paths take
+/// either.
+pub(crate) trait Protect {
+    /// Loads `src` with `order`; the pointer stays valid while `self` lives.
+    fn protect<T>(&self, src: &AtomicPtr<T>, order: Ordering) -> *mut T;
+}
+
+impl<G: Guard> Protect for G {
+    #[inline]
+    fn protect<T>(&self, src: &AtomicPtr<T>, order: Ordering) -> *mut T {
+        Guard::protect(self, src, order)
+    }
 }

@@ -1,10 +1,25 @@
-//! A retired object and the ledger that counts retirements and frees.
+//! A retired object, and the ledger of everything a map has retired.
+//!
+//! The ledger is what lets a map promise more than its reclamation scheme: the
+//! scheme decides *when* a retired object may be freed (after its grace period),
+//! but the map's ledger *owns* the object until then. When the map is dropped, the
+//! ledger frees everything still waiting at once — no reader can reach it any
+//! more, since every reference into a map borrows the map — and the scheme's late
+//! call to [`Retired::reclaim`] then finds nothing to do. With crossbeam-epoch's
+//! global collector, garbage would otherwise wait for other threads' pins, maybe
+//! for ever.
 
 use core::panic::AssertUnwindSafe;
 use core::ptr::NonNull;
+use std::cell::RefCell;
 use std::panic::catch_unwind;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-use crate::sync::{Arc, AtomicU64, Ordering};
+use std::collections::BTreeMap;
+
+use slab::Slab;
+
+use crate::sync::Arc;
 
 /// What kind of object was retired; each kind has its own counter in
 /// [`Stats`](crate::Stats).
@@ -12,121 +27,356 @@ use crate::sync::{Arc, AtomicU64, Ordering};
 pub(crate) enum Kind {
     /// A value replaced by an insert or update, or removed.
     Value = 0,
-    /// A map entry (key, hash and value slot) that left its last table.
+    /// A classic-protocol entry (key, hash and value slot) that left its last
+    /// table.
     Entry = 1,
-    /// A whole table: an old read table after a promotion, or a cleared one.
+    /// A table or root: an old read table after a promotion, a grown delta's old
+    /// bucket array, a cleared root.
     Table = 2,
 }
 
-/// Counts what a map has retired and what has been freed since.
+/// One retired object: a type-erased pointer and the function that frees it.
+struct Object {
+    ptr: NonNull<()>,
+    free: unsafe fn(NonNull<()>),
+    bytes: u64,
+    /// Its place in the order of retirements: the holds it must wait for are
+    /// those taken at or before it (see [`Ledger::hold`]).
+    sequence: u64,
+}
+
+// SAFETY: an `Object` stands for ownership of what it points to, which the maps
+// retire only when its contents are `Send` (their impls require `K: Send,
+// V: Send`), so it may be freed on any thread.
+unsafe impl Send for Object {}
+
+impl Object {
+    /// Frees the object, containing a panic from a user destructor: frees run on
+    /// arbitrary threads inside the scheme, where unwinding would corrupt its
+    /// bookkeeping. The panic hook has already reported it.
+    ///
+    /// # Safety
+    ///
+    /// No reader can reach the object, and it is freed once.
+    unsafe fn free(self) {
+        let Object { ptr, free, .. } = self;
+        // SAFETY: the caller's contract, and `Retired::new`'s caller promised that
+        // `free` is sound to call once then.
+        let _ = catch_unwind(AssertUnwindSafe(|| unsafe { free(ptr) }));
+    }
+}
+
+std::thread_local! {
+    /// The ledgers this thread is freeing an object of, right now (see
+    /// `Ledger::close`).
+    static FREEING_HERE: RefCell<Vec<*const Ledger>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The ledger's counts, exact because they change under one lock.
+#[derive(Default)]
+struct State {
+    /// Retired and not yet taken for freeing.
+    waiting: Slab<Object>,
+    /// Retirements so far: the next one's `sequence`.
+    sequence: u64,
+    /// Live holds, by the sequence at which each was taken (with a count).
+    holds: BTreeMap<u64, usize>,
+    /// Objects whose grace period the scheme ended but that a hold still covers.
+    held: Vec<Object>,
+    retired: [u64; 3],
+    retired_bytes: u64,
+    peak_pending: u64,
+    peak_pending_bytes: u64,
+    /// Set when the map is dropped: everything waiting was freed then.
+    closed: bool,
+    /// Objects taken out by [`Retired::reclaim`] whose destructors are running.
+    freeing: usize,
+    /// Freed so far (counted after the destructor ran, so `pending` never
+    /// reaches 0 while one is still running).
+    freed: u64,
+    freed_bytes: u64,
+}
+
+/// Everything a map has retired: what still waits, and counts of what was retired
+/// and freed.
 ///
-/// Shared (through an `Arc`) between a map and the retired objects still waiting
-/// in a collector, so frees that happen after the map is gone are still counted
-/// somewhere valid. All counters are monotonic statistics: `Relaxed` suffices
-/// because no decision of the protocol reads them.
-#[derive(Default, Debug)]
+/// Shared (through an `Arc`) between the map and the [`Retired`] records waiting
+/// in a scheme, so frees that happen after the map is gone find it. The lock is a
+/// `std` mutex even under loom: it guards statistics and ownership records only,
+/// never a protocol decision, and no loom operation runs inside it, so loom's
+/// scheduler never sees it (and it adds no happens-before edge a model could lean
+/// on).
+#[derive(Default)]
 pub(crate) struct Ledger {
-    retired: [AtomicU64; 3],
-    retired_bytes: AtomicU64,
-    freed: AtomicU64,
-    freed_bytes: AtomicU64,
+    state: Mutex<State>,
+    /// Signalled when a free in flight ends, once the map is closing (for
+    /// [`close`](Ledger::close)).
+    freed_one: Condvar,
+}
+
+impl core::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("counts", &self.counts())
+            .finish()
+    }
+}
+
+/// A snapshot of a [`Ledger`]'s counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LedgerCounts {
+    pub(crate) retired: [u64; 3],
+    pub(crate) retired_bytes: u64,
+    pub(crate) freed: u64,
+    pub(crate) freed_bytes: u64,
+    pub(crate) peak_pending: u64,
+    pub(crate) peak_pending_bytes: u64,
+}
+
+impl LedgerCounts {
+    /// Retired objects not freed yet.
+    pub(crate) fn pending(&self) -> u64 {
+        self.retired.iter().sum::<u64>().saturating_sub(self.freed)
+    }
+
+    /// Their bytes.
+    pub(crate) fn pending_bytes(&self) -> u64 {
+        self.retired_bytes.saturating_sub(self.freed_bytes)
+    }
 }
 
 impl Ledger {
-    fn record_retire(&self, kind: Kind, bytes: usize) {
-        // Relaxed: a statistic, read by no protocol decision.
-        self.retired[kind as usize].fetch_add(1, Ordering::Relaxed);
-        // Relaxed: as above.
-        self.retired_bytes
-            .fetch_add(bytes as u64, Ordering::Relaxed);
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No user code runs under this lock, so a poisoned one is consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records that an object of `bytes` bytes is being freed.
-    pub(crate) fn record_free(&self, bytes: usize) {
-        // Relaxed: a statistic, read by no protocol decision.
-        self.freed.fetch_add(1, Ordering::Relaxed);
-        // Relaxed: as above.
-        self.freed_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    /// The counts now; exact when no thread is retiring or freeing.
+    pub(crate) fn counts(&self) -> LedgerCounts {
+        let state = self.lock();
+        LedgerCounts {
+            retired: state.retired,
+            retired_bytes: state.retired_bytes,
+            freed: state.freed,
+            freed_bytes: state.freed_bytes,
+            peak_pending: state.peak_pending,
+            peak_pending_bytes: state.peak_pending_bytes,
+        }
     }
 
-    /// Objects of `kind` retired so far.
-    pub(crate) fn retired(&self, kind: Kind) -> u64 {
-        // Relaxed: a statistic.
-        self.retired[kind as usize].load(Ordering::Relaxed)
+    fn record_frees(&self, count: u64, bytes: u64) {
+        let mut state = self.lock();
+        state.freed += count;
+        state.freed_bytes += bytes;
     }
 
-    /// `(count, bytes)` retired but not yet freed.
-    pub(crate) fn pending(&self) -> (u64, u64) {
-        // Frees are read before retirements: every free is preceded by its
-        // retirement, so this order never reports more frees than retirements
-        // for objects it has seen both of; saturating_sub covers the rest.
-        // Relaxed: statistics.
-        let freed = self.freed.load(Ordering::Relaxed);
-        let freed_bytes = self.freed_bytes.load(Ordering::Relaxed);
-        let retired: u64 = self.retired.iter().map(|c| c.load(Ordering::Relaxed)).sum();
-        let retired_bytes = self.retired_bytes.load(Ordering::Relaxed);
-        (
-            retired.saturating_sub(freed),
-            retired_bytes.saturating_sub(freed_bytes),
-        )
+    /// Frees everything still waiting, for the map's `Drop`: with the map
+    /// exclusively borrowed, no reader can reach any of it, whatever guards other
+    /// threads hold (an owned guard holds the map, so none is live). Later
+    /// [`Retired::reclaim`] calls find nothing.
+    pub(crate) fn close(&self) {
+        let (waiting, held) = {
+            let mut state = self.lock();
+            state.closed = true;
+            // A destructor another thread's collector is running right now still
+            // belongs to this map: the drop returns only once it is done. (One
+            // running on this thread — a value whose drop dropped this map — is
+            // not waited for: it is below us on the stack.)
+            let own = FREEING_HERE
+                .try_with(|here| {
+                    here.borrow()
+                        .iter()
+                        .filter(|&&ledger| core::ptr::eq(ledger, self))
+                        .count()
+                })
+                .unwrap_or(0);
+            while state.freeing > own {
+                state = self
+                    .freed_one
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            (
+                core::mem::take(&mut state.waiting),
+                core::mem::take(&mut state.held),
+            )
+        };
+        // Freed outside the lock: destructors are user code.
+        // SAFETY: unreachable (see above), and taken out of the ledger, so freed
+        // once.
+        unsafe { self.free_all(waiting.into_iter().map(|(_, object)| object).chain(held)) };
     }
 
-    /// Objects freed so far.
-    pub(crate) fn freed(&self) -> u64 {
-        // Relaxed: a statistic.
-        self.freed.load(Ordering::Relaxed)
+    /// Frees `objects` and counts them.
+    ///
+    /// # Safety
+    ///
+    /// No reader can reach them, and each is freed once.
+    unsafe fn free_all(&self, objects: impl IntoIterator<Item = Object>) {
+        let (mut count, mut bytes) = (0, 0);
+        for object in objects {
+            bytes += object.bytes;
+            count += 1;
+            // SAFETY: the caller's contract.
+            unsafe { object.free() };
+        }
+        if count > 0 {
+            self.record_frees(count, bytes);
+        }
+    }
+
+    /// Frees `object`, which [`Retired::reclaim`] took out (and counted in
+    /// `freeing`), counts it, and signals [`close`](Self::close) if it waits.
+    ///
+    /// # Safety
+    ///
+    /// As for [`free_all`](Self::free_all).
+    unsafe fn free_in_flight(&self, object: Object) {
+        /// Ends the free in flight even if the destructor panics (it is
+        /// contained, but the count must not be left behind).
+        struct Done<'l>(&'l Ledger, u64);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                // `try_with`: a collector may run this from a thread-local
+                // destructor (crossbeam-epoch flushes a thread's bag as the
+                // thread exits), after this thread-local is gone.
+                let _ = FREEING_HERE.try_with(|here| {
+                    let mut here = here.borrow_mut();
+                    if let Some(at) = here.iter().rposition(|&l| core::ptr::eq(l, self.0)) {
+                        here.swap_remove(at);
+                    }
+                });
+                let mut state = self.0.lock();
+                state.freeing -= 1;
+                state.freed += 1;
+                state.freed_bytes += self.1;
+                // Only a closing map waits (a wake-up is a system call).
+                if state.closed {
+                    self.0.freed_one.notify_all();
+                }
+            }
+        }
+        let _ = FREEING_HERE.try_with(|here| here.borrow_mut().push(self as *const Ledger));
+        let _done = Done(self, object.bytes);
+        // SAFETY: the caller's contract.
+        unsafe { object.free() };
+    }
+
+    /// Takes a *hold*: until [`release`](Self::release)d, no object retired from
+    /// now on is freed, whatever the reclamation scheme says. This is what an
+    /// owned guard (which cannot pin a thread-bound scheme, since it may move
+    /// between threads) protects its reads with: an object it can reach was
+    /// unlinked after the hold was taken — before, and the hold's own reads, which
+    /// follow this lock, could not have found it — so it was retired after, and
+    /// waits. Returns the hold's ticket.
+    pub(crate) fn hold(&self) -> u64 {
+        let mut state = self.lock();
+        let ticket = state.sequence;
+        *state.holds.entry(ticket).or_default() += 1;
+        ticket
+    }
+
+    /// Releases the hold `ticket`, and frees the objects only it (or holds
+    /// released before) kept.
+    pub(crate) fn release(&self, ticket: u64) {
+        let free = {
+            let mut state = self.lock();
+            let remove = match state.holds.get_mut(&ticket) {
+                Some(count) if *count > 1 => {
+                    *count -= 1;
+                    false
+                }
+                Some(_) => true,
+                None => unreachable!("a hold is released once"),
+            };
+            if remove {
+                state.holds.remove(&ticket);
+            }
+            let oldest = state.holds.keys().next().copied().unwrap_or(u64::MAX);
+            let (free, keep): (Vec<Object>, Vec<Object>) = core::mem::take(&mut state.held)
+                .into_iter()
+                .partition(|object| object.sequence < oldest);
+            state.held = keep;
+            free
+        };
+        // SAFETY: their scheme's grace period is over, and no hold that could
+        // reach them is left; taken out of the ledger, so freed once.
+        unsafe { self.free_all(free) };
     }
 }
 
-/// An object unlinked from a map, waiting for its reclamation scheme to free it.
+/// An object unlinked from a map, waiting for its reclamation scheme to call
+/// [`reclaim`](Retired::reclaim).
 ///
-/// Three words: a type-erased pointer, the function that frees it, and the ledger
-/// that counts the free. Small enough that crossbeam-epoch stores it inline in its
-/// garbage bags without a separate allocation.
+/// Two words: the map's ledger, which owns the object meanwhile, and the object's
+/// place in it — small enough that crossbeam-epoch stores it inline in its
+/// garbage bags.
 ///
-/// A `Retired` that is dropped without [`reclaim`](Retired::reclaim) leaks its
-/// object, which is safe; a scheme must call `reclaim` exactly once, when no guard
-/// can reach the object any more.
-#[must_use = "a retired object is freed only by `reclaim`"]
+/// A `Retired` dropped without `reclaim` leaves its object to the ledger, which
+/// frees it when the map is dropped; a scheme calls `reclaim` at most once, when
+/// no guard can reach the object any more.
+#[must_use = "a retired object is freed by `reclaim`, or only when its map is dropped"]
 pub struct Retired {
-    ptr: NonNull<()>,
-    free: unsafe fn(NonNull<()>, &Ledger),
     ledger: Arc<Ledger>,
+    index: usize,
     /// For the loom backend's checks.
+    #[cfg(loom)]
+    addr: usize,
     #[cfg(loom)]
     kind: Kind,
 }
 
 impl core::fmt::Debug for Retired {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Retired").field("ptr", &self.ptr).finish()
+        f.debug_struct("Retired")
+            .field("index", &self.index)
+            .finish()
     }
 }
 
-// SAFETY: `Retired` owns the object behind `ptr`. The maps create one only for
-// objects whose contents are `Send` (their impls require `K: Send, V: Send`), so
-// freeing it on whichever thread the scheme chooses is sound.
-unsafe impl Send for Retired {}
-
 impl Retired {
-    /// Wraps an unlinked object and counts its retirement.
+    /// Hands `ptr` to `ledger` and counts its retirement.
     ///
     /// # Safety
     ///
-    /// `free(ptr, ledger)` must be sound to call once, on any thread, after the
-    /// scheme's grace period, and must call `ledger.record_free` for the object.
+    /// `free(ptr)` must be sound to call once, on any thread, once no reader can
+    /// reach the object: after the scheme's grace period, or when the map that
+    /// owns `ledger` is dropped.
     pub(crate) unsafe fn new(
         ptr: NonNull<()>,
-        free: unsafe fn(NonNull<()>, &Ledger),
+        free: unsafe fn(NonNull<()>),
         kind: Kind,
         bytes: usize,
         ledger: &Arc<Ledger>,
     ) -> Self {
-        ledger.record_retire(kind, bytes);
+        let bytes = bytes as u64;
+        let index = {
+            let mut state = ledger.lock();
+            debug_assert!(!state.closed, "retire into a dropped map's ledger");
+            state.retired[kind as usize] += 1;
+            state.retired_bytes += bytes;
+            let pending = state
+                .retired
+                .iter()
+                .sum::<u64>()
+                .saturating_sub(state.freed);
+            let pending_bytes = state.retired_bytes.saturating_sub(state.freed_bytes);
+            state.peak_pending = state.peak_pending.max(pending);
+            state.peak_pending_bytes = state.peak_pending_bytes.max(pending_bytes);
+            let sequence = state.sequence;
+            state.sequence += 1;
+            state.waiting.insert(Object {
+                ptr,
+                free,
+                bytes,
+                sequence,
+            })
+        };
         Retired {
-            ptr,
-            free,
             ledger: Arc::clone(ledger),
+            index,
+            #[cfg(loom)]
+            addr: ptr.as_ptr().addr(),
             #[cfg(loom)]
             kind,
         }
@@ -135,7 +385,7 @@ impl Retired {
     /// The object's address.
     #[cfg(loom)]
     pub(crate) fn addr(&self) -> usize {
-        self.ptr.as_ptr().addr()
+        self.addr
     }
 
     /// What kind of object it is.
@@ -144,7 +394,7 @@ impl Retired {
         self.kind
     }
 
-    /// Frees the object.
+    /// Frees the object, unless its map was dropped first (which freed it).
     ///
     /// A panic from the object's destructor (a user `Drop` impl) is caught here:
     /// reclamation runs on an arbitrary thread inside an arbitrary map operation,
@@ -156,11 +406,85 @@ impl Retired {
     /// Call at most once, and only when no guard can still reach the object (the
     /// [`Reclaim`](super::Reclaim) contract).
     pub unsafe fn reclaim(self) {
-        let Retired {
-            ptr, free, ledger, ..
-        } = self;
-        // SAFETY: the caller upholds the grace period; `new`'s caller promised that
-        // `free` is sound to call once after it.
-        let _ = catch_unwind(AssertUnwindSafe(|| unsafe { free(ptr, &ledger) }));
+        // Taken out under the lock, so that this and `Ledger::close` never both
+        // free it; freed outside the lock (a destructor is user code).
+        let object = {
+            let mut state = self.ledger.lock();
+            let object = state.waiting.try_remove(self.index);
+            if state.waiting.is_empty() && state.waiting.capacity() > 0 {
+                // Give the record array back too: after a burst of garbage, an
+                // idle map holds no more than an empty one.
+                state.waiting = Slab::new();
+            }
+            if object.is_some() {
+                state.freeing += 1;
+            }
+            match object {
+                // A hold taken at or before its retirement may still reach it.
+                Some(object)
+                    if state
+                        .holds
+                        .keys()
+                        .next()
+                        .is_some_and(|&oldest| oldest <= object.sequence) =>
+                {
+                    state.freeing -= 1;
+                    state.held.push(object);
+                    return;
+                }
+                object => object,
+            }
+        };
+        let Some(object) = object else {
+            return;
+        };
+        // SAFETY: the caller upholds the grace period and no hold covers it;
+        // taken out of the ledger above (and counted in `freeing`), so freed once.
+        unsafe { self.ledger.free_in_flight(object) };
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static FREES: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe fn count_free(_: NonNull<()>) {
+        FREES.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn close_frees_what_waits_and_reclaim_after_it_does_nothing() {
+        let ledger = Arc::new(Ledger::default());
+        let before = FREES.load(Ordering::Relaxed);
+        // SAFETY: `count_free` frees nothing.
+        let (a, b) = unsafe {
+            (
+                Retired::new(NonNull::dangling(), count_free, Kind::Value, 8, &ledger),
+                Retired::new(NonNull::dangling(), count_free, Kind::Table, 100, &ledger),
+            )
+        };
+        let counts = ledger.counts();
+        assert_eq!((counts.pending(), counts.pending_bytes()), (2, 108));
+        // SAFETY: nothing reaches the dangling objects.
+        unsafe { a.reclaim() };
+        assert_eq!(FREES.load(Ordering::Relaxed) - before, 1);
+        assert_eq!(ledger.counts().pending_bytes(), 100);
+        ledger.close();
+        assert_eq!(FREES.load(Ordering::Relaxed) - before, 2);
+        // SAFETY: as above; the ledger has freed it already.
+        unsafe { b.reclaim() };
+        assert_eq!(FREES.load(Ordering::Relaxed) - before, 2, "freed once");
+        let counts = ledger.counts();
+        assert_eq!(
+            (
+                counts.pending(),
+                counts.peak_pending,
+                counts.peak_pending_bytes
+            ),
+            (0, 2, 108)
+        );
     }
 }

@@ -1,99 +1,105 @@
-//! The delta table: the keys added since the last promotion, readable without a
-//! lock.
+//! The delta: the keys added since the last promotion, readable without a lock.
 //!
-//! An insert-only open-addressing table of entry pointers with linear probing.
-//! Each slot keeps the entry's hash beside the pointer, in the same cache line, so a
-//! probe compares hashes without touching the entries it passes: a lookup of an
-//! absent key (half of all reads in a churn workload) reads no entry at all.
-//! One writer at a time (the map's mutex) fills empty slots; readers probe with
-//! plain acquire loads and stop at the first empty slot. Because slots only ever go
-//! from empty to full — a removed key's entry stays, as a tombstone, until the next
-//! promotion builds a fresh read table and starts an empty delta — a key that was
-//! present when a reader started probing lies before the first empty slot on its
-//! probe path, and the reader finds it. Growth copies the entries into a table
-//! twice the size and publishes it through the root; the old one is retired.
+//! An insert-only open-addressing table of boxed [`Slot`]s (*nodes*) with linear
+//! probing. Each bucket keeps its node's hash beside the pointer, in the same
+//! cache line, so a probe compares hashes without touching the nodes it passes: a
+//! lookup of an absent key reads no node at all.
 //!
-//! The load factor stays at most 1/2, so probe sequences stay short and every
-//! probe ends at an empty slot.
+//! One writer at a time (the map's writer lock) fills empty buckets; readers probe
+//! with acquire loads and stop at the first empty bucket. Buckets only ever go from
+//! empty to full — a removed key's node stays, its link `REMOVED`, until the next
+//! promotion starts an empty delta — so a key present when a reader starts probing
+//! lies before the first empty bucket on its probe path, and the reader finds it.
+//! Growth moves the node pointers into a table twice the size and publishes it
+//! through the root; the old bucket array is retired. The load factor stays at
+//! most 1/2, so probe sequences stay short and every probe ends at an empty bucket.
 //!
-//! A delta owns one strong reference to each of its entries until a newer
-//! structure — a grown delta, or the read table of the next root — takes them over
-//! without touching the reference counts ([`Delta::take_entries`]); from then on it
-//! is only a set of pointers that lock-free readers may still probe, and freeing
-//! it releases nothing.
+//! Nodes never move: a write to a key in the delta is a CAS on its node's link,
+//! wherever the bucket array is. A delta owns its nodes until a grown delta takes
+//! them over ([`Delta::grown`]); from then on it is only a set of pointers that
+//! lock-free readers may still probe, and freeing it frees no node. The nodes of
+//! the delta of a root replaced by a promotion are freed with that root.
 
 use core::borrow::Borrow;
 use core::mem::{size_of, ManuallyDrop};
 
-use super::entry::Entry;
-use crate::sync::{Arc, AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use super::slot::Slot;
+use crate::raw::mutant::mutant;
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 /// Keys added since the last promotion.
 pub(crate) struct Delta<K, V> {
-    /// Each non-null slot holds one strong reference (`Arc::into_raw`), owned by
-    /// this delta unless `handed_over`.
-    slots: Box<[Slot<K, V>]>,
+    /// Each non-null bucket owns its node (`Box::into_raw`), unless `handed_over`.
+    buckets: Box<[Bucket<K, V>]>,
     mask: usize,
-    /// Set (under the lock) once a newer structure owns the slots' references.
+    /// Set (under the lock) once a grown delta owns the nodes.
     handed_over: AtomicBool,
 }
 
-/// One slot: an entry pointer and a copy of its hash.
-struct Slot<K, V> {
+/// One bucket: a node pointer and a copy of its hash.
+struct Bucket<K, V> {
     /// Null until filled, then never changed (until the delta is dropped).
-    entry: AtomicPtr<Entry<K, V>>,
-    /// The entry's hash, stored before `entry` is published.
+    node: AtomicPtr<Slot<K, V>>,
+    /// The node's key's hash, stored before `node` is published.
     hash: AtomicU64,
 }
 
-impl<K, V> Slot<K, V> {
-    /// The entry, for a lock-free reader.
+impl<K, V> Bucket<K, V> {
+    /// The node, for a lock-free reader.
     #[inline]
-    fn load(&self) -> *mut Entry<K, V> {
-        // Acquire: pairs with the Release in `Delta::insert`, so the entry behind
-        // the pointer (its key, hash and first value) and this slot's `hash` are
-        // initialized.
-        self.entry.load(Ordering::Acquire)
+    fn load(&self) -> *mut Slot<K, V> {
+        // Acquire: pairs with the Release in `Delta::insert`, so the node (its
+        // key, value and link) and this bucket's `hash` are initialized.
+        self.node.load(Ordering::Acquire)
     }
 
-    /// The entry, for the lock holder (the only writer of slots).
-    fn load_locked(&self) -> *mut Entry<K, V> {
-        // Relaxed: only the lock holder writes slots, and the lock orders writers.
-        self.entry.load(Ordering::Relaxed)
+    /// The node, for the lock holder (the only writer of buckets).
+    fn load_locked(&self) -> *mut Slot<K, V> {
+        // Relaxed: only the lock holder writes buckets, and the lock orders writers.
+        self.node.load(Ordering::Relaxed)
+    }
+
+    /// The hash, after a load of a non-null node.
+    fn hash(&self) -> u64 {
+        // Relaxed: the load of `node` ordered this after the store of the hash,
+        // which is never changed.
+        self.hash.load(Ordering::Relaxed)
     }
 }
 
-/// The smallest delta: a map with no new keys pays 8 pointers for it.
-const MIN_CAPACITY: usize = 8;
+/// The smallest delta: a map with no new keys pays 8 buckets for it.
+const MIN_BUCKETS: usize = 8;
 
 impl<K, V> Delta<K, V> {
-    /// An empty delta with room for `len` entries at load factor 1/2.
+    /// An empty delta with room for `len` keys at load factor 1/2.
     pub(crate) fn with_room_for(len: usize) -> Self {
-        let capacity = len
+        let buckets = len
             .saturating_mul(2)
-            .max(MIN_CAPACITY)
+            .max(MIN_BUCKETS)
             .checked_next_power_of_two()
             .expect("delta capacity overflows usize");
         Delta {
-            slots: (0..capacity)
-                .map(|_| Slot {
-                    entry: AtomicPtr::new(core::ptr::null_mut()),
+            buckets: (0..buckets)
+                .map(|_| Bucket {
+                    node: AtomicPtr::new(core::ptr::null_mut()),
                     hash: AtomicU64::new(0),
                 })
                 .collect(),
-            mask: capacity - 1,
+            mask: buckets - 1,
             handed_over: AtomicBool::new(false),
         }
     }
 
-    /// Entries this delta can hold before it must grow.
+    /// Keys this delta can hold before it must grow.
     pub(crate) fn room(&self) -> usize {
-        self.slots.len() / 2
+        self.buckets.len() / 2
     }
 
-    /// Heap bytes of the slot array and the struct, for the reclamation ledger.
-    pub(crate) fn bytes(&self) -> usize {
-        size_of::<Self>() + self.slots.len() * size_of::<Slot<K, V>>()
+    /// Heap bytes of the bucket array and of `nodes` nodes, for the ledger.
+    pub(crate) fn bytes(&self, nodes: usize) -> usize {
+        size_of::<Self>()
+            + self.buckets.len() * size_of::<Bucket<K, V>>()
+            + nodes * size_of::<Slot<K, V>>()
     }
 
     #[inline]
@@ -103,158 +109,162 @@ impl<K, V> Delta<K, V> {
         (hash >> 32) as usize & self.mask
     }
 
-    /// Finds `key`'s entry. Lock-free; the returned reference lives as long as
-    /// the borrow of this delta (see [`Entries`] for why).
+    /// Finds `key`'s node. Lock-free; the node lives as long as the borrow of this
+    /// delta (see [`Nodes`] for why).
     #[inline]
-    pub(crate) fn find<Q>(&self, hash: u64, key: &Q) -> Option<&Entry<K, V>>
+    pub(crate) fn find<Q>(&self, hash: u64, key: &Q) -> Option<&Slot<K, V>>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         let mut index = self.probe_start(hash);
         loop {
-            let slot = &self.slots[index];
-            let ptr = slot.load();
+            let bucket = &self.buckets[index];
+            let ptr = bucket.load();
             if ptr.is_null() {
                 return None;
             }
-            // Relaxed: the Acquire load of `entry` above ordered this after the
-            // store of the hash, which is never changed.
-            if slot.hash.load(Ordering::Relaxed) == hash {
-                // SAFETY: a non-null slot's entry is alive while this delta is
-                // borrowed (see `Entries`).
-                let entry = unsafe { &*ptr };
-                if entry.key().borrow() == key {
-                    return Some(entry);
+            if bucket.hash() == hash {
+                // SAFETY: a published node is alive while this delta is borrowed
+                // (see `Nodes`).
+                let node = unsafe { &*ptr };
+                if node.as_slot().key().borrow() == key {
+                    return Some(node);
                 }
             }
             index = (index + 1) & self.mask;
         }
     }
 
-    /// Adds `entry`. Only the single writer (holding the map's lock) calls this,
-    /// only for a key not yet in the delta, and only while `len < room()`.
-    pub(crate) fn insert(&self, entry: Arc<Entry<K, V>>) {
-        let mut index = self.probe_start(entry.hash);
-        while !self.slots[index].load_locked().is_null() {
+    /// Adds `node` for a key not in the delta, and returns it. Only the writer
+    /// (holding the map's lock) calls this, and only while `len < room()`.
+    pub(crate) fn insert(&self, hash: u64, node: Box<Slot<K, V>>) -> &Slot<K, V> {
+        let mut index = self.probe_start(hash);
+        while !self.buckets[index].load_locked().is_null() {
             index = (index + 1) & self.mask;
         }
-        let slot = &self.slots[index];
+        let bucket = &self.buckets[index];
         // Relaxed: published by the Release store of the pointer below.
-        slot.hash.store(entry.hash, Ordering::Relaxed);
-        // Release: publishes the entry's initialization and the slot's hash to
+        bucket.hash.store(hash, Ordering::Relaxed);
+        let node = Box::into_raw(node);
+        // Release: publishes the node's initialization and the bucket's hash to
         // lock-free readers.
-        #[cfg(loom_mutant)] // mutant: publish the delta slot without Release
-        if crate::reclaim::mutant("delta_insert_relaxed") {
-            return slot
-                .entry
-                .store(Arc::into_raw(entry).cast_mut(), Ordering::Relaxed);
+        // (Mutant: publish the node without Release.)
+        let order = mutant!("delta_insert_relaxed" => Ordering::Relaxed, else Ordering::Release);
+        bucket.node.store(node, order);
+        // SAFETY: just published; owned by this delta, alive while it is borrowed.
+        unsafe { &*node }
+    }
+
+    /// Buckets, filled or not (for splitting the delta among threads).
+    #[cfg(feature = "rayon")]
+    pub(crate) fn num_buckets(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// The node of bucket `index`, if filled. Lock-free, as [`find`](Self::find).
+    #[cfg(feature = "rayon")]
+    pub(crate) fn node_at(&self, index: usize) -> Option<&Slot<K, V>> {
+        let ptr = self.buckets[index].load();
+        // SAFETY: a published node is alive while this delta is borrowed (see
+        // `Nodes`).
+        (!ptr.is_null()).then(|| unsafe { &*ptr })
+    }
+
+    /// The nodes with their hashes, in bucket order. Lock-free; sees every node
+    /// inserted before the call, and maybe some inserted during it.
+    pub(crate) fn nodes(&self) -> Nodes<'_, K, V> {
+        Nodes {
+            buckets: self.buckets.iter(),
         }
-        slot.entry
-            .store(Arc::into_raw(entry).cast_mut(), Ordering::Release);
     }
 
-    /// The entries, in slot order. Lock-free; sees every entry inserted before the
-    /// call, and maybe some inserted during it.
-    pub(crate) fn iter(&self) -> Entries<'_, K, V> {
-        Entries {
-            slots: self.slots.iter(),
+    /// A delta with room for `len` keys that takes over this one's nodes (writer
+    /// only); this one then owns none.
+    pub(crate) fn grown(&self, len: usize) -> Self {
+        // Not dropped on a panic (an allocation failure) before the hand-over: the
+        // nodes would be freed twice, once here and once with this delta.
+        let grown = ManuallyDrop::new(Delta::with_room_for(len));
+        let mut skipped = false;
+        for bucket in self.buckets.iter() {
+            let node = bucket.load_locked();
+            if node.is_null() {
+                continue;
+            }
+            // (Mutant: the grown delta leaves out its first node, which leaks.)
+            if !skipped && mutant!("grow_drops_node" => true, else false) {
+                skipped = true;
+                continue;
+            }
+            let index = grown.free_bucket(bucket.hash());
+            // Relaxed: `grown` is not published yet; its publication (a Release
+            // swap in `Root::replace_delta`) publishes these stores.
+            grown.buckets[index]
+                .hash
+                .store(bucket.hash(), Ordering::Relaxed);
+            grown.buckets[index].node.store(node, Ordering::Relaxed);
         }
-    }
-
-    /// This delta's references, moved out: the same pointers, no reference-count
-    /// traffic (a promotion of `n` entries would otherwise pay `n` atomic
-    /// increments on cold cache lines, and `n` decrements when the old root goes).
-    ///
-    /// # Safety
-    ///
-    /// The caller holds the map's lock, calls this once per delta, and before
-    /// dropping any of the returned references (or letting a panic drop them)
-    /// calls [`hand_over`](Self::hand_over), which makes this delta give up its
-    /// own claim; until then it must treat them as borrowed (`ManuallyDrop`).
-    pub(crate) unsafe fn take_entries(&self) -> impl Iterator<Item = Arc<Entry<K, V>>> + '_ {
-        self.slots.iter().filter_map(|slot| {
-            let ptr = slot.load_locked();
-            // SAFETY: the slot holds a strong reference (`Arc::into_raw`), which the
-            // caller takes over once, per this function's contract.
-            (!ptr.is_null()).then(|| unsafe { Arc::from_raw(ptr) })
-        })
-    }
-
-    /// Gives up this delta's references after [`take_entries`](Self::take_entries)
-    /// moved them into a newer structure: dropping it then releases none.
-    pub(crate) fn hand_over(&self) {
         // Relaxed: set under the lock; read only by `drop`, which runs after the
         // reclaimer's grace period (or with the map exclusively borrowed), ordered
         // after this by the retirement.
         self.handed_over.store(true, Ordering::Relaxed);
+        ManuallyDrop::into_inner(grown)
     }
 
-    /// A delta with room for `len` entries that takes over this one's entries
-    /// (writer only); this one then owns none.
-    pub(crate) fn grown(&self, len: usize) -> Self {
-        // Not dropped on a panic before the hand-over: the references would be
-        // released twice (once here, once with this delta).
-        let grown = ManuallyDrop::new(Delta::with_room_for(len));
-        // SAFETY: lock held (our caller's contract: "writer only"); handed over
-        // below before `grown` can drop anything.
-        for entry in unsafe { self.take_entries() } {
-            #[cfg(loom_mutant)] // mutant: the grown delta leaves out the first entry
-            if crate::reclaim::mutant("grow_drops_entry") && grown.iter().next().is_none() {
-                // Leaked: simply not copied.
-                core::mem::forget(entry);
-                continue;
-            }
-            grown.insert(entry);
+    /// The first empty bucket on `hash`'s probe path (writer only).
+    fn free_bucket(&self, hash: u64) -> usize {
+        let mut index = self.probe_start(hash);
+        while !self.buckets[index].load_locked().is_null() {
+            index = (index + 1) & self.mask;
         }
-        self.hand_over();
-        ManuallyDrop::into_inner(grown)
+        index
     }
 }
 
 impl<K, V> Drop for Delta<K, V> {
     fn drop(&mut self) {
-        // Relaxed: see `hand_over`.
+        // Relaxed: see `grown`.
         if self.handed_over.load(Ordering::Relaxed) {
             return;
         }
-        for slot in self.slots.iter() {
+        for bucket in self.buckets.iter() {
             // Exclusive access (a delta is dropped after its grace period or with
             // the map exclusively borrowed): the lock holder's load will do.
-            let ptr = slot.load_locked();
-            if !ptr.is_null() {
-                // SAFETY: the slot's strong reference, released once.
-                drop(unsafe { Arc::from_raw(ptr) });
+            let node = bucket.load_locked();
+            if !node.is_null() {
+                // SAFETY: the bucket owns its node; freed once, here. The slot's
+                // own drop contains its destructors' panics.
+                drop(unsafe { Box::from_raw(node) });
             }
         }
     }
 }
 
-/// The entries of a [`Delta`], from [`Delta::iter`].
+/// The nodes of a [`Delta`] with their hashes, from [`Delta::nodes`].
 ///
-/// An entry reached through a delta borrowed for `'d` is alive for `'d`: the
-/// delta, or the newer structure its references were handed over to, holds a
-/// strong reference; that structure is the current root's or was retired after
-/// the delta was reached, so the guard that keeps the delta alive keeps it too.
-pub(crate) struct Entries<'d, K, V> {
-    slots: core::slice::Iter<'d, Slot<K, V>>,
+/// A node reached through a delta borrowed for `'d` is alive for `'d`: the delta,
+/// or the grown delta its nodes were handed to, owns it; that delta belongs to the
+/// current root or to one retired after the delta was reached, so the guard that
+/// keeps this delta alive keeps the node too.
+pub(crate) struct Nodes<'d, K, V> {
+    buckets: core::slice::Iter<'d, Bucket<K, V>>,
 }
 
-impl<'d, K, V> Iterator for Entries<'d, K, V> {
-    type Item = &'d Entry<K, V>;
+impl<'d, K, V> Iterator for Nodes<'d, K, V> {
+    type Item = (u64, &'d Slot<K, V>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        for slot in self.slots.by_ref() {
-            let ptr = slot.load();
+        for bucket in self.buckets.by_ref() {
+            let ptr = bucket.load();
             if !ptr.is_null() {
-                // SAFETY: alive for 'd (see `Entries`).
-                return Some(unsafe { &*ptr });
+                // SAFETY: alive for 'd (see `Nodes`).
+                return Some((bucket.hash(), unsafe { &*ptr }));
             }
         }
         None
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(self.slots.len()))
+        (0, Some(self.buckets.len()))
     }
 }

@@ -3,15 +3,13 @@
 use core::fmt;
 use core::iter::FusedIterator;
 
-use hashbrown::hash_table;
-
-use super::delta::Entries;
-use super::entry::Entry;
+use super::delta::Nodes;
+use super::read::Slots;
 use super::root::Root;
-use crate::reclaim::Guard;
-use crate::sync::Arc;
+use crate::raw::mutant::mutant;
+use crate::reclaim::Protect;
 
-/// An iterator over a [`SyncMap`](crate::SyncMap)'s live entries, from
+/// An iterator over a [`SyncMap`](crate::SyncMap)'s live keys, from
 /// [`Pinned::iter`](crate::Pinned::iter): the read table, then the delta of keys
 /// added since the last promotion.
 ///
@@ -25,18 +23,18 @@ use crate::sync::Arc;
 /// assert_eq!(total, 3);
 /// ```
 pub struct Iter<'g, K, V> {
-    read: hash_table::Iter<'g, Arc<Entry<K, V>>>,
-    delta: Entries<'g, K, V>,
+    read: Slots<'g, K, V>,
+    delta: Nodes<'g, K, V>,
 }
 
 impl<'g, K, V> Iter<'g, K, V> {
     /// # Safety
     ///
-    /// `guard` protects `root` and the values of its entries for `'g`.
-    pub(crate) unsafe fn new<G: Guard>(root: &'g Root<K, V>, guard: &'g G) -> Self {
+    /// `guard` protects `root` and the cells its slots link for `'g`.
+    pub(crate) unsafe fn new<P: Protect>(root: &'g Root<K, V>, guard: &'g P) -> Self {
         Iter {
-            read: root.read.iter(),
-            delta: root.delta(guard).iter(),
+            read: root.read.slots(),
+            delta: root.delta(guard).nodes(),
         }
     }
 }
@@ -45,27 +43,26 @@ impl<'g, K, V> Iterator for Iter<'g, K, V> {
     type Item = (&'g K, &'g V);
 
     fn next(&mut self) -> Option<Self::Item> {
-        #[cfg(loom_mutant)] // mutant: iterate the read table only, not the delta
-        if crate::reclaim::mutant("iter_skips_delta") {
-            // SAFETY: as below.
-            return self
-                .read
-                .find_map(|e| unsafe { e.get() }.map(|v| (e.key(), v)));
-        }
-        let entries = self.read.by_ref().map(|entry| &**entry);
-        for entry in entries.chain(self.delta.by_ref()) {
+        // (Mutant: iterate the read table only, not the delta.)
+        let delta = mutant!("iter_skips_delta" => None, else Some(&mut self.delta));
+        let slots = self.read.by_ref().chain(
+            delta
+                .into_iter()
+                .flat_map(|nodes| nodes.map(|(_, node)| node.as_slot())),
+        );
+        for slot in slots {
             // SAFETY: `new`'s caller guaranteed a guard for 'g.
-            if let Some(value) = unsafe { entry.get() } {
-                return Some((entry.key(), value));
+            if let Some(value) = unsafe { slot.get() } {
+                return Some((slot.key(), value));
             }
         }
         None
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let read = self.read.len();
+        let read = self.read.size_hint().1;
         let delta = self.delta.size_hint().1;
-        (0, delta.map(|d| d + read))
+        (0, read.zip(delta).map(|(r, d)| r + d))
     }
 }
 
@@ -73,8 +70,6 @@ impl<K, V> FusedIterator for Iter<'_, K, V> {}
 
 impl<K, V> fmt::Debug for Iter<'_, K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Iter")
-            .field("read_remaining", &self.read.len())
-            .finish_non_exhaustive()
+        f.debug_struct("Iter").finish_non_exhaustive()
     }
 }

@@ -1,29 +1,32 @@
 //! [`SyncMap`]: Go's `sync.Map` idea — an immutable read table, a side table for
-//! new keys, promotion by a counter — with reads that never lock.
+//! new keys, promotion by a counter — with keys and values inline in the read
+//! table and reads that never lock.
 //!
-//! Module map: `entry` (the per-key value slot and its state machine), `value`
-//! (value cells and slot markers), `table` (the shared-entry hash table), `delta`
-//! (the lock-free table of keys added since the last promotion), `root` (read
-//! table + delta behind one published pointer), `protocol` (the algorithm),
-//! `garbage` (retiring what the protocol unlinks), `pinned` (the guarded public
-//! API), `iter`. The classic protocol, Go's exactly, is in `crate::classic` and
-//! shares `entry`, `value`, `table` and `garbage`.
+//! Module map: `slot` (a key, its inline value and the link that says where the
+//! current value is), `read` (the read table: buckets as `HashMap`'s, links and
+//! touched bits beside them), `root` (the read table and the delta behind one
+//! published pointer), `delta` (the lock-free table of keys added since the last
+//! promotion), `policy` (when to promote: the rule, stated once), `lookup` (the
+//! read path), `write` (every write), `promote` (sealing promotion and clear),
+//! `pinned` and `owned` (the guarded APIs), `iter`.
 
 mod delta;
-pub(crate) mod entry;
-pub(crate) mod garbage;
 mod iter;
+mod lookup;
+mod owned;
 mod pinned;
-mod protocol;
+mod policy;
+mod promote;
+mod read;
 mod root;
-pub(crate) mod table;
-pub(crate) mod value;
+mod slot;
+mod traits;
+mod write;
 
 #[cfg(test)]
 mod tests;
 
 use core::borrow::Borrow;
-use core::fmt;
 use core::hash::{BuildHasher, Hash};
 use core::marker::PhantomData;
 use std::collections::hash_map::RandomState;
@@ -32,71 +35,105 @@ use crossbeam_utils::CachePadded;
 
 use delta::Delta;
 pub use iter::Iter;
+#[cfg(feature = "rayon")]
+pub(crate) use lookup::par_slots;
+pub use owned::OwnedPinned;
 pub use pinned::{CompareExchangeError, LoadOrStore, Pinned};
+use policy::Sampler;
+use read::ReadTable;
 use root::{Root, RootPtr};
-use table::Table;
 
 use crate::reclaim::{DefaultReclaim, Ledger, Reclaim};
 use crate::stats::{Counters, Stats};
-use crate::sync::{Arc, AtomicBool, AtomicIsize, AtomicUsize, Mutex, Ordering};
+use crate::sync::{Arc, AtomicIsize, AtomicUsize, Mutex, Ordering};
 
 /// A concurrent hash map for read-mostly workloads: Go's `sync.Map` idea, with
-/// reads that never lock.
+/// keys and values inline in the read table and reads that never lock.
 ///
-/// Reads are lock-free and wait-free: a lookup pins the reclaimer (or reuses the
-/// caller's [`Pinned`] guard), loads the published root, hashes once and probes
-/// the immutable read table — and, on a miss, the *delta* of keys added since the
-/// last promotion, itself a lock-free table. No lock, no reference count; the only
-/// shared write on the read path is a sampled counter (one delta hit in 16) that
-/// decides when to merge the delta into the read table.
+/// A lookup pins the reclaimer (or reuses the caller's [`Pinned`] guard), loads
+/// the published root, hashes once and probes the read table — an immutable
+/// `hashbrown` table whose buckets hold the key, its value and one atomic *link*.
+/// A key never overwritten since the last promotion is answered from the bucket
+/// itself: one load of the root, one probe, one load of the link, no lock, no
+/// shared write — the same memory a plain `HashMap` lookup touches. A key
+/// overwritten since is one dependent load further (its value is in a heap cell
+/// the link points to); a key added since is found in the *delta*, a second
+/// lock-free table.
 ///
 /// Updates and removes of existing keys are one compare-and-swap on the key's
-/// entry, wherever it lives. A new key takes a mutex (one writer at a time adds to
-/// the delta). Promotion merges the read table and the delta into a fresh read
-/// table, dropping removed keys, when delta-served reads reach four per key of
-/// the map, when the delta is full and holds half as many keys as it, when removed
-/// keys reach half of the map, or on [`promote`](SyncMap::promote). Each costs
-/// O(len) and follows O(len) operations, so it is amortized O(1).
+/// link, wherever it lives. A new key takes a writer mutex (one writer at a time
+/// adds to the delta). A *promotion* copies every live key into a fresh read
+/// table, values inline again and removed keys dropped; when it happens is the
+/// rule in the crate docs' "When `SyncMap` promotes". Each costs O(len) and
+/// follows Ω(len) operations, so it is amortized O(1).
 ///
 /// It suits caches and tables with a mostly stable key set. For tables rewritten
 /// as a whole, with consistent snapshots, see the crate docs on choosing a map.
 ///
+/// # Why `K: Clone` and `V: Clone`
+///
+/// A promotion *clones* each live key and value into the new read table: readers
+/// of the old table may still hold references into it, so its keys and values
+/// stay where they are until it is freed, and a bitwise move would leave two
+/// owners of one value (unsound for values with interior mutability). Big or
+/// non-`Clone` values belong behind an `Arc`, which makes the clone one reference
+/// count increment. `Clone` runs while the writer lock is held (see "Locks and
+/// user code").
+///
 /// # Guards
 ///
 /// Methods that hand out references live on [`Pinned`], obtained from
-/// [`pin`](SyncMap::pin); references stay valid while it lives, even if the entry
-/// is overwritten or removed meanwhile. A `Pinned` is not `Send`: in async code,
-/// drop it before an `.await`, or use the guard-free methods on `SyncMap` that
-/// return owned values ([`get_cloned`](SyncMap::get_cloned),
+/// [`pin`](SyncMap::pin); references stay valid while it lives, even if the key
+/// is overwritten, removed or promoted meanwhile. A `Pinned` is not `Send`: in
+/// async code, drop it before an `.await`, or use the guard-free methods on
+/// `SyncMap` that return owned values ([`get_cloned`](SyncMap::get_cloned),
 /// [`insert`](SyncMap::insert), [`remove`](SyncMap::remove), …). Holding a guard
-/// for long delays the freeing of every retired value in the process (with the
-/// default crossbeam-epoch backend).
+/// for long delays the freeing of every value retired in the process meanwhile
+/// (with the default crossbeam-epoch backend).
 ///
 /// # Consistency
 ///
 /// Each operation on one key is linearizable. [`len`](SyncMap::len) is exact when
-/// no writer runs. Iteration sees every key present for its whole duration exactly
-/// once and is not a snapshot (use `SnapshotMap` for that).
+/// no write is in flight. Iteration sees every key present for its whole
+/// duration exactly once, with a value it had at some moment during the
+/// iteration; it is not a snapshot (use `SnapshotMap` for that).
 ///
 /// # Memory
 ///
-/// Each key is one entry holding the key, its hash and the value it was inserted
-/// with, inline; a value that replaces it gets a heap cell of its own, and the
-/// entry's inline storage stays (dead, its value dropped) until the entry goes. So
-/// an overwritten key costs `size_of::<V>()` extra bytes: store large values
-/// behind a `Box` or an `Arc`. Removed keys give their memory back by themselves,
-/// once enough of the map is removed to trigger a merge (see [`promote`]).
+/// The read table holds each key and value inline, plus one word: for `u64` keys
+/// and values, 24 bytes a bucket. A value written since the last promotion gets a
+/// heap cell, and the key's inline value stays (stale) until the next promotion;
+/// a key added since lives in a heap node of the delta. Removed keys give their
+/// memory back by themselves, once enough of the map is removed to trigger a
+/// compaction. Dropping the map drops every key and value it holds or has
+/// retired, at once, whatever guards other threads hold.
 ///
-/// [`promote`]: SyncMap::promote
+/// # Locks and user code
+///
+/// Reads never take a lock and never wait: a reader that finds the read budget
+/// spent *tries* the writer lock to promote, and moves on if it is taken. Writes
+/// to keys present in the map are lock-free. These run user code while holding
+/// the writer lock, and must not use the same map from inside it (they would
+/// deadlock or, for a reader's promotion, be skipped):
+///
+/// * `Hash` and `Eq` of `K`, on the path that adds a new key (the key is looked
+///   up again under the lock) and in promotions;
+/// * `Clone` of `K` and `V`, in promotions.
+///
+/// Closures passed to `update`, `remove_if`, `get_or_insert_with` and `retain`
+/// run without the lock, as do the destructors the map runs.
 ///
 /// # Panics in user code
 ///
-/// A panicking `Hash`, `Eq` or update closure leaves the map as it was before the
-/// call: user code runs only before a change is published or in read-only probes,
-/// and the internal lock ignores poisoning. A panicking `Drop` of a key or value
-/// that the map drops (on overwrite, remove, clear or its own drop) is contained:
-/// the memory is freed, the panic is reported by the panic hook and not propagated,
-/// because it may run on an unrelated thread inside the reclaimer.
+/// A panicking `Hash`, `Eq` or closure leaves the map as it was before the call:
+/// user code runs only before a change is published, and the internal lock
+/// ignores poisoning. A panicking `Clone` or `Hash` in a promotion the map starts
+/// by itself abandons that promotion (nothing is published, the panic is reported
+/// by the panic hook and not propagated; `stats().promotions_abandoned` counts
+/// it); in [`promote`](SyncMap::promote) it propagates, the map unchanged. A
+/// panicking `Drop` of a key or value that the map drops is contained: the memory
+/// is freed and the panic is reported by the panic hook, because it may run on an
+/// unrelated thread inside the reclaimer.
 ///
 /// # Examples
 ///
@@ -112,18 +149,27 @@ use crate::sync::{Arc, AtomicBool, AtomicIsize, AtomicUsize, Mutex, Ordering};
 /// assert_eq!(pinned.insert("/", "home"), Some(&"index"));
 /// assert_eq!(routes.len(), 2);
 /// ```
+///
+/// A `Pinned` cannot cross threads (so it cannot be held across an `.await` in a
+/// multi-threaded runtime):
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>(_: T) {}
+/// let map = readmostly::SyncMap::<u8, u8>::new();
+/// assert_send(map.pin());
+/// ```
 pub struct SyncMap<K, V, S = RandomState, R: Reclaim = DefaultReclaim> {
     /// What every read touches, and nothing a writer writes except at promotion.
     read_side: CachePadded<ReadSide<K, V, S, R>>,
     /// Written by writers, on its own cache lines so that readers never share one
     /// with it.
     write_side: CachePadded<WriteSide>,
-    /// The promotion trigger fed by sampled delta reads: the one line readers may
-    /// write, rarely, and apart from both of the above.
+    /// The promotion trigger fed by sampled off-path reads: the one line readers
+    /// may write, rarely, and apart from both of the above.
     sampler: CachePadded<Sampler>,
     ledger: Arc<Ledger>,
     #[cfg(test)]
-    lock_audit: protocol::LockAudit,
+    lock_audit: write::LockAudit,
     /// The map owns keys and values through raw pointers; this makes `Send`/`Sync`
     /// opt-in (see the impls below) instead of derived from those pointers.
     _owns: PhantomData<(*const K, *const V)>,
@@ -139,30 +185,23 @@ struct WriteSide {
     writer: Mutex<Writer>,
     /// Live keys: +1 when a slot gains a value, −1 when it loses one.
     len: AtomicIsize,
-    /// Removes since the last promotion (each left a tombstone in the root).
-    tombstones: AtomicUsize,
-    /// Entries in the current delta; written under the lock, read without it by
-    /// the tombstone trigger.
+    /// Removed keys in the current root (links `REMOVED`): +1 per remove, −1 per
+    /// revival; a heuristic (it may lag by the writes in flight).
+    tombstones: AtomicIsize,
+    /// Nodes in the current delta; written under the lock, read without it by
+    /// the triggers.
     delta_len: AtomicUsize,
     counters: Counters,
 }
 
 /// The writer lock's token: holding it proves the right to add keys, replace the
-/// root or the delta, and fill delta slots. The state it guards is atomic (so
-/// readers can read it without the lock).
+/// root or the delta, and seal slots. The state it guards is atomic (so readers
+/// can read it without the lock).
 struct Writer;
 
-/// Sampled delta-served reads since the last promotion, and the flag asking the
-/// next writer to promote.
-#[derive(Default)]
-struct Sampler {
-    delta_reads: AtomicUsize,
-    promote_wanted: AtomicBool,
-}
-
-// SAFETY: the map owns its keys and values (through `Arc<Entry>` and raw value
-// pointers); sending the map sends them, and they may be dropped on the receiving
-// thread: `K: Send, V: Send`. The hasher and reclaimer move with it.
+// SAFETY: the map owns its keys and values (inline in its tables, in delta nodes
+// and in cells); sending the map sends them, and they may be dropped on the
+// receiving thread: `K: Send, V: Send`. The hasher and reclaimer move with it.
 unsafe impl<K: Send, V: Send, S: Send, R: Reclaim> Send for SyncMap<K, V, S, R> {}
 
 // SAFETY: through `&SyncMap`, threads get `&K` and `&V` concurrently (`Sync`), and
@@ -262,21 +301,21 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
     fn with_parts(capacity: usize, hasher: S, reclaim: R) -> Self {
         SyncMap {
             read_side: CachePadded::new(ReadSide {
-                root: RootPtr::new(Root::new(Table::new(), Delta::with_room_for(capacity))),
+                root: RootPtr::new(Root::new(ReadTable::new(), Delta::with_room_for(capacity))),
                 hasher,
                 reclaim,
             }),
             write_side: CachePadded::new(WriteSide {
                 writer: Mutex::new(Writer),
                 len: AtomicIsize::new(0),
-                tombstones: AtomicUsize::new(0),
+                tombstones: AtomicIsize::new(0),
                 delta_len: AtomicUsize::new(0),
                 counters: Counters::default(),
             }),
             sampler: CachePadded::new(Sampler::default()),
             ledger: Arc::new(Ledger::default()),
             #[cfg(test)]
-            lock_audit: protocol::LockAudit::default(),
+            lock_audit: write::LockAudit::default(),
             _owns: PhantomData,
         }
     }
@@ -296,10 +335,14 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
         &self.read_side.hasher
     }
 
-    /// Live keys. Exact when no writer runs; while writers run, a value that was
-    /// true at some moment during the call (never negative).
+    /// Live keys. O(1): the map keeps a count (Go's `sync.Map` has no `Len` at
+    /// all).
     ///
-    /// O(1): the map keeps a count (Go's `sync.Map` has no `Len` at all).
+    /// Exact when no insert or remove is in flight. The count is updated just
+    /// after each change takes effect, not with it, so while writes run it may
+    /// differ from the number of keys present at any one moment by up to the
+    /// number of inserts and removes in flight (each adds or takes one, a moment
+    /// late). It is never negative.
     ///
     /// # Examples
     ///
@@ -340,17 +383,19 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
     ///
     /// let map = SyncMap::new();
     /// map.insert(1, "a");
-    /// map.insert(1, "b"); // overwrites: retires "a"
+    /// map.insert(1, "b"); // "a" was inline in its slot: it stays there
+    /// assert_eq!(map.stats().values_retired, 0);
+    /// map.insert(1, "c"); // "b" was in a cell: retired
     /// assert_eq!(map.stats().values_retired, 1);
     /// ```
     pub fn stats(&self) -> Stats {
         let stats = self.write_side.counters.snapshot(&self.ledger);
-        // Delta reads are counted on the sampler's line (readers never write the
-        // writers' counters) and folded into `counters` when the sampler resets.
-        // Relaxed: a statistic.
-        let unfolded = self.sampler.delta_reads.load(Ordering::Relaxed) as u64;
+        // Off-path reads are counted on the sampler's line (readers never write
+        // the writers' counters) and folded into `counters` when it resets.
+        let (delta_reads, cell_reads) = self.sampler.unfolded();
         Stats {
-            delta_reads: stats.delta_reads + unfolded,
+            delta_reads: stats.delta_reads + delta_reads,
+            cell_reads: stats.cell_reads + cell_reads,
             ..stats
         }
     }
@@ -381,8 +426,8 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
 
 impl<K, V, S, R> SyncMap<K, V, S, R>
 where
-    K: Hash + Eq + Send + 'static,
-    V: Send + 'static,
+    K: Hash + Eq + Clone + Send + 'static,
+    V: Clone + Send + 'static,
     S: BuildHasher,
     R: Reclaim,
 {
@@ -426,7 +471,6 @@ where
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
-        V: Clone,
     {
         self.pin().get(key).cloned()
     }
@@ -453,8 +497,8 @@ where
     }
 
     /// Inserts `value` for `key`, returning a clone of the previous value (Go's
-    /// `Swap`; `Store` when the result is ignored). Without `V: Clone`, use
-    /// [`Pinned::insert`], which returns a reference.
+    /// `Swap`; `Store` when the result is ignored). [`Pinned::insert`] returns a
+    /// reference instead.
     ///
     /// An existing key keeps its original key value, as with `HashMap`.
     ///
@@ -467,15 +511,12 @@ where
     /// assert_eq!(map.insert(1, "a"), None);
     /// assert_eq!(map.insert(1, "b"), Some("a"));
     /// ```
-    pub fn insert(&self, key: K, value: V) -> Option<V>
-    where
-        V: Clone,
-    {
+    pub fn insert(&self, key: K, value: V) -> Option<V> {
         self.pin().insert(key, value).cloned()
     }
 
     /// Removes `key`, returning a clone of its value (Go's `LoadAndDelete`).
-    /// Without `V: Clone`, use [`Pinned::remove`].
+    /// [`Pinned::remove`] returns a reference instead.
     ///
     /// # Examples
     ///
@@ -491,21 +532,85 @@ where
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
-        V: Clone,
     {
         self.pin().remove(key).cloned()
     }
 
-    /// Merges the delta of new keys into a fresh read table now, dropping the
-    /// entries of removed keys, instead of waiting for the promotion rule.
+    /// Returns a clone of `key`'s value if present; otherwise stores `make()` and
+    /// returns a clone of it (Go's `LoadOrStore` with a lazily made value). `make`
+    /// runs at most once, without the lock. [`Pinned::get_or_insert_with`] returns
+    /// a reference and says which happened.
     ///
-    /// The rule: new keys go to the delta; lookups that miss the read table probe
-    /// the delta (lock-free) and are sampled; the next writer promotes once
-    /// delta-served reads reach four per key of the map, and a new key promotes
-    /// first when the delta is full and holds half as many keys as the read table;
-    /// a remove promotes once removed keys reach half of the map. Each promotion
-    /// costs O(len) after O(len) operations. Call `promote` after a bulk load so that lookups of the new keys
-    /// probe one table. Costs O(len).
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let sessions = SyncMap::new();
+    /// assert_eq!(sessions.get_or_insert_with("alice", || 1), 1);
+    /// assert_eq!(sessions.get_or_insert_with("alice", || unreachable!()), 1);
+    /// ```
+    pub fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V {
+        self.pin().get_or_insert_with(key, make).value().clone()
+    }
+
+    /// Replaces `key`'s value with `update(value)` if it is present, or stores
+    /// `insert()` if it is absent, atomically, and returns a clone of the value now
+    /// stored; see [`Pinned::update_or_insert_with`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let counts = SyncMap::new();
+    /// for word in ["a", "b", "a"] {
+    ///     counts.update_or_insert_with(word, |n| n + 1, || 1);
+    /// }
+    /// assert_eq!((counts.get_cloned("a"), counts.get_cloned("b")), (Some(2), Some(1)));
+    /// ```
+    pub fn update_or_insert_with(
+        &self,
+        key: K,
+        update: impl FnMut(&V) -> V,
+        insert: impl FnOnce() -> V,
+    ) -> V {
+        self.pin()
+            .update_or_insert_with(key, update, insert)
+            .clone()
+    }
+
+    /// A guard that owns its handle to the map: `Send`, `Sync` and `'static` when
+    /// the map is (it holds an `Arc` of it), so it can be kept across `.await`
+    /// points in a multi-threaded async runtime, where a [`Pinned`] cannot.
+    /// References it returns stay valid while it lives. See [`OwnedPinned`] for
+    /// what holding one costs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    /// use std::sync::Arc;
+    ///
+    /// let routes = Arc::new(SyncMap::new());
+    /// routes.insert("/", "index");
+    /// let pinned = routes.pin_owned();
+    /// let handle = std::thread::spawn(move || pinned.get("/").copied());
+    /// assert_eq!(handle.join().unwrap(), Some("index"));
+    /// ```
+    pub fn pin_owned(self: &std::sync::Arc<Self>) -> OwnedPinned<K, V, S, R> {
+        OwnedPinned::new(std::sync::Arc::clone(self))
+    }
+
+    /// Promotes now: copies every live key into a fresh read table, values inline
+    /// again and removed keys dropped, instead of waiting for the promotion rule
+    /// (crate docs, "When `SyncMap` promotes"). Call it after a bulk load so that
+    /// lookups of the new keys are answered from the read table's buckets. Costs
+    /// O(len), with the writer lock held; clones every key and value.
+    ///
+    /// # Panics
+    ///
+    /// If `Clone` or `Hash` panics; the map is then unchanged.
     ///
     /// # Examples
     ///
@@ -526,8 +631,70 @@ where
         self.promote_now(&guard);
     }
 
+    /// Keys the map holds or can take without reorganizing: the read table's keys
+    /// (a removed key comes back into its own slot) plus the room left in the
+    /// delta for new ones. New keys beyond it grow the delta or promote.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map: SyncMap<u32, u32> = SyncMap::with_capacity(1000);
+    /// assert!(map.capacity() >= 1000);
+    /// ```
+    pub fn capacity(&self) -> usize {
+        let guard = self.read_side.reclaim.pin();
+        self.capacity_now(&guard)
+    }
+
+    /// Makes room for `additional` more new keys in the delta, so that adding
+    /// them grows nothing (as [`with_capacity`](SyncMap::with_capacity) does for
+    /// a new map). Takes the writer lock; O(delta).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map: SyncMap<u32, u32> = SyncMap::new();
+    /// map.reserve(10_000);
+    /// assert!(map.capacity() >= 10_000);
+    /// let growths = map.stats().delta_growths;
+    /// for i in 0..10_000 {
+    ///     map.insert(i, i);
+    /// }
+    /// assert_eq!(map.stats().delta_growths, growths);
+    /// ```
+    pub fn reserve(&self, additional: usize) {
+        let guard = self.read_side.reclaim.pin();
+        self.reserve_locked(&guard, additional);
+    }
+
+    /// Gives back what the map holds beyond its live keys: a promotion, which
+    /// drops removed keys, sizes the read table for the keys present and starts
+    /// an empty delta. See [`promote`](SyncMap::promote) (including its panics).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map: SyncMap<u32, u32> = (0..1000).map(|i| (i, i)).collect();
+    /// for i in 0..900 {
+    ///     map.remove(&i);
+    /// }
+    /// map.shrink_to_fit();
+    /// assert!(map.capacity() < 1000);
+    /// ```
+    pub fn shrink_to_fit(&self) {
+        self.promote();
+    }
+
     /// Removes every key. Linearizable with respect to each key: an insert racing
     /// with `clear` either happens before it (and is cleared) or after (and stays).
+    /// O(len): every slot is sealed, so that no racing lock-free write lands in
+    /// the discarded tables.
     ///
     /// # Examples
     ///
@@ -564,77 +731,11 @@ where
 
 impl<K, V, S, R: Reclaim> Drop for SyncMap<K, V, S, R> {
     fn drop(&mut self) {
-        // Exclusive access: no guard can hold references into this map (they borrow
-        // it), so the tables, entries and values are freed at once. Garbage retired
-        // earlier stays with the reclaimer, which frees it after its grace period.
+        // Exclusive access: no guard can hold references into this map (they
+        // borrow it), so everything goes at once — the current tables with every
+        // key and value in them, and everything retired and still waiting for
+        // the reclaimer, whose later `reclaim` calls then find nothing.
         drop(self.read_side.root.take_exclusive());
-    }
-}
-
-impl<K, V> Default for SyncMap<K, V> {
-    /// Same as [`SyncMap::new`].
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<K, V, S, R> fmt::Debug for SyncMap<K, V, S, R>
-where
-    K: Hash + Eq + Send + 'static + fmt::Debug,
-    V: Send + 'static + fmt::Debug,
-    S: BuildHasher,
-    R: Reclaim,
-{
-    /// Lists the live entries, as [`Pinned::iter`] does (lock-free; never
-    /// promotes).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.pin().iter()).finish()
-    }
-}
-
-impl<K, V, S, R> FromIterator<(K, V)> for SyncMap<K, V, S, R>
-where
-    K: Hash + Eq + Send + 'static,
-    V: Send + 'static,
-    S: BuildHasher + Default,
-    R: Reclaim,
-{
-    /// Builds a map and promotes once at the end, so that every key is in the read
-    /// table and lookups probe one table.
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut map = Self::with_hasher_and_reclaim(S::default(), R::default());
-        map.extend(iter);
-        map.promote();
-        map
-    }
-}
-
-impl<K, V, S, R> Extend<(K, V)> for SyncMap<K, V, S, R>
-where
-    K: Hash + Eq + Send + 'static,
-    V: Send + 'static,
-    S: BuildHasher,
-    R: Reclaim,
-{
-    /// Inserts every pair, as [`Pinned::insert`] would, under one guard.
-    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
-        let mut shared = &*self;
-        shared.extend(iter);
-    }
-}
-
-impl<K, V, S, R> Extend<(K, V)> for &SyncMap<K, V, S, R>
-where
-    K: Hash + Eq + Send + 'static,
-    V: Send + 'static,
-    S: BuildHasher,
-    R: Reclaim,
-{
-    /// Inserts every pair through a shared reference.
-    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
-        let pinned = self.pin();
-        for (key, value) in iter {
-            pinned.insert(key, value);
-        }
+        self.ledger.close();
     }
 }

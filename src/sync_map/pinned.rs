@@ -4,7 +4,6 @@ use core::borrow::Borrow;
 use core::fmt;
 use core::hash::{BuildHasher, Hash};
 
-use super::garbage::retire_value;
 use super::iter::Iter;
 use super::SyncMap;
 use crate::reclaim::Reclaim;
@@ -17,6 +16,12 @@ use crate::reclaim::Reclaim;
 /// crossbeam-epoch backend), so keep it for a request or a batch of lookups, not
 /// for the life of a thread. It is not `Send`: it cannot be held across an
 /// `.await` in a multi-threaded runtime.
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>(_: &T) {}
+/// let map = readmostly::SyncMap::<u8, u8>::new();
+/// assert_send(&map.pin());
+/// ```
 ///
 /// # Examples
 ///
@@ -132,8 +137,8 @@ impl<V: fmt::Debug> std::error::Error for CompareExchangeError<'_, V> {}
 
 impl<'map, K, V, S, R> Pinned<'map, K, V, S, R>
 where
-    K: Hash + Eq + Send + 'static,
-    V: Send + 'static,
+    K: Hash + Eq + Clone + Send + 'static,
+    V: Clone + Send + 'static,
     S: BuildHasher,
     R: Reclaim,
 {
@@ -143,6 +148,12 @@ where
             map,
             guard: map.read_side.reclaim.pin(),
         }
+    }
+
+    /// The guard this handle holds.
+    #[cfg(feature = "rayon")]
+    pub(crate) fn guard(&self) -> &R::Guard<'map> {
+        &self.guard
     }
 
     /// The map this handle pins.
@@ -161,10 +172,12 @@ where
 
     /// `key`'s value (Go's `Load`).
     ///
-    /// A key in the read table costs one load of the root, one hash, one probe and
-    /// one load of the value: no lock, no shared write. A key added since the last
-    /// promotion costs a second probe, in the delta, still without a lock; one such
-    /// read in 16 is counted toward the next promotion.
+    /// A key not written since the last promotion costs one load of the root, one
+    /// hash, one probe of the read table and one load of the link in the same
+    /// bucket — the value is in that bucket too: no lock, no shared write. A key
+    /// overwritten since is one dependent load further (its value is in a cell);
+    /// a key added since costs a second probe, in the delta, still without a
+    /// lock. One such off-path read in 16 is counted toward the next promotion.
     ///
     /// # Examples
     ///
@@ -177,19 +190,20 @@ where
     /// assert_eq!(pinned.get("a"), Some(&1));
     /// assert_eq!(pinned.get("b"), None);
     /// ```
-    #[inline]
+    // Always inlined, like `HashMap::get`: a call, with the hasher's state
+    // spilled around it, would cost a third as much again.
+    #[inline(always)]
     pub fn get<Q>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.map.hash(key);
-        let entry = self.map.lookup(&self.guard, hash, key)?;
-        // SAFETY: `self.guard` is held for as long as the returned borrow of `self`.
-        unsafe { entry.get() }
+        self.map.get_in(&self.guard, key)
     }
 
-    /// `key` and its value, as stored (the key the entry was created with).
+    /// `key` and its value, as stored (the key the map holds, which may be a
+    /// clone of the one first inserted: promotions clone keys). The read path of
+    /// [`get`](Pinned::get).
     ///
     /// # Examples
     ///
@@ -200,16 +214,13 @@ where
     /// map.insert(String::from("a"), 1);
     /// assert_eq!(map.pin().get_key_value("a"), Some((&String::from("a"), &1)));
     /// ```
+    #[inline]
     pub fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.map.hash(key);
-        let entry = self.map.lookup(&self.guard, hash, key)?;
-        // SAFETY: as in `get`.
-        let value = unsafe { entry.get() }?;
-        Some((entry.key(), value))
+        self.map.get_key_value_in(&self.guard, key)
     }
 
     /// Whether `key` is present.
@@ -235,9 +246,9 @@ where
     /// Inserts `value` for `key` and returns the previous value, which stays valid
     /// while this handle lives (Go's `Swap`).
     ///
-    /// A key present in the map (in the read table or the delta) is updated with
-    /// one compare-and-swap and no lock; a new key takes the writer lock and goes
-    /// into the delta.
+    /// A key with a slot in the map (in the read table or the delta, present or
+    /// removed) is updated with one compare-and-swap and no lock; a new key takes
+    /// the writer lock and goes into the delta.
     ///
     /// # Examples
     ///
@@ -275,7 +286,7 @@ where
         });
         // Present key: the value was never used; its drop is contained like every
         // drop the map makes.
-        super::value::drop_contained(|| drop(value));
+        crate::raw::cell::drop_contained(|| drop(value));
         result
     }
 
@@ -306,9 +317,9 @@ where
     /// Removes `key` and returns its value, valid while this handle lives (Go's
     /// `LoadAndDelete`).
     ///
-    /// A key in the read table is removed with one compare-and-swap, leaving a
-    /// tombstone that a later promotion drops; once tombstones reach half of the
-    /// read table the map compacts itself, so removed keys give their memory back.
+    /// One compare-and-swap, leaving a tombstone that a later promotion drops;
+    /// once removed keys reach half of the map it compacts itself, so removed
+    /// keys give their memory back.
     ///
     /// # Examples
     ///
@@ -326,7 +337,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.map.remove_key(&self.guard, key)
+        self.map.remove_if(&self.guard, key, |_| true)
     }
 
     /// Removes `key` if `remove` returns true for its current value, atomically
@@ -350,9 +361,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.map.hash(key);
-        let entry = self.map.lookup(&self.guard, hash, key)?;
-        self.map.delete(&self.guard, entry, remove)
+        self.map.remove_if(&self.guard, key, remove)
     }
 
     /// Replaces `key`'s value with `new` if it equals `current` (Go's
@@ -382,20 +391,9 @@ where
         Q: Hash + Eq + ?Sized,
         V: PartialEq,
     {
-        let hash = self.map.hash(key);
-        let Some(entry) = self.map.lookup(&self.guard, hash, key) else {
-            return Err(CompareExchangeError { current: None, new });
-        };
-        // SAFETY: `self.guard` is held for the call.
-        match unsafe { entry.compare_exchange(current, new) } {
-            // SAFETY: unlinked by our CAS, protected by our guard.
-            Ok(old) => Ok(unsafe { retire_value(&self.guard, &self.map.ledger, entry, old) }),
-            Err((found, new)) => Err(CompareExchangeError {
-                // SAFETY: protected by our guard.
-                current: unsafe { super::value::as_live(found) },
-                new,
-            }),
-        }
+        self.map
+            .compare_exchange(&self.guard, key, current, new)
+            .map_err(|(current, new)| CompareExchangeError { current, new })
     }
 
     /// Replaces `key`'s value with `f(current)` and returns the new value (a
@@ -421,21 +419,90 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.map.hash(key);
-        let entry = self.map.lookup(&self.guard, hash, key)?;
-        // SAFETY: `self.guard` is held for the call.
-        let (old, new) = unsafe { entry.update(f) }?;
-        // SAFETY: `old` was unlinked by our CAS, and is protected by our guard.
-        unsafe { retire_value(&self.guard, &self.map.ledger, entry, old) };
-        // SAFETY: now in the slot; values leave slots only through the reclaimer.
-        Some(unsafe { &*new })
+        self.map.update(&self.guard, key, f)
     }
 
-    /// Iterates over live entries (Go's `Range`): the read table, then the delta of
-    /// keys added since the last promotion. Lock-free; never promotes.
+    /// Replaces `key`'s value with `update(value)` if it is present, or stores
+    /// `insert()` if it is absent — atomically either way — and returns the value
+    /// now stored (papaya's `compute`, dashmap's
+    /// `entry().and_modify().or_insert_with()`).
     ///
-    /// Every key present for the whole iteration is yielded exactly once; keys
-    /// inserted or removed meanwhile may or may not be. Not a snapshot.
+    /// `insert` runs at most once, and only if the key is absent when this thread
+    /// tries to store. `update` may run more than once if other writers change the
+    /// value concurrently: each run sees the latest value and only the last result
+    /// is stored (earlier ones are dropped). Neither runs under a lock, so both may
+    /// use the map. If either panics, the map is unchanged.
+    ///
+    /// # Examples
+    ///
+    /// A counter per key, exact under any number of threads:
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    /// use std::thread;
+    ///
+    /// let hits = SyncMap::new();
+    /// thread::scope(|s| {
+    ///     for _ in 0..4 {
+    ///         s.spawn(|| {
+    ///             let pinned = hits.pin();
+    ///             for _ in 0..1000 {
+    ///                 pinned.update_or_insert_with("/", |n| n + 1, || 1u64);
+    ///             }
+    ///         });
+    ///     }
+    /// });
+    /// assert_eq!(hits.get_cloned("/"), Some(4000));
+    /// ```
+    pub fn update_or_insert_with(
+        &self,
+        key: K,
+        mut update: impl FnMut(&V) -> V,
+        insert: impl FnOnce() -> V,
+    ) -> &V {
+        let mut insert = Some(insert);
+        self.map.upsert(&self.guard, key, &mut update, &mut || {
+            (insert
+                .take()
+                .expect("upsert makes the inserted value at most once"))()
+        })
+    }
+
+    /// Ends this guard's read and starts a new one in place, so that what was
+    /// retired meanwhile can be freed: for a loop that keeps one `Pinned` for
+    /// long. Takes `&mut self`, so no reference obtained before outlives it.
+    ///
+    /// With crossbeam-epoch, a thread pinned by an outer guard stays pinned (the
+    /// refresh frees nothing until that one is dropped too).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    ///
+    /// let map: SyncMap<u32, u32> = (0..100).map(|i| (i, i)).collect();
+    /// let mut pinned = map.pin();
+    /// let mut sum = 0;
+    /// for round in 0..10 {
+    ///     for k in 0..100 {
+    ///         sum += pinned.get(&k).copied().unwrap_or(0);
+    ///     }
+    ///     pinned.insert(round, 0);
+    ///     pinned.refresh(); // lets the overwritten values go
+    /// }
+    /// assert!(sum > 0);
+    /// ```
+    pub fn refresh(&mut self) {
+        crate::reclaim::Guard::refresh(&mut self.guard);
+    }
+
+    /// Iterates over live keys (Go's `Range`): the read table, then the delta of
+    /// keys added since the last promotion, of the root current when `iter` is
+    /// called. Lock-free; never promotes.
+    ///
+    /// Every key present for the whole iteration is yielded exactly once, with a
+    /// value it had at some moment during the iteration; keys inserted or removed
+    /// meanwhile may or may not be. Not a snapshot.
     ///
     /// # Examples
     ///
@@ -465,12 +532,7 @@ where
     /// assert_eq!(map.len(), 2);
     /// ```
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
-        let root = self.map.root(&self.guard);
-        for entry in root.entries(root.delta(&self.guard)) {
-            let key = entry.key();
-            self.map
-                .delete(&self.guard, entry, |value| !keep(key, value));
-        }
+        self.map.retain_keys(&self.guard, &mut keep);
     }
 
     /// Live keys; see [`SyncMap::len`].
@@ -523,8 +585,8 @@ where
 
 impl<K, V, S, R> fmt::Debug for Pinned<'_, K, V, S, R>
 where
-    K: Hash + Eq + Send + 'static + fmt::Debug,
-    V: Send + 'static + fmt::Debug,
+    K: Hash + Eq + Clone + Send + 'static + fmt::Debug,
+    V: Clone + Send + 'static + fmt::Debug,
     S: BuildHasher,
     R: Reclaim,
 {

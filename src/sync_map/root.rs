@@ -1,84 +1,57 @@
-//! The published root: the immutable read table and the delta that belongs with
-//! it, behind one atomically swapped, reclaimer-protected pointer.
+//! The published root: the read table and the delta that belongs with it, behind
+//! one atomically swapped, reclaimer-protected pointer.
 //!
 //! One pointer, so that a reader that loads the root sees a read table and the
 //! delta of keys added since *that* table was built — never a new read table with
-//! an old delta or the reverse. A promotion publishes a new root; a delta growth
-//! swaps only the root's delta pointer (the read table stays).
+//! an old delta or the reverse. A promotion or a clear publishes a new root; a
+//! delta growth swaps only the root's delta pointer (the read table stays).
 //!
-//! The current root owns its entries (one strong reference each, in the read
-//! table or the delta). A promotion moves those references into the next root
-//! instead of cloning them, and hands the old root only the tombstones it purged:
-//! freeing the old root after its grace period releases exactly those.
+//! A root owns everything in it: the read table's slots (keys, inline values and
+//! linked cells) and its delta's nodes. When a promotion replaces it, it has been
+//! sealed and copied — the next root holds clones — so freeing it after its grace
+//! period drops exactly what readers of it could still see.
 
 use core::borrow::Borrow;
 use core::mem::size_of;
 
 use super::delta::Delta;
-use super::entry::Entry;
-use super::table::{find, table_bytes, Table};
-use crate::reclaim::Guard;
-use crate::sync::{Arc, AtomicPtr, Ordering};
-
-/// The entries a promotion dropped from the map, left to the root it replaced.
-type Purged<K, V> = Vec<Arc<Entry<K, V>>>;
+use super::read::ReadTable;
+use super::slot::SlotRef;
+use crate::raw::mutant::mutant;
+use crate::reclaim::Protect;
+use crate::sync::{AtomicPtr, Ordering};
 
 /// One version of the map's structure.
 pub(crate) struct Root<K, V> {
-    /// Immutable once published.
-    pub(crate) read: Table<K, V>,
-    /// Replaced (never mutated in place, apart from filling empty slots) when it
+    pub(crate) read: ReadTable<K, V>,
+    /// Replaced (never mutated in place, apart from filling empty buckets) when it
     /// grows.
     delta: AtomicPtr<Delta<K, V>>,
-    /// Null while this root owns its entries. Set by the promotion that replaces
-    /// it, to the entries that promotion purged: the others moved on to the next
-    /// root, so dropping this one releases only these.
-    purged: AtomicPtr<Purged<K, V>>,
 }
 
 impl<K, V> Root<K, V> {
-    pub(crate) fn new(read: Table<K, V>, delta: Delta<K, V>) -> Self {
+    pub(crate) fn new(read: ReadTable<K, V>, delta: Delta<K, V>) -> Self {
         Root {
             read,
             delta: AtomicPtr::new(Box::into_raw(Box::new(delta))),
-            purged: AtomicPtr::new(core::ptr::null_mut()),
         }
     }
 
-    /// Every entry reference of this root — read table, then delta — moved out for
-    /// the next root (see [`Delta::take_entries`]).
-    ///
-    /// # Safety
-    ///
-    /// The caller holds the map's lock, calls this once per root, and treats the
-    /// references as borrowed (`ManuallyDrop`) until it calls
-    /// [`hand_over`](Self::hand_over).
-    pub(crate) unsafe fn take_entries(&self) -> impl Iterator<Item = Arc<Entry<K, V>>> + '_ {
-        let read = self.read.iter().map(|entry| {
-            // SAFETY: the table holds this strong reference; the caller takes it
-            // over once (`as_ptr` is the pointer `into_raw` would give).
-            unsafe { Arc::from_raw(Arc::as_ptr(entry)) }
-        });
-        // SAFETY: the caller's contract, for the delta's references.
-        read.chain(unsafe { self.delta_locked().take_entries() })
-    }
-
-    /// Completes [`take_entries`](Self::take_entries): this root keeps only
-    /// `purged`, and releases just those when it is dropped. Caller holds the lock.
-    pub(crate) fn hand_over(&self, purged: Purged<K, V>) {
-        self.delta_locked().hand_over();
-        // Relaxed: as in `Delta::hand_over` (read only by `drop`).
-        let old = self
-            .purged
-            .swap(Box::into_raw(Box::new(purged)), Ordering::Relaxed);
-        debug_assert!(old.is_null(), "a root is handed over once");
+    /// `key`'s slot in the read table.
+    #[inline]
+    pub(crate) fn find_read<Q>(&self, hash: u64, key: &Q) -> Option<SlotRef<'_, K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        self.read.find(hash, key)
     }
 
     /// The current delta, protected by `guard`.
     #[inline]
-    pub(crate) fn delta<'g, G: Guard>(&'g self, guard: &'g G) -> &'g Delta<K, V> {
+    pub(crate) fn delta<'g, P: Protect>(&'g self, guard: &'g P) -> &'g Delta<K, V> {
         // Acquire: pairs with the Release swap in `replace_delta`, so the grown
-        // delta's slots are initialized.
+        // delta's buckets are initialized.
         let delta = guard.protect(&self.delta, Ordering::Acquire);
         // SAFETY: never null; a replaced delta is retired after the swap, and the
         // root's own delta is freed only with the root, after its grace period, so
@@ -97,60 +70,39 @@ impl<K, V> Root<K, V> {
     /// Publishes `delta` in place of the current one, which the caller must
     /// retire. Caller holds the lock.
     pub(crate) fn replace_delta(&self, delta: Delta<K, V>) -> *mut Delta<K, V> {
-        // AcqRel: Release publishes the new delta's slots; Acquire is free on a swap.
+        // AcqRel: Release publishes the new delta's buckets; Acquire is free on a
+        // swap.
         self.delta
             .swap(Box::into_raw(Box::new(delta)), Ordering::AcqRel)
     }
 
-    /// Every entry of this root: the read table, then `delta` (this root's delta,
-    /// loaded by the caller under a guard or the lock).
-    pub(crate) fn entries<'a>(
+    /// Every slot of this root — read table, then `delta`'s nodes — with its hash
+    /// where the structure keeps one (delta nodes).
+    pub(crate) fn slots<'a>(
         &'a self,
         delta: &'a Delta<K, V>,
-    ) -> impl Iterator<Item = &'a Entry<K, V>> + 'a {
-        self.read.iter().map(|entry| &**entry).chain(delta.iter())
+    ) -> impl Iterator<Item = (Option<u64>, SlotRef<'a, K, V>)> + 'a {
+        let read = self.read.slots().map(|slot| (None, slot));
+        read.chain(
+            delta
+                .nodes()
+                .map(|(hash, node)| (Some(hash), node.as_slot())),
+        )
     }
 
-    /// Finds `key` in the read table, then in the delta, for the lock holder.
-    pub(crate) fn find_locked<Q>(&self, hash: u64, key: &Q) -> Option<&Entry<K, V>>
-    where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
-    {
-        find(&self.read, hash, key)
-            .map(|entry| &**entry)
-            .or_else(|| self.delta_locked().find(hash, key))
-    }
-
-    /// Heap bytes of the read table, the delta and the purged list, for the
-    /// reclamation ledger.
-    pub(crate) fn bytes(&self) -> usize {
-        // Relaxed: read by the lock holder that wrote it, or exclusively.
-        let purged = self.purged.load(Ordering::Relaxed);
-        // SAFETY: non-null only once handed over; owned by this root.
-        let purged = unsafe { purged.as_ref() }.map_or(0, |p| {
-            size_of::<Purged<K, V>>() + p.capacity() * size_of::<Arc<Entry<K, V>>>()
-        });
-        size_of::<Self>() + table_bytes(&self.read) + self.delta_locked().bytes() + purged
+    /// Heap bytes of the read table, the delta's buckets and its `delta_len`
+    /// nodes, for the reclamation ledger.
+    pub(crate) fn bytes(&self, delta_len: usize) -> usize {
+        size_of::<Self>() + self.read.bytes() + self.delta_locked().bytes(delta_len)
     }
 }
 
 impl<K, V> Drop for Root<K, V> {
     fn drop(&mut self) {
-        // Relaxed: exclusive access (loom's atomics lack `get_mut`); the hand-over
-        // happened before the retirement that led here.
-        let purged = self.purged.load(Ordering::Relaxed);
-        if !purged.is_null() {
-            // The read table's references belong to a newer root now.
-            self.read.drain().for_each(core::mem::forget);
-            // SAFETY: from `Box::into_raw` in `hand_over`, owned by this root,
-            // dropped once, here: releases the purged entries.
-            drop(unsafe { Box::from_raw(purged) });
-        }
-        // Relaxed: exclusive access.
+        // Relaxed: exclusive access (loom's atomics lack `get_mut`).
         let delta = self.delta.load(Ordering::Relaxed);
-        // SAFETY: the root owns its current delta; dropped once, here (a handed
-        // over delta releases nothing).
+        // SAFETY: the root owns its current delta; dropped once, here. The read
+        // table drops its keys, values and cells itself.
         drop(unsafe { Box::from_raw(delta) });
     }
 }
@@ -169,9 +121,9 @@ impl<K, V> RootPtr<K, V> {
 
     /// The current root, protected by `guard`.
     #[inline]
-    pub(crate) fn load<'g, G: Guard>(&self, guard: &'g G) -> &'g Root<K, V> {
+    pub(crate) fn load<'g, P: Protect>(&self, guard: &'g P) -> &'g Root<K, V> {
         // Acquire: pairs with the Release swap in `replace`, so the root's read
-        // table and delta are initialized before the probe.
+        // table (keys and inline values) and delta are initialized.
         let root = guard.protect(&self.ptr, Ordering::Acquire);
         // SAFETY: never null; a replaced root is retired after the swap, so
         // `guard` keeps it alive for 'g.
@@ -194,15 +146,10 @@ impl<K, V> RootPtr<K, V> {
     /// Publishes `root` and returns the old one, which the caller must retire.
     /// Caller holds the lock.
     pub(crate) fn replace(&self, root: Root<K, V>) -> *mut Root<K, V> {
-        #[cfg(loom_mutant)] // mutant: publish the root without Release
-        if crate::reclaim::mutant("root_publish_relaxed") {
-            return self
-                .ptr
-                .swap(Box::into_raw(Box::new(root)), Ordering::Relaxed);
-        }
         // AcqRel: Release publishes the new root; Acquire is free on a swap.
-        self.ptr
-            .swap(Box::into_raw(Box::new(root)), Ordering::AcqRel)
+        // (Mutant: publish the root without Release.)
+        let order = mutant!("root_publish_relaxed" => Ordering::Relaxed, else Ordering::AcqRel);
+        self.ptr.swap(Box::into_raw(Box::new(root)), order)
     }
 
     /// The root, with the map exclusively borrowed.

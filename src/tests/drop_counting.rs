@@ -8,6 +8,14 @@
 //! destructors it runs, so a panic alone could go unnoticed). Keys are looked up
 //! by payload (`Tracked<u64>: Borrow<u64>`), so lookups create no tracked values.
 //!
+//! When each goes (SyncMap v3): a value written since the last promotion lives
+//! in a cell, and replacing or removing it retires the cell, which the collector
+//! frees once no guard can see it; the value a key was inserted or last
+//! promoted with lives *inline* in its table, and replacing or removing it
+//! retires nothing — it stays, stale, until the table goes with the next
+//! promotion (which leaves one clone of each live key and value) or with the
+//! map. Dropping the map drops everything at once, retired garbage included.
+//!
 //! Retired objects are freed by crossbeam-epoch's global collector, which the
 //! tests of this file share: [`quiet`] flushes until the map reports nothing
 //! pending, with a timeout generous enough to wait out another test's guard.
@@ -78,6 +86,12 @@ fn value_id(map: &Map, key: u64) -> usize {
     map.pin().get(&key).expect("present").id()
 }
 
+/// An overwrite drops the key passed in at once (the map keeps its own). The
+/// value it replaces is dropped by whoever owns it: an *inline* value (the one a
+/// key was inserted or last promoted with) stays, stale, in its table until the
+/// table goes — the next promotion, or the map's drop; a value in a *cell* (one
+/// written since) is retired by the overwrite and dropped once no guard can see
+/// it.
 #[test]
 fn overwrite_drops_the_old_value_once_and_the_duplicate_key_at_once() {
     for promoted in [false, true] {
@@ -88,57 +102,100 @@ fn overwrite_drops_the_old_value_once_and_the_duplicate_key_at_once() {
         let first_value = ledger.track(10);
         let first_value_id = first_value.id();
         assert!(map.pin().insert(first_key, first_value).is_none());
-        if promoted {
+        let (key_id, inline_id) = if promoted {
             map.promote();
-        }
+            quiet(&map);
+            // The promotion cloned the key and value; the originals went with
+            // the old table.
+            assert!(ledger.is_dropped(first_key_id) && ledger.is_dropped(first_value_id));
+            let pinned = map.pin();
+            let (key, value) = pinned.get_key_value(&1).unwrap();
+            (key.id(), value.id())
+        } else {
+            (first_key_id, first_value_id)
+        };
+        let second_id;
         {
             let pinned = map.pin();
             let duplicate_key = ledger.track(1);
             let duplicate_key_id = duplicate_key.id();
-            let old = pinned.insert(duplicate_key, ledger.track(20)).unwrap();
-            assert_eq!((old.id(), old.payload), (first_value_id, 10));
+            let second = ledger.track(20);
+            second_id = second.id();
+            let old = pinned.insert(duplicate_key, second).unwrap();
+            assert_eq!((old.id(), old.payload), (inline_id, 10));
             // The map keeps the key it has; the one passed in goes at once.
             assert!(ledger.is_dropped(duplicate_key_id));
-            assert_eq!(pinned.get_key_value(&1).unwrap().0.id(), first_key_id);
-            // The old value is retired, but this guard can still see it.
+            assert_eq!(pinned.get_key_value(&1).unwrap().0.id(), key_id);
+            // The inline value is not retired: it stays in its table.
+            assert_eq!(map.stats().values_retired, 0);
+            let third = pinned.insert(ledger.track(1), ledger.track(30)).unwrap();
+            // The second value was in a cell: retired, but this guard can still
+            // see it.
+            assert_eq!((third.id(), third.payload), (second_id, 20));
+            assert_eq!(map.stats().values_retired, 1);
             map.flush();
-            assert!(!ledger.is_dropped(first_value_id));
-            assert_eq!(old.payload, 10);
+            assert!(!ledger.is_dropped(second_id));
+            assert_eq!(third.payload, 20);
         }
-        settle(&map, &ledger, 2);
-        assert!(ledger.is_dropped(first_value_id));
+        // The key, the stale inline value and the current value (in a cell).
+        settle(&map, &ledger, 3);
+        assert!(ledger.is_dropped(second_id));
+        assert!(
+            !ledger.is_dropped(inline_id),
+            "an inline value left its table"
+        );
         assert_stats_consistent(&map);
-        // The map's own entries are freed at once when it is dropped.
+        // The next promotion takes the stale value away: a key and a value left.
+        map.promote();
+        settle(&map, &ledger, 2);
+        assert!(ledger.is_dropped(inline_id) && ledger.is_dropped(key_id));
+        assert_stats_consistent(&map);
+        // The map's own keys and values are freed at once when it is dropped.
         drop(map);
         ledger.assert_alive(0);
     }
 }
 
+/// A remove retires the value if it is in a cell; an inline value stays in its
+/// table with the key, in the tombstone, until the next promotion merges the
+/// read table and the delta without them.
 #[test]
-fn remove_drops_the_value_then_the_key_when_its_entry_goes() {
+fn remove_drops_the_value_then_the_key_when_its_slot_goes() {
     let ledger = DropLedger::new();
     let map = Map::new();
     fill(&map, &ledger, 0..100);
     map.promote(); // 0..100 in the read table
     fill(&map, &ledger, 100..140); // 100..140 in the delta (below half of read)
+                                   // Key 6's value moves to a cell; its inline value stays, stale.
+    map.pin().insert(ledger.track(6), ledger.track(66));
+    quiet(&map);
     let pinned = map.pin();
-    let (read_key, read_value) = pinned.get_key_value(&5).unwrap();
-    let (read_key, read_value) = (read_key.id(), read_value.id());
-    let (delta_key, delta_value) = pinned.get_key_value(&120).unwrap();
-    let (delta_key, delta_value) = (delta_key.id(), delta_value.id());
+    let ids = |k: u64| {
+        let (key, value) = pinned.get_key_value(&k).unwrap();
+        (key.id(), value.id())
+    };
+    let (read_key, read_value) = ids(5);
+    let (delta_key, delta_value) = ids(120);
+    let (cell_key, cell_value) = ids(6);
     assert_eq!(pinned.remove(&5).unwrap().payload, 50);
     assert_eq!(pinned.remove(&120).unwrap().payload, 1200);
+    assert_eq!(pinned.remove(&6).unwrap().payload, 66);
     assert!(pinned.remove(&5).is_none() && pinned.remove(&120).is_none());
+    assert_eq!(map.stats().values_retired, 1, "the cell, alone");
     drop(pinned);
-    settle(&map, &ledger, 2 * 138 + 2);
-    assert!(ledger.is_dropped(read_value) && ledger.is_dropped(delta_value));
-    // Both entries stay as tombstones, holding their keys, until the next
-    // promotion merges the read table and the delta without them.
-    assert!(!ledger.is_dropped(delta_key));
-    assert!(!ledger.is_dropped(read_key));
+    // 140 keys with their inline values, and the cell's value gone.
+    settle(&map, &ledger, 2 * 140);
+    assert!(ledger.is_dropped(cell_value));
+    // The inline values stay in their tables, with the keys, until the next
+    // promotion.
+    for id in [read_key, read_value, delta_key, delta_value, cell_key] {
+        assert!(!ledger.is_dropped(id), "#{id} dropped before the promotion");
+    }
     map.promote();
-    settle(&map, &ledger, 2 * 138);
-    assert!(ledger.is_dropped(read_key) && ledger.is_dropped(delta_key));
+    settle(&map, &ledger, 2 * 137);
+    for id in [read_key, read_value, delta_key, delta_value, cell_key] {
+        assert!(ledger.is_dropped(id), "#{id} not dropped by the promotion");
+    }
     assert_stats_consistent(&map);
     drop(map);
     ledger.assert_alive(0);
@@ -175,6 +232,9 @@ fn clear_drops_every_key_and_value_once() {
     ledger.assert_alive(0);
 }
 
+/// `retain` removes each rejected key with its own compare-and-remove: a
+/// rejected value in a cell is retired and dropped at once (after the guard), an
+/// inline one stays in its table until the next promotion; kept values stay.
 #[test]
 fn retain_drops_exactly_the_rejected_values() {
     let ledger = DropLedger::new();
@@ -182,14 +242,20 @@ fn retain_drops_exactly_the_rejected_values() {
     fill(&map, &ledger, 0..200);
     map.promote();
     fill(&map, &ledger, 200..250); // in the delta: retain walks it too
-    let rejected: Vec<usize> = (0..250)
+                                   // Keys 0..30 get cells (their inline values stay, stale).
+    for k in 0..30 {
+        map.pin().insert(ledger.track(k), ledger.track(k * 10));
+    }
+    quiet(&map);
+    let rejected: Vec<(u64, usize)> = (0..250)
         .filter(|k| k % 3 == 0)
-        .map(|k| value_id(&map, k))
+        .map(|k| (k, value_id(&map, k)))
         .collect();
     let kept: Vec<usize> = (0..250)
         .filter(|k| k % 3 != 0)
         .map(|k| value_id(&map, k))
         .collect();
+    let retired = map.stats().values_retired;
     let mut visited = 0;
     map.retain(|k, v| {
         visited += 1;
@@ -198,16 +264,21 @@ fn retain_drops_exactly_the_rejected_values() {
     });
     assert_eq!(visited, 250);
     assert_eq!(map.len(), kept.len());
-    // Rejected values go now; their keys stay in tombstones until a promotion.
+    // The rejected cells (keys 0, 3, …, 27) are retired and go now; rejected
+    // inline values stay in their tables until a promotion.
+    assert_eq!(map.stats().values_retired - retired, 10);
     quiet(&map);
-    flush_until(
-        || rejected.iter().all(|id| ledger.is_dropped(*id)),
-        TIMEOUT,
-        "rejected values dropped",
-    );
+    for &(k, id) in &rejected {
+        assert_eq!(ledger.is_dropped(id), k < 30, "rejected value of key {k}");
+    }
     assert!(kept.iter().all(|id| !ledger.is_dropped(*id)));
     map.promote();
     settle(&map, &ledger, 2 * kept.len());
+    assert!(rejected.iter().all(|(_, id)| ledger.is_dropped(*id)));
+    for k in 0..250 {
+        let value = map.get_cloned(&k).map(|v| v.payload);
+        assert_eq!(value, (k % 3 != 0).then_some(k * 10), "key {k}");
+    }
     assert_stats_consistent(&map);
     drop(map);
     ledger.assert_alive(0);
@@ -220,17 +291,26 @@ fn compare_exchange_drops_the_replaced_value_and_hands_back_the_rejected_one() {
     let probes = DropLedger::new();
     let map = Map::new();
     fill(&map, &ledger, [1]);
-    let old_id = value_id(&map, 1);
+    let inline_id = value_id(&map, 1);
+    let old_id;
     {
         let pinned = map.pin();
+        // Replacing the inline value retires nothing: it stays in its table.
         let new = ledger.track(11);
-        let new_id = new.id();
+        old_id = new.id();
         let replaced = pinned.compare_exchange(&1, &probes.track(10), new).unwrap();
+        assert_eq!(replaced.id(), inline_id);
+        assert_eq!(map.stats().values_retired, 0);
+        // Replacing the value in a cell retires the cell.
+        let new = ledger.track(12);
+        let new_id = new.id();
+        let replaced = pinned.compare_exchange(&1, &probes.track(11), new).unwrap();
         assert_eq!(replaced.id(), old_id);
         assert_eq!(pinned.get(&1).unwrap().id(), new_id);
+        assert_eq!(map.stats().values_retired, 1);
 
         // Mismatch: the rejected value is handed back, and dropped once by us.
-        let rejected = ledger.track(12);
+        let rejected = ledger.track(13);
         let rejected_id = rejected.id();
         let err = pinned
             .compare_exchange(&1, &probes.track(10), rejected)
@@ -241,7 +321,7 @@ fn compare_exchange_drops_the_replaced_value_and_hands_back_the_rejected_one() {
         assert!(ledger.is_dropped(rejected_id));
 
         // Absent key: likewise.
-        let rejected = ledger.track(13);
+        let rejected = ledger.track(14);
         let rejected_id = rejected.id();
         let err = pinned
             .compare_exchange(&2, &probes.track(0), rejected)
@@ -250,12 +330,14 @@ fn compare_exchange_drops_the_replaced_value_and_hands_back_the_rejected_one() {
         assert_eq!(err.new.id(), rejected_id);
         drop(err);
         assert!(ledger.is_dropped(rejected_id));
-        // The replaced value lives as long as this guard.
+        // The replaced cell's value lives as long as this guard.
         map.flush();
         assert!(!ledger.is_dropped(old_id));
     }
-    settle(&map, &ledger, 2);
+    // The key, its stale inline value and the current one.
+    settle(&map, &ledger, 3);
     assert!(ledger.is_dropped(old_id));
+    assert!(!ledger.is_dropped(inline_id));
 
     // Many threads in compare-exchange retry loops on one key: every losing
     // `new` comes back and is dropped; every replaced value is retired.
@@ -288,9 +370,12 @@ fn compare_exchange_drops_the_replaced_value_and_hands_back_the_rejected_one() {
     });
     assert_eq!(
         map.get_cloned(&1).unwrap().payload,
-        11 + THREADS * INCREMENTS
+        12 + THREADS * INCREMENTS
     );
+    // A promotion leaves the key and its current value (clones) alone.
+    map.promote();
     settle(&map, &ledger, 2);
+    assert!(ledger.is_dropped(inline_id));
     assert_stats_consistent(&map);
     drop(map);
     ledger.assert_alive(0);
@@ -303,17 +388,27 @@ fn update_drops_the_replaced_value_and_the_values_of_lost_races() {
     let map = Map::new();
     fill(&map, &ledger, [1, 2]);
     map.promote();
-    let old_id = value_id(&map, 1);
+    let inline_id = value_id(&map, 1);
+    let old_id;
     {
         let pinned = map.pin();
+        // The inline value is replaced, not retired: it stays in its table.
         let new = pinned.update(&1, |v| ledger.track(v.payload + 1)).unwrap();
         assert_eq!(new.payload, 11);
+        old_id = new.id();
+        assert_eq!(map.stats().values_retired, 0);
+        // The value in a cell is retired, and lives as long as this guard.
+        let new = pinned.update(&1, |v| ledger.track(v.payload + 1)).unwrap();
+        assert_eq!(new.payload, 12);
+        assert_eq!(map.stats().values_retired, 1);
         assert!(pinned.update(&3, |_| unreachable!("absent")).is_none());
         map.flush();
         assert!(!ledger.is_dropped(old_id));
     }
-    settle(&map, &ledger, 4);
+    // Two keys, two current values, and key 1's stale inline value.
+    settle(&map, &ledger, 5);
     assert!(ledger.is_dropped(old_id));
+    assert!(!ledger.is_dropped(inline_id));
 
     // A panicking closure leaves the map as it was and leaks nothing.
     let before = value_id(&map, 2);
@@ -327,7 +422,7 @@ fn update_drops_the_replaced_value_and_the_values_of_lost_races() {
     }));
     assert!(result.is_err());
     assert_eq!(value_id(&map, 2), before);
-    ledger.assert_alive(4);
+    ledger.assert_alive(5);
 
     // Racing updates: the closure runs again after each lost CAS, and only the
     // last value it made is stored; the others must be dropped.
@@ -357,8 +452,11 @@ fn update_drops_the_replaced_value_and_the_values_of_lost_races() {
     println!("{} updates, {} closure calls", THREADS * UPDATES, calls);
     assert!(calls >= THREADS * UPDATES);
     assert_eq!(value_id(&map, 1), value_id(&map, 1));
-    assert_eq!(map.pin().get(&1).unwrap().payload, 11 + THREADS * UPDATES);
+    assert_eq!(map.pin().get(&1).unwrap().payload, 12 + THREADS * UPDATES);
+    // A promotion leaves each key and its current value (clones) alone.
+    map.promote();
     settle(&map, &ledger, 4);
+    assert!(ledger.is_dropped(inline_id));
     assert_stats_consistent(&map);
     drop(map);
     ledger.assert_alive(0);
@@ -388,11 +486,13 @@ fn get_or_insert_drops_the_unused_candidate_and_key() {
         assert!(matches!(got, LoadOrStore::Loaded(v) if v.payload == 10));
         assert!(ledger.is_dropped(key_id));
     }
-    ledger.assert_alive(2);
+    // The key and value (clones made by the promotion; the originals went with
+    // the old table).
+    settle(&map, &ledger, 2);
 
-    // Into a tombstone of the read table: the value is stored, the entry keeps
-    // its original key and the one passed in is dropped. (Ten more keys, so that
-    // one remove leaves a tombstone instead of compacting a one-key table.)
+    // Into a tombstone of the read table: the value is stored (in a cell), the
+    // slot keeps its key and the one passed in is dropped. (Ten more keys, so
+    // that one remove leaves a tombstone instead of compacting a one-key table.)
     fill(&map, &ledger, 2..12);
     map.promote();
     let original_key = map.pin().get_key_value(&1).unwrap().0.id();
@@ -431,6 +531,10 @@ fn get_or_insert_drops_the_unused_candidate_and_key() {
         handles.into_iter().map(|h| h.join().unwrap()).sum()
     });
     assert_eq!(stored, KEYS);
+    // Key 1's removed inline value stays in its table until a promotion (the
+    // racing new keys may have caused one), which leaves exactly a key and a
+    // value per live key.
+    map.promote();
     settle(&map, &ledger, 2 + 2 * 10 + 2 * KEYS as usize);
     assert_stats_consistent(&map);
     drop(map);
@@ -449,12 +553,16 @@ fn promotion_and_compaction_drop_each_key_once() {
         assert_eq!(map.pin().get(&k).unwrap().payload, k * 10);
     }
     assert!(map.stats().promotions >= 1, "{:?}", map.stats());
-    // Overwrites retire every value.
+    // Overwrites move every value to a cell; the inline values they replace
+    // stay, stale, in their tables until the next promotion.
     let overwritten: Vec<usize> = (0..1000).map(|k| value_id(&map, k)).collect();
     for k in 0..1000 {
         map.pin().insert(ledger.track(k), ledger.track(k * 10 + 1));
     }
-    // Removing 60%: tombstones reach half of the root's entries and it compacts.
+    assert_eq!(map.stats().values_retired, 0);
+    quiet(&map);
+    assert!(overwritten.iter().all(|id| !ledger.is_dropped(*id)));
+    // Removing 60%: tombstones reach half of the root's keys and it compacts.
     let removed: Vec<(usize, usize)> = (0..600)
         .map(|k| {
             let (key, value) = map
@@ -469,15 +577,16 @@ fn promotion_and_compaction_drop_each_key_once() {
         assert_eq!(map.pin().remove(&k).unwrap().payload, k * 10 + 1);
     }
     assert!(map.stats().compactions >= 1, "{:?}", map.stats());
-    // 400 live keys and values, and the keys of the 100 removes made after the
-    // compaction, still in tombstones: the compaction (at 500 tombstones of
-    // 1000) freed the entries removed before it, keys included.
-    settle(&map, &ledger, 2 * 400 + 100);
+    // The compaction (at 500 removed keys of 1000) cloned the 500 live keys and
+    // values into a fresh read table and retired the old root: its stale inline
+    // values, the removed keys and the cells still linked went with it (the
+    // cells of removed values were retired by their removes). 100 of the clones
+    // were removed after it: inline, they stay in their tombstones with their
+    // keys until the next promotion.
+    settle(&map, &ledger, 2 * 400 + 2 * 100);
     assert!(overwritten.iter().all(|id| ledger.is_dropped(*id)));
     assert!(removed.iter().all(|(_, value)| ledger.is_dropped(*value)));
-    assert!(removed[..500]
-        .iter()
-        .all(|(key, _)| ledger.is_dropped(*key)));
+    assert!(removed.iter().all(|(key, _)| ledger.is_dropped(*key)));
     map.promote();
     settle(&map, &ledger, 2 * 400);
     assert!(removed.iter().all(|(key, _)| ledger.is_dropped(*key)));
@@ -486,34 +595,80 @@ fn promotion_and_compaction_drop_each_key_once() {
     ledger.assert_alive(0);
 }
 
+/// Dropping the map drops every key and value at once: what its tables hold
+/// (stale inline values and tombstones included) and everything it retired that
+/// the collector has not freed — here nothing was, another thread's pin holds
+/// the collector back — and the collector's later calls find nothing to free.
 #[test]
 fn dropping_a_map_with_garbage_pending_drops_everything_once() {
     let ledger = DropLedger::new();
-    let map = Map::new();
-    fill(&map, &ledger, 0..300);
-    map.promote();
-    {
-        let pinned = map.pin();
-        for k in 0..100 {
-            pinned.remove(&k); // tombstones
+    with_another_map_pinned(|| {
+        let map = Map::new();
+        fill(&map, &ledger, 0..300);
+        map.promote();
+        {
+            let pinned = map.pin();
+            for k in 0..100 {
+                pinned.remove(&k); // tombstones
+            }
+            fill(&map, &ledger, 300..320); // new keys, in the delta
+            for k in 0..10 {
+                pinned.insert(ledger.track(k), ledger.track(k)); // tombstones revived
+            }
+            for k in 100..150 {
+                pinned.insert(ledger.track(k), ledger.track(k)); // overwritten
+            }
         }
-        fill(&map, &ledger, 300..320); // new keys, in the delta
-        for k in 0..10 {
-            pinned.insert(ledger.track(k), ledger.track(k)); // tombstones revived
-        }
-        for k in 100..150 {
-            pinned.insert(ledger.track(k), ledger.track(k)); // overwritten
-        }
-    }
-    map.promote();
-    fill(&map, &ledger, 320..330); // in the delta
-    drop(map); // retired tables may still hold entries: not everything goes now
-    flush_until(
-        || ledger.alive() == 0,
-        TIMEOUT,
-        "every key and value dropped after the map",
-    );
+        map.promote();
+        fill(&map, &ledger, 320..330); // in the delta
+        map.flush();
+        let stats = map.stats();
+        assert!(
+            stats.pending > 0 && stats.freed == 0,
+            "the pin holds back every free: {stats:?}"
+        );
+        // The map's drop frees its tables and everything it retired, at once.
+        drop(map);
+        ledger.assert_alive(0);
+    });
+    // The collector's late calls find nothing left to free.
+    flush_hard();
     ledger.assert_alive(0);
+}
+
+/// Flushes the collector many times: the late calls for garbage of a dropped map
+/// run (and must find nothing left to free).
+fn flush_hard() {
+    let probe: SyncMap<u8, u8> = SyncMap::new();
+    for _ in 0..100 {
+        probe.flush();
+    }
+}
+
+/// Runs `body` while another thread holds a guard pinned on a map of its own,
+/// pinned before `body` starts and released after it returns. With the
+/// crossbeam-epoch collector that freezes reclamation: nothing retired inside
+/// `body` can be freed by any thread's collection, only by its map's drop — so
+/// what a drop frees is known to be freed by the drop itself.
+fn with_another_map_pinned<T>(body: impl FnOnce() -> T) -> T {
+    let other: SyncMap<u8, u8> = SyncMap::new();
+    other.insert(0, 0);
+    let (pinned_tx, pinned_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    thread::scope(|scope| {
+        let other = &other;
+        scope.spawn(move || {
+            let pinned = other.pin();
+            assert_eq!(pinned.get(&0), Some(&0));
+            pinned_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+            drop(pinned);
+        });
+        pinned_rx.recv().expect("the other thread pinned");
+        let result = body();
+        release_tx.send(()).unwrap();
+        result
+    })
 }
 
 /// 8 threads of random operations — every operation of the API, promotions,
@@ -611,17 +766,20 @@ fn concurrent_mixed_operations_drop_every_key_and_value_exactly_once() {
 fn concurrent_mixed_operations_then_drop_with_garbage_pending() {
     let ledger = DropLedger::new();
     let probes = DropLedger::new();
-    let map = Map::new();
-    mixed_workload(&map, &ledger, &probes, 0xD20C);
-    // Dropped at once, retired objects still in the collector.
-    drop(map);
-    flush_until(
-        || ledger.alive() == 0 && probes.alive() == 0,
-        TIMEOUT,
-        "every key and value dropped after the map",
-    );
+    // With another thread pinned the whole time, the collector frees nothing
+    // this map retires: its drop has to free it all, at once.
+    with_another_map_pinned(|| {
+        let map = Map::new();
+        mixed_workload(&map, &ledger, &probes, 0xD20C);
+        let stats = map.stats();
+        assert!(stats.pending > 0 && stats.freed == 0, "{stats:?}");
+        drop(map);
+        ledger.assert_alive(0);
+        // Expected values for compare_exchange are dropped by the caller.
+        probes.assert_alive(0);
+    });
+    flush_hard();
     ledger.assert_alive(0);
-    probes.assert_alive(0);
 }
 
 static ZST_CREATED: AtomicUsize = AtomicUsize::new(0);
@@ -635,6 +793,13 @@ impl Unit {
     fn new() -> Self {
         ZST_CREATED.fetch_add(1, Ordering::SeqCst);
         Unit
+    }
+}
+
+impl Clone for Unit {
+    /// A new counted unit (promotions clone values).
+    fn clone(&self) -> Self {
+        Unit::new()
     }
 }
 
@@ -684,6 +849,9 @@ fn zero_sized_values_are_dropped_exactly_once() {
     for k in 0..50 {
         assert!(map.pin().remove(&k).is_some());
     }
+    // A promotion leaves one inline unit per live key; everything else —
+    // replaced and removed units, the old table's — goes to the reclaimer.
+    map.promote();
     flush_until(
         || alive() <= 50,
         TIMEOUT,
@@ -709,8 +877,9 @@ fn a_value_seen_through_a_live_pinned_is_not_dropped_under_heavy_flushing() {
     thread::scope(|scope| {
         let (map, ledger, stop) = (&map, &ledger, &stop);
         let churn = scope.spawn(move || {
-            // Remove key 1 and compact, so that its value *and* its entry (with
-            // the key) are retired, then churn and flush as hard as possible.
+            // Remove key 1 and promote, so that its inline value *and* its key
+            // are retired with the old table, then churn and flush as hard as
+            // possible.
             assert_eq!(map.remove(&1).unwrap().payload, 10);
             map.promote();
             let scratch: SyncMap<u64, u64> = SyncMap::new();
@@ -839,14 +1008,22 @@ impl Gate {
     }
 }
 
-/// A value whose destructor announces that it started, then waits until the test
-/// releases it.
-struct SlowDrop(Arc<Gate>);
+/// A value whose destructor, if it has a gate, announces that it started, then
+/// waits until the test releases it. Clones (made by promotions) have none.
+struct SlowDrop(Option<Arc<Gate>>);
+
+impl Clone for SlowDrop {
+    fn clone(&self) -> Self {
+        SlowDrop(None)
+    }
+}
 
 impl Drop for SlowDrop {
     fn drop(&mut self) {
-        self.0.set(|state| state.0 = true);
-        self.0.wait_for(|state| state.1, "SlowDrop released");
+        if let Some(gate) = &self.0 {
+            gate.set(|state| state.0 = true);
+            gate.wait_for(|state| state.1, "SlowDrop released");
+        }
     }
 }
 
@@ -858,18 +1035,26 @@ impl Drop for SlowDrop {
 fn stats_count_a_value_as_freed_only_after_its_drop_ran() {
     let gate = Arc::new(Gate::default());
     let map: SyncMap<u64, SlowDrop> = SyncMap::new();
-    assert!(map.pin().insert(1, SlowDrop(Arc::clone(&gate))).is_none());
-    // Nine more keys, so that one remove leaves a tombstone rather than
-    // compacting a one-key table (which would retire the old root too).
-    for k in 2..=10 {
-        assert!(map.pin().insert(k, SlowDrop(Arc::clone(&gate))).is_none());
+    // Ten keys, so that one remove leaves a tombstone rather than compacting a
+    // one-key table (which would retire the old root too).
+    for k in 1..=10 {
+        assert!(map.pin().insert(k, SlowDrop(None)).is_none());
     }
-    // In the read table, with nothing pending: the remove retires the value alone.
     map.promote();
     flush_until(
         || map.stats().pending == 0,
         TIMEOUT,
         "promotion garbage freed",
+    );
+    // Key 1's gated value goes to a cell; the remove retires that cell alone.
+    assert!(map
+        .pin()
+        .insert(1, SlowDrop(Some(Arc::clone(&gate))))
+        .is_some());
+    assert_eq!(
+        map.stats().pending,
+        0,
+        "the inline value stays in its table"
     );
     let collected = AtomicBool::new(false);
     let pending_during_drop = thread::scope(|scope| {

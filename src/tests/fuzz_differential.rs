@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{flush_until, DropLedger, Tracked};
+use common::{flush_until, flush_until_quiet, DropLedger, Tracked};
 use proptest::prelude::*;
 use proptest::test_runner::{
     Config, FileFailurePersistence, TestCaseError, TestError, TestRng, TestRunner,
@@ -634,17 +634,22 @@ fn run_sync(ops: &[SyncOp]) {
             run.block(ops, &mut i, None);
         }
         assert_sync_contents(&map.pin(), &run.model, run.step);
-        // Every value overwritten or removed is dropped once the collector runs
-        // (keys of removed entries may live on in a tombstone until compaction).
+        // A promotion leaves a clone of each live key and value in a fresh read
+        // table; once the collector has freed what it retired (the old root with
+        // its keys, stale inline values, tombstones and linked cells; and every
+        // cell replaced or removed before), exactly those are alive.
         let live = run.model.len();
-        flush_until(
-            || values.alive() <= live,
-            FLUSH_TIMEOUT,
-            &format!("{} values alive with {live} keys live", values.alive()),
-        );
+        map.promote();
+        flush_until_quiet(&map, FLUSH_TIMEOUT);
         values.assert_alive(live);
+        keys.assert_alive(live);
+        // Nothing is pending, so the map's drop frees the rest itself, at once.
+        drop(map);
+        values.assert_alive(0);
+        keys.assert_alive(0);
     }
-    // What is left goes with the map.
+    // The collector's late calls (for garbage the map freed when it went) find
+    // nothing.
     assert_all_dropped(&values);
     assert_all_dropped(&keys);
 }

@@ -121,7 +121,7 @@ const KEYS: usize = 1_000_000;
 /// of them were still allocated).
 fn settle<K, V>(map: &SyncMap<K, V>)
 where
-    K: Hash + Eq + Send + 'static,
+    K: Hash + Eq + Clone + Send + 'static,
     V: Send + 'static,
 {
     common::flush_until_quiet(map, Duration::from_secs(60));
@@ -191,7 +191,7 @@ struct Figures {
 /// them all, settles, and measures; see the module docs.
 fn measure<K>(n: usize, make_key: impl Fn(usize) -> K) -> Figures
 where
-    K: Hash + Eq + Send + 'static,
+    K: Hash + Eq + Clone + Send + 'static,
 {
     let probe: SyncMap<u8, u8> = SyncMap::new();
     settle(&probe);
@@ -361,5 +361,54 @@ fn with_capacity_sizes_only_the_first_dirty_table() {
     assert!(
         hinted as f64 <= plain as f64 * 1.1,
         "with_capacity(100_000): {hinted} B for 11 keys after two promotions; new(): {plain} B"
+    );
+}
+
+/// Bytes a map owns (freed by its drop) after `burst` values were written to one
+/// key and retired, all while a guard was held so that they were pending at
+/// once, and then freed: `stats().pending == 0` before the measurement.
+fn footprint_after_a_burst_of_retirements(burst: u64) -> (isize, Stats) {
+    let map: Box<SyncMap<u64, u64>> = Box::new(SyncMap::new());
+    for k in 0..8 {
+        map.insert(k, k);
+    }
+    map.promote();
+    {
+        let pinned = map.pin();
+        for i in 0..burst {
+            // Key 0's value is in a cell from the first write on: each write
+            // after it retires the cell it replaces.
+            pinned.insert(0, i);
+        }
+    }
+    settle(&*map);
+    let stats = map.stats();
+    assert_eq!(stats.pending, 0, "{stats:?}");
+    let before = live();
+    drop(map);
+    (before - live(), stats)
+}
+
+/// Garbage that has been freed leaves no memory behind in the map: a map whose
+/// retired values all went back owns what a map with the same contents that
+/// never retired much owns. (The map's ledger records every retired object
+/// until it is freed; the record of a burst must not outlive the burst.)
+#[test]
+fn a_burst_of_retirements_leaves_no_memory_behind_once_freed() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _ = warm_up_and_measure_noise();
+    let (quiet, quiet_stats) = footprint_after_a_burst_of_retirements(1);
+    let (burst, burst_stats) = footprint_after_a_burst_of_retirements(10_000);
+    println!(
+        "footprint after 1 retirement: {quiet} B (peak pending {}); after a burst of 10,000: \
+         {burst} B (peak pending {})",
+        quiet_stats.peak_pending, burst_stats.peak_pending
+    );
+    assert!(burst_stats.peak_pending >= 10_000, "{burst_stats:?}");
+    assert!(
+        burst as f64 <= quiet as f64 * 1.1,
+        "the map owns {burst} B after a burst of 10,000 retirements, all freed; {quiet} B after one"
     );
 }

@@ -21,13 +21,12 @@ use core::hash::{BuildHasher, Hash};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
+use super::entry::{self, Entry};
+use super::garbage::retire_value;
+use super::table::{find, Table};
 use super::{ClassicPinned, ClassicSyncMap};
 use crate::reclaim::Reclaim;
 use crate::sync::{self, Arc};
-use crate::sync_map::entry::Entry;
-use crate::sync_map::garbage::retire_value;
-use crate::sync_map::table::{find, Table};
-use crate::sync_map::value;
 use crate::test_support::Slot;
 use crate::{CompareExchangeError, LoadOrStore};
 
@@ -322,7 +321,7 @@ where
             Ok(old) => Ok(unsafe { retire_value(&self.guard, &self.map.ledger, entry, old) }),
             Err((found, new)) => Err(CompareExchangeError {
                 // SAFETY: protected by our guard.
-                current: unsafe { value::as_live(found) },
+                current: unsafe { entry::as_live(found) },
                 new,
             }),
         }

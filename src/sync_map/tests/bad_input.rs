@@ -9,10 +9,12 @@
 //! Also: a hasher under which every key collides, the empty map, a large map, and
 //! zero-sized values.
 //!
-//! The fixture holds keys in every state of the v2 protocol (live or a tombstone
-//! in the read table, live or a tombstone in the delta, dropped by a promotion,
-//! never inserted), and "unchanged" means every key's place and slot, the root's
+//! The fixture holds keys in every state of the v3 protocol (inline, in a cell
+//! or removed, in the read table or in the delta; left out by a promotion; never
+//! inserted), and "unchanged" means every key's place and link state, the root's
 //! sizes and every protocol and ledger counter.
+//!
+//! Panicking `Clone` and `Hash` *inside promotions* are in `promotion_panics`.
 
 use core::hash::{BuildHasher, Hash, Hasher};
 use std::collections::BTreeMap;
@@ -20,10 +22,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::super::protocol::MIN_PROMOTION_LEN;
-use super::Place;
-use crate::test_support::{flush_until, flush_until_quiet, Counted, DropLog, Slot};
-use crate::{LoadOrStore, SyncMap};
+use super::super::policy::MIN_PROMOTION_LEN;
+use super::{Link, Place};
+use crate::test_support::{flush_until_quiet, Counted, DropLog};
+use crate::SyncMap;
 
 /// A key (or value) whose `Hash` or `Eq` panics on demand.
 #[derive(Clone, Debug, Default)]
@@ -113,12 +115,13 @@ impl Fixture {
         self.log.make(v)
     }
 
-    /// A map with entries in every state, and its expected contents:
-    /// * 0..10 promoted into the read table, of which 3 removed and then dropped
-    ///   by a promotion (expunged in the retired root: absent from the current
-    ///   one) and 4 removed after it (a tombstone in the read table);
-    /// * 10..16 new keys in the delta, of which 12 deleted by `remove_if` (a
-    ///   tombstone in the delta);
+    /// A map with slots in every state, and its expected contents:
+    /// * 0..10 promoted into the read table (inline), of which 3 removed and
+    ///   then left out by a promotion (absent from the current root), 4 removed
+    ///   after it (a tombstone in the read table) and 5 overwritten (a cell);
+    /// * 10..16 new keys in the delta (inline in their nodes), of which 12
+    ///   removed by `remove_if` (a tombstone in the delta) and 13 overwritten (a
+    ///   cell);
     /// * 99 never inserted.
     fn populated(&self) -> (EvilMap, BTreeMap<u32, u32>) {
         let map = EvilMap::new();
@@ -142,17 +145,22 @@ impl Fixture {
         model.remove(&4);
         pinned.remove_if(&self.key(12), |_| true);
         model.remove(&12);
+        for i in [5, 13] {
+            pinned.insert(self.key(i), self.val(i * 10));
+            model.insert(i, i * 10);
+        }
         drop(pinned);
-        assert_eq!(map.slot_of(&self.key(0)), Some(Place::Read(Slot::Live)));
-        assert_eq!(map.slot_of(&self.key(3)), None);
-        assert_eq!(map.slot_of(&self.key(4)), Some(Place::Read(Slot::Deleted)));
-        assert_eq!(map.slot_of(&self.key(11)), Some(Place::Delta(Slot::Live)));
-        assert_eq!(
-            map.slot_of(&self.key(12)),
-            Some(Place::Delta(Slot::Deleted))
-        );
+        let place = |i| map.slot_of(&self.key(i));
+        assert_eq!(place(0), Some(Place::Read(Link::Inline)));
+        assert_eq!(place(3), None);
+        assert_eq!(place(4), Some(Place::Read(Link::Removed)));
+        assert_eq!(place(5), Some(Place::Read(Link::Cell)));
+        assert_eq!(place(11), Some(Place::Delta(Link::Inline)));
+        assert_eq!(place(12), Some(Place::Delta(Link::Removed)));
+        assert_eq!(place(13), Some(Place::Delta(Link::Cell)));
+        assert_eq!(place(99), None);
         assert_eq!(map.root_sizes(), (9, 6));
-        map.check_root();
+        map.check_root_exact();
         (map, model)
     }
 
@@ -165,8 +173,13 @@ impl Fixture {
         (
             slots,
             (map.root_sizes(), map.len()),
-            sampled.then(|| (map.promote_wanted(), stats.delta_reads)),
-            (stats.promotions, stats.compactions, stats.delta_growths),
+            sampled.then(|| (map.promote_wanted(), stats.delta_reads, stats.cell_reads)),
+            (
+                stats.promotions,
+                stats.promotions_abandoned,
+                stats.compactions,
+                stats.delta_growths,
+            ),
             (
                 stats.values_retired,
                 stats.entries_retired,
@@ -190,7 +203,7 @@ impl Fixture {
     /// After a caught panic: the invariants hold, the contents are `model`, and
     /// every operation still works.
     fn assert_works(&self, map: &EvilMap, model: &mut BTreeMap<u32, u32>) {
-        map.check_root();
+        map.check_root_exact();
         self.assert_contents(map, model);
         let pinned = map.pin();
         for (i, v) in [(3, 30), (4, 40), (12, 120), (50, 500), (1, 10)] {
@@ -209,9 +222,9 @@ impl Fixture {
         );
         model.insert(50, 501);
         drop(pinned);
-        map.check_root();
+        map.check_root_exact();
         map.promote();
-        map.check_root();
+        map.check_root_exact();
         let seen: BTreeMap<u32, u32> = map
             .pin()
             .iter()
@@ -302,24 +315,26 @@ fn assert_probe_panics_leave_map_unchanged(probe: fn(&Fixture, u32) -> Key, ids:
 
 #[test]
 fn panicking_hash_leaves_map_unchanged() {
-    // Keys in every state: live in the read table, dropped by a promotion, a
-    // tombstone in the read table, live in the delta, a tombstone in the delta,
+    // Keys in every state: inline, in a cell and removed in the read table,
+    // left out by a promotion, inline, in a cell and removed in the delta,
     // never inserted.
-    assert_probe_panics_leave_map_unchanged(Fixture::hash_bomb, &[0, 3, 4, 11, 12, 99]);
+    assert_probe_panics_leave_map_unchanged(Fixture::hash_bomb, &[0, 3, 4, 5, 11, 12, 13, 99]);
 }
 
 #[test]
 fn panicking_eq_leaves_map_unchanged() {
-    // Eq runs only on a hash match, so only keys with an entry in the current
-    // root (3's was dropped by a promotion): in the read table or the delta, live
-    // or a tombstone. Every probe is lock-free: Eq panics outside the lock.
-    assert_probe_panics_leave_map_unchanged(Fixture::eq_bomb, &[0, 4, 11, 12]);
+    // Eq runs only on a hash match, so only keys with a slot in the current
+    // root (3's was left out by a promotion): in the read table or the delta,
+    // inline, in a cell or removed. Every probe is lock-free: Eq panics outside
+    // the lock.
+    assert_probe_panics_leave_map_unchanged(Fixture::eq_bomb, &[0, 4, 5, 11, 12, 13]);
 }
 
-/// Lookups never lock in v2, so user code runs under the writer lock only when a
-/// new key is checked against the root under the lock: a key that collides with
-/// an existing one (same full hash) and whose `Eq` panics on its second call —
-/// the first on the lock-free probe, the second under the lock, poisoning it.
+/// Lookups never lock, so outside promotions user code runs under the writer
+/// lock only when a new key is checked against the root under the lock: a key
+/// that collides with an existing one (same full hash) and whose `Eq` panics on
+/// its second call — the first on the lock-free probe, the second under the
+/// lock, poisoning it.
 #[test]
 fn poisoned_lock_is_ignored() {
     let f = Fixture::new();
@@ -359,7 +374,7 @@ fn poisoned_lock_is_ignored() {
         map.pin().insert(f.key(i), f.val(i));
         model.insert(i, i);
     }
-    map.check_root();
+    map.check_root_exact();
     for i in 100..110 {
         assert_eq!(map.pin().get(&f.key(i)).map(|v| v.payload), Some(i));
     }
@@ -453,7 +468,7 @@ fn panicking_get_or_insert_with_on_a_fresh_map_creates_no_entry() {
     assert_eq!(map.audit_locks(), 0, "`make` runs before the lock");
     assert_eq!(map.stats(), crate::Stats::default());
     assert!(map.is_empty());
-    map.check_root();
+    map.check_root_exact();
     assert!(map
         .pin()
         .get_or_insert_with(f.key(1), || f.val(1))
@@ -484,7 +499,7 @@ fn panicking_value_eq_in_compare_exchange_leaves_map_unchanged() {
         }));
         assert!(result.is_err());
         assert_eq!(map.pin().get(&key).map(|v| v.payload.id), Some(key));
-        map.check_root();
+        map.check_root_exact();
     }
     assert_eq!(map.stats().values_retired, 0);
     let pinned = map.pin();
@@ -510,7 +525,7 @@ fn panicking_retain_closure_leaves_a_consistent_map() {
         });
     }));
     assert!(result.is_err());
-    map.check_root();
+    map.check_root_exact();
     // Each removal is atomic on its own: 4 keys removed, the rest intact.
     let mut remaining = BTreeMap::new();
     for (&k, &v) in &model {
@@ -564,7 +579,7 @@ fn panicking_clone_in_get_cloned_releases_the_guard() {
     );
     let result = catch_unwind(AssertUnwindSafe(|| map.get_cloned(&1)));
     assert!(result.is_err());
-    map.check_root();
+    map.check_root_exact();
     assert_eq!(map.get_cloned(&2).map(|v| v.value), Some(2));
     // The guard pinned by get_cloned was released on unwind: garbage retired now
     // can be freed.
@@ -614,7 +629,7 @@ fn panicking_clone_after_owned_insert_or_remove_keeps_the_change() {
     assert!(result.is_err());
     assert_eq!(map.pin().get(&2), None);
     assert_eq!(map.len(), 1);
-    map.check_root();
+    map.check_root_exact();
     flush_until_quiet(&map);
 }
 
@@ -681,9 +696,15 @@ fn panicking_value_drop_is_contained() {
     let b = Bombs::new();
     let map = b.map(40);
     map.pin().insert(b.make(100), b.make(100)); // a delta key too
-    contained(&b, &map, "overwrite", || {
+                                                // Inline values are replaced without being dropped; cells are retired and
+                                                // dropped by the reclaimer: both kinds are exercised.
+    contained(&b, &map, "overwrite of an inline value", || {
+        map.pin().insert(b.probe(1), b.make(1001));
+    });
+    contained(&b, &map, "overwrite of a cell", || {
         map.pin().insert(b.probe(1), b.log.make(1001));
     });
+    assert!(map.stats().values_retired >= 1);
     contained(&b, &map, "remove", || {
         map.pin().remove(&b.probe(2));
     });
@@ -706,13 +727,16 @@ fn panicking_value_drop_is_contained() {
     contained(&b, &map, "remove of a delta key", || {
         map.pin().remove(&b.probe(100));
     });
-    map.check_root();
+    map.check_root_exact();
     assert_eq!(map.len(), 41 - 4);
     assert_eq!(map.pin().get(&b.probe(1)).map(|v| v.payload), Some(1001));
     assert_eq!(map.pin().get(&b.probe(3)).map(|v| v.payload), Some(1003));
+    // A promotion retires the old root: its keys, stale inline values and
+    // still-linked cells are dropped by the reclaimer, each panic contained.
+    contained(&b, &map, "promotion", || map.promote());
     contained(&b, &map, "clear", || map.clear());
     assert!(map.is_empty());
-    map.check_root();
+    map.check_root_exact();
     // Still usable.
     map.pin().insert(b.log.make(7), b.log.make(7));
     assert_eq!(map.pin().get(&b.probe(7)).map(|v| v.payload), Some(7));
@@ -738,7 +762,7 @@ fn panicking_key_drop_is_contained() {
     let b = Bombs::new();
     const N: u32 = 74;
     let map = b.map(N);
-    // Removed keys leave the root at the next promotion (their entries are freed
+    // Removed keys leave the root at the next promotion (their slots are freed
     // by the reclaimer with the retired root), or by a tombstone compaction.
     contained(&b, &map, "remove + promote", || {
         map.pin().remove(&b.probe(0));
@@ -750,16 +774,16 @@ fn panicking_key_drop_is_contained() {
         map.promote();
     });
     contained(&b, &map, "tombstone compaction", || {
-        // Tombstones reach half of the 73 entries at the 37th remove.
+        // Tombstones reach half of the 73 slots at the 37th remove.
         for i in 1..=N / 2 + 1 {
             map.pin().remove(&b.probe(i));
         }
     });
     assert!(map.stats().compactions >= 1);
-    map.check_root();
+    map.check_root_exact();
     contained(&b, &map, "clear", || map.clear());
     assert!(map.is_empty());
-    map.check_root();
+    map.check_root_exact();
     map.pin().insert(b.make(1), b.make(1));
     assert_eq!(map.len(), 1);
     drop(map);
@@ -834,7 +858,7 @@ fn surplus_argument_drop_panic_leaves_map_consistent() {
     b.arm(false);
     assert_eq!(map.pin().get(&b.probe(2)).map(|v| v.payload), Some(2));
     assert_eq!(map.pin().get(&b.probe(3)).map(|v| v.payload), Some(3));
-    map.check_root();
+    map.check_root_exact();
     assert_eq!(map.len(), 4);
     flush_until_quiet(&map);
     drop(map);
@@ -888,7 +912,7 @@ fn constant_hasher_every_key_collides() {
         delta < (2 * read).max(4 * MIN_PROMOTION_LEN),
         "({read}, {delta})"
     );
-    map.check_root();
+    map.check_root_exact();
     let pinned = map.pin();
     for i in (0..N).step_by(3) {
         assert_eq!(pinned.remove(&i), Some(&i));
@@ -915,13 +939,13 @@ fn constant_hasher_every_key_collides() {
         assert_eq!(pinned.remove(&i), None);
     }
     drop(pinned);
-    map.check_root();
+    map.check_root_exact();
     let seen: BTreeMap<u32, u32> = map.pin().iter().map(|(k, v)| (*k, *v)).collect();
     assert_eq!(seen, model);
     map.retain(|k, _| k % 2 == 0);
     model.retain(|k, _| k % 2 == 0);
     map.promote();
-    map.check_root();
+    map.check_root_exact();
     for i in 0..N + 100 {
         assert_eq!(map.get_cloned(&i), model.get(&i).copied(), "key {i}");
     }
@@ -932,7 +956,7 @@ fn constant_hasher_every_key_collides() {
 fn empty_map_every_operation() {
     let map: SyncMap<String, u32> = SyncMap::new();
     let check = |map: &SyncMap<String, u32>| {
-        map.check_root();
+        map.check_root_exact();
         assert!(map.is_empty());
         assert_eq!(map.len(), 0);
     };
@@ -973,10 +997,12 @@ fn empty_map_every_operation() {
     assert_eq!(
         (
             stats.delta_reads,
+            stats.cell_reads,
             stats.values_retired,
-            stats.entries_retired
+            stats.entries_retired,
+            stats.promotions_abandoned,
         ),
-        (0, 0, 0)
+        (0, 0, 0, 0, 0)
     );
     // A key inserted then removed leaves an empty map behind.
     assert_eq!(map.insert("a".into(), 1), None);
@@ -1019,58 +1045,14 @@ fn large_map_get_and_remove() {
     assert!(map.stats().compactions >= 1, "mass removes compact");
     assert!(
         map.read_len() < N as usize / 2,
-        "removed keys gave their entries back"
+        "removed keys gave their slots back"
     );
     let pinned = map.pin();
     for i in 0..N {
         assert_eq!(pinned.get(&i).copied(), (i % 4 == 0).then_some(i * 2));
     }
     drop(pinned);
-    map.check_root();
-}
-
-/// Zero-sized values get distinct cells: compare-and-swap on them must still
-/// tell old from new, and every one is dropped once.
-#[test]
-fn zero_sized_values() {
-    static MADE: AtomicUsize = AtomicUsize::new(0);
-    static DROPS: AtomicUsize = AtomicUsize::new(0);
-    #[derive(Debug, PartialEq)]
-    struct Unit;
-    fn unit() -> Unit {
-        MADE.fetch_add(1, Ordering::Relaxed);
-        Unit
-    }
-    impl Drop for Unit {
-        fn drop(&mut self) {
-            DROPS.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    let map: SyncMap<u32, Unit> = SyncMap::new();
-    {
-        let pinned = map.pin();
-        for i in 0..10 {
-            assert!(pinned.insert(i, unit()).is_none());
-        }
-        assert!(pinned.insert(0, unit()).is_some());
-        assert!(pinned.compare_exchange(&1, &unit(), unit()).is_ok());
-        assert!(pinned.update(&2, |_| unit()).is_some());
-        assert!(pinned.remove(&3).is_some());
-        assert!(pinned.remove(&3).is_none());
-        assert!(!pinned.get_or_insert(4, unit()).is_stored());
-        assert!(matches!(
-            pinned.get_or_insert(3, unit()),
-            LoadOrStore::Stored(_)
-        ));
-        assert_eq!(pinned.iter().count(), 10);
-        assert_eq!(map.stats().values_retired, 4);
-    }
-    map.promote();
-    map.check_root();
-    drop(map);
-    flush_until("every Unit dropped", || {
-        DROPS.load(Ordering::Relaxed) == MADE.load(Ordering::Relaxed)
-    });
+    map.check_root_exact();
 }
 
 /// `get_or_insert_with` makes the value before it takes the map's lock, so a

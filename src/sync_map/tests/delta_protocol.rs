@@ -1,25 +1,22 @@
-//! Tests specific to the v2 protocol: reads never lock, the delta, promotion
-//! triggers, and the structural invariants of a root.
+//! The delta and the promotion triggers of `policy.rs`, and the rule that reads
+//! never wait on a lock.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use super::super::protocol::{LockAudit, MIN_PROMOTION_LEN};
+use super::super::policy::{MIN_PROMOTION_LEN, SAMPLE};
+use super::super::write::LockAudit;
 use super::super::SyncMap;
-use crate::test_support::Rng;
+use super::{Link, Place};
+use crate::sync;
 
-/// `(locks, reader_locks)` of `map` so far.
-fn audit<K, V, S, R: crate::reclaim::Reclaim>(map: &SyncMap<K, V, S, R>) -> (usize, usize) {
-    (
-        map.lock_audit.locks.load(Ordering::Relaxed),
-        map.lock_audit.reader_locks.load(Ordering::Relaxed),
-    )
-}
-
-/// The churn: 1% inserts of new keys, 1% removes, the rest reads, half of
-/// them for absent keys — with every read flagged, no read may take the lock.
+/// The churn: 1% inserts of new keys, 1% removes, the rest updates;
+/// readers read present and absent keys, half of them absent — with every read
+/// flagged, no read may wait on the writer lock (a reader may only `try_lock`
+/// to promote, which the audit does not count, and which the readers here do
+/// get to try: they read the delta's new keys).
 #[test]
 fn reads_never_take_the_lock_during_churn() {
     let map: Arc<SyncMap<u64, u64>> = Arc::new((0..2_000).map(|k| (k, k)).collect());
@@ -30,12 +27,15 @@ fn reads_never_take_the_lock_during_churn() {
             let (map, stop, start) = (map.clone(), stop.clone(), start.clone());
             thread::spawn(move || {
                 start.wait();
-                let mut rng = Rng::new(t);
+                let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ t;
                 let mut reads = 0u64;
                 while !stop.load(Ordering::Relaxed) || reads < 20_000 {
-                    let state = rng.next_u64();
-                    // Half the keys are absent (>= 1M never exist); the others hit the
-                    // read table or the delta of churned-in keys.
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    // Half the keys are absent (>= 1M never exist); the others hit
+                    // the read table (inline or through a cell) or the delta of
+                    // churned-in keys.
                     let key = if state & 1 == 0 {
                         state % 4_000
                     } else {
@@ -74,13 +74,16 @@ fn reads_never_take_the_lock_during_churn() {
     }
     stop.store(true, Ordering::Relaxed);
     let reads: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
-    let (locks, reader_locks) = audit(&map);
     assert!(reads >= 60_000);
     assert!(
-        locks > 0,
+        map.audit_locks() > 0,
         "the writer's new keys take the lock: the audit must see them"
     );
-    assert_eq!(reader_locks, 0, "a read operation took the writer lock");
+    assert_eq!(
+        map.audit_reader_locks(),
+        0,
+        "a read operation waited on the writer lock"
+    );
     map.check_root();
 }
 
@@ -89,7 +92,7 @@ fn reads_never_take_the_lock_during_churn() {
 fn lock_audit_catches_a_locking_read() {
     let map: SyncMap<u64, u64> = SyncMap::new();
     LockAudit::as_reader(|| map.insert(1, 1));
-    assert_eq!(audit(&map).1, 1);
+    assert_eq!(map.audit_reader_locks(), 1);
 }
 
 #[test]
@@ -103,13 +106,20 @@ fn new_keys_are_found_in_the_delta_without_promotion() {
         0,
         "below the delta bound, no promotion"
     );
-    for k in 0..10u32 {
-        assert_eq!(map.get_cloned(&k), Some(k * 2));
+    // Two reads per key: at least one of every SAMPLE off-path reads is counted,
+    // and 20 of them stay far below the read budget of a 64-key map.
+    for _ in 0..2 {
+        for k in 0..10u32 {
+            assert_eq!(map.get_cloned(&k), Some(k * 2));
+        }
     }
-    assert!(map.stats().delta_reads > 0);
-    map.check_root();
-    let (read, delta) = map.root_sizes();
-    assert_eq!((read, delta), (0, 10));
+    let stats = map.stats();
+    assert!(stats.delta_reads > 0, "{stats:?}");
+    assert_eq!(stats.cell_reads, 0, "{stats:?}");
+    assert_eq!(stats.promotions, 0, "{stats:?}");
+    map.check_root_exact();
+    assert_eq!(map.root_sizes(), (0, 10));
+    assert_eq!(map.slot_of(&3), Some(Place::Delta(Link::Inline)));
 }
 
 #[test]
@@ -118,9 +128,11 @@ fn delta_grows_and_keeps_every_key() {
     // Below the promotion bound the delta holds everything and must grow.
     for k in 0..(MIN_PROMOTION_LEN as u64 - 1) {
         map.insert(k, k);
-        map.check_root();
+        map.check_root_exact();
     }
-    assert!(map.stats().delta_growths >= 2);
+    let stats = map.stats();
+    assert!(stats.delta_growths >= 2, "{stats:?}");
+    assert_eq!(stats.promotions, 0, "{stats:?}");
     for k in 0..(MIN_PROMOTION_LEN as u64 - 1) {
         assert_eq!(map.get_cloned(&k), Some(k));
     }
@@ -150,7 +162,7 @@ fn a_full_delta_holding_half_the_read_table_is_merged_instead_of_grown() {
         merged <= 1_024,
         "the delta grew past the read table: {merged}"
     );
-    map.check_root();
+    map.check_root_exact();
 }
 
 #[test]
@@ -162,35 +174,121 @@ fn with_capacity_presizes_the_delta_for_a_bulk_load() {
     let stats = map.stats();
     assert_eq!((stats.promotions, stats.delta_growths), (0, 0), "{stats:?}");
     assert_eq!(map.root_sizes(), (0, 10_000));
-    map.check_root();
+    map.check_root_exact();
 }
 
+/// Rule 1, when the writer lock is free: the reader whose sampled delta reads
+/// spend the budget (two per key of the map) promotes by itself — no writer
+/// needed — and only then.
 #[test]
-fn delta_reads_ask_the_next_writer_to_promote() {
+fn delta_reads_promote_from_the_reader_once_the_budget_is_spent() {
     let map: SyncMap<u64, u64> = (0..100).map(|k| (k, k)).collect();
     map.insert(1_000, 0);
     let promotions = map.stats().promotions;
-    // 101 keys: reads of the delta are counted toward 4 * 101 = 404 (in samples
-    // of 16, so at most 16 early); below that, nothing is asked.
-    for _ in 0..384 {
-        assert_eq!(map.get_cloned(&1_000), Some(0));
-    }
-    assert!(!map.promote_wanted(), "{:?}", map.stats());
-    map.insert(2, 2); // a writer, with no promotion asked for
-    assert_eq!(map.stats().promotions, promotions);
-    // Read the delta key until the sampled count passes four reads per key.
-    for _ in 0..(200 * 16) {
-        assert_eq!(map.get_cloned(&1_000), Some(0));
-    }
+    let keys = 101;
+    // The budget is 2 delta reads per key (202), counted in samples of SAMPLE:
+    // the first sample may come at the first read, so the reader may promote up
+    // to SAMPLE - 1 reads early, and at the latest SAMPLE - 1 reads late.
+    let early = 2 * keys - SAMPLE;
+    LockAudit::as_reader(|| {
+        for _ in 0..early {
+            assert_eq!(map.get_cloned(&1_000), Some(0));
+        }
+    });
     assert_eq!(
         map.stats().promotions,
         promotions,
-        "readers never promote themselves"
+        "promoted before the budget was spent"
     );
-    map.insert(1, 1); // any writer
-    assert_eq!(map.stats().promotions, promotions + 1);
+    assert!(!map.promote_wanted());
+    let mut reads = early;
+    LockAudit::as_reader(|| {
+        while map.stats().promotions == promotions {
+            assert_eq!(map.get_cloned(&1_000), Some(0));
+            reads += 1;
+            assert!(
+                reads <= 2 * keys + SAMPLE,
+                "no promotion after {reads} delta reads"
+            );
+        }
+    });
+    assert_eq!(map.audit_reader_locks(), 0, "the reader waited on the lock");
+    assert!(!map.promote_wanted());
     assert_eq!(map.root_sizes(), (101, 0));
-    map.check_root();
+    assert_eq!(map.slot_of(&1_000), Some(Place::Read(Link::Inline)));
+    map.check_root_exact();
+    // From now on the key is read inline: nothing more is counted.
+    let stats = map.stats();
+    for _ in 0..(4 * SAMPLE) {
+        assert_eq!(map.get_cloned(&1_000), Some(0));
+    }
+    assert_eq!(map.stats().delta_reads, stats.delta_reads);
+}
+
+/// Rule 1, when the writer lock is taken: the reader never waits for it; it asks
+/// the next writer to promote, and the next writer — of any key — does.
+#[test]
+fn delta_reads_ask_the_next_writer_to_promote_when_the_lock_is_taken() {
+    let map: SyncMap<u64, u64> = (0..100).map(|k| (k, k)).collect();
+    map.insert(1_000, 0);
+    let promotions = map.stats().promotions;
+    {
+        // Another thread holds the writer lock while this one reads.
+        let held = sync::lock(&map.write_side.writer);
+        thread::scope(|s| {
+            s.spawn(|| {
+                LockAudit::as_reader(|| {
+                    for _ in 0..(4 * 101) {
+                        assert_eq!(map.get_cloned(&1_000), Some(0));
+                    }
+                });
+            });
+        });
+        drop(held);
+    }
+    assert_eq!(map.audit_reader_locks(), 0, "the reader waited on the lock");
+    assert_eq!(map.stats().promotions, promotions, "nobody could promote");
+    assert!(
+        map.promote_wanted(),
+        "the reader did not ask for a promotion"
+    );
+    // A lock-free write of an existing key is enough.
+    map.pin().update(&7, |v| v + 1);
+    assert_eq!(map.stats().promotions, promotions + 1);
+    assert!(!map.promote_wanted());
+    assert_eq!(map.root_sizes(), (101, 0));
+    assert_eq!(map.get_cloned(&7), Some(8));
+    map.check_root_exact();
+}
+
+/// Rule 1 for keys overwritten since the last promotion: reads through a cell
+/// count too, at 16 per key (a cell read costs less than a delta read).
+#[test]
+fn cell_reads_promote_once_sixteen_per_key_are_counted() {
+    let map: SyncMap<u64, u64> = (0..100).map(|k| (k, k)).collect();
+    map.insert(5, 50);
+    assert_eq!(map.slot_of(&5), Some(Place::Read(Link::Cell)));
+    let promotions = map.stats().promotions;
+    let budget = 16 * 100;
+    let mut reads = 0;
+    LockAudit::as_reader(|| {
+        while map.stats().promotions == promotions {
+            assert_eq!(map.get_cloned(&5), Some(50));
+            reads += 1;
+            assert!(
+                reads <= budget + SAMPLE,
+                "no promotion after {reads} cell reads"
+            );
+        }
+    });
+    assert!(
+        reads + SAMPLE >= budget,
+        "promoted after {reads} cell reads"
+    );
+    assert_eq!(map.audit_reader_locks(), 0);
+    assert_eq!(map.slot_of(&5), Some(Place::Read(Link::Inline)));
+    assert!(map.stats().cell_reads > 0);
+    map.check_root_exact();
 }
 
 #[test]
@@ -202,26 +300,60 @@ fn mass_removal_promotes_and_purges_tombstones_by_itself() {
     let stats = map.stats();
     assert!(stats.compactions >= 1, "{stats:?}");
     assert!(stats.tombstones_purged >= 9_000, "{stats:?}");
-    let (read, delta) = map.root_sizes();
-    assert!(
-        read + delta < MIN_PROMOTION_LEN * 2,
-        "tombstones left: {read} + {delta}"
+    assert_eq!(
+        map.root_sizes(),
+        (0, 0),
+        "the last remove compacts a one-key root"
     );
     assert!(map.is_empty());
-    map.check_root();
+    map.check_root_exact();
 }
 
 #[test]
 fn a_removed_key_revives_in_place_until_promotion() {
     let map: SyncMap<u32, u32> = (0..100).map(|k| (k, k)).collect();
     map.remove(&7);
+    assert_eq!(map.slot_of(&7), Some(Place::Read(Link::Removed)));
     let before = map.audit_locks();
     map.insert(7, 70); // the tombstone is in the read table: one CAS, no lock
     assert_eq!(map.audit_locks(), before);
+    assert_eq!(map.slot_of(&7), Some(Place::Read(Link::Cell)));
     assert_eq!(map.get_cloned(&7), Some(70));
+    // Likewise in the delta, and with get_or_insert.
+    map.insert(1_000, 1);
+    map.remove(&1_000);
+    let before = map.audit_locks();
+    assert!(map.pin().get_or_insert(1_000, 2).is_stored());
+    assert_eq!(map.audit_locks(), before);
+    assert_eq!(map.slot_of(&1_000), Some(Place::Delta(Link::Cell)));
     map.promote();
     assert_eq!(map.get_cloned(&7), Some(70));
-    map.check_root();
+    assert_eq!(map.get_cloned(&1_000), Some(2));
+    map.check_root_exact();
+}
+
+#[test]
+fn writes_to_present_keys_take_no_lock() {
+    let map: SyncMap<u32, u32> = (0..100).map(|k| (k, k)).collect();
+    map.insert(1_000, 0); // a delta key
+    let before = map.audit_locks();
+    let pinned = map.pin();
+    for k in [3, 1_000] {
+        pinned.insert(k, 1);
+        pinned.update(&k, |v| v + 1);
+        assert!(pinned.compare_exchange(&k, &2, 3).is_ok());
+        assert!(!pinned.get_or_insert(k, 9).is_stored());
+        assert_eq!(pinned.remove_if(&k, |v| *v == 3), Some(&3));
+        assert!(pinned.get_or_insert(k, 4).is_stored());
+        assert_eq!(pinned.remove(&k), Some(&4));
+    }
+    drop(pinned);
+    assert_eq!(
+        map.audit_locks(),
+        before,
+        "a write to a present or removed key locked"
+    );
+    map.check_root_exact();
 }
 
 #[test]
@@ -232,11 +364,13 @@ fn iteration_visits_read_and_delta_once_each() {
     }
     map.remove(&5);
     map.remove(&305);
-    let keys: Vec<u32> = map.pin().iter().map(|(k, _)| *k).collect();
-    let unique: HashSet<u32> = keys.iter().copied().collect();
-    assert_eq!(keys.len(), unique.len(), "a key was yielded twice");
+    map.insert(7, 70); // through a cell
+    let pairs: Vec<(u32, u32)> = map.pin().iter().map(|(k, v)| (*k, *v)).collect();
+    let unique: HashSet<u32> = pairs.iter().map(|(k, _)| *k).collect();
+    assert_eq!(pairs.len(), unique.len(), "a key was yielded twice");
     let expected: HashSet<u32> = (0..320).filter(|k| *k != 5 && *k != 305).collect();
     assert_eq!(unique, expected);
+    assert!(pairs.contains(&(7, 70)));
 }
 
 #[test]
@@ -245,10 +379,19 @@ fn clear_empties_read_and_delta() {
     for k in 300..320 {
         map.insert(k, k);
     }
+    map.insert(3, 33);
+    map.remove(&4);
+    let tables = map.stats().tables_retired;
     map.clear();
     assert!(map.is_empty());
     assert_eq!(map.root_sizes(), (0, 0));
+    assert_eq!(
+        map.stats().tables_retired,
+        tables + 1,
+        "the old root, as one table"
+    );
     map.insert(1, 1);
     assert_eq!(map.get_cloned(&1), Some(1));
-    map.check_root();
+    assert_eq!(map.get_cloned(&3), None);
+    map.check_root_exact();
 }

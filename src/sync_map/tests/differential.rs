@@ -3,10 +3,11 @@
 //! the map's invariants checked after every step too.
 //!
 //! The key space is small (16 keys) so that operations keep hitting keys in every
-//! state of the v2 protocol — live or a tombstone in the read table, live or a
-//! tombstone in the delta, dropped by a promotion (expunged in a retired root) —
-//! and `promote()` is forced at arbitrary points (removes also promote by
-//! themselves once tombstones reach half of the root).
+//! state of the v3 protocol — inline, in a cell or removed, in the read table or
+//! in the delta, left out by a promotion — and `promote()` is forced at arbitrary
+//! points (removes also promote by themselves once tombstones reach half of the
+//! root, and reads once they have spent the read budget). After every step the
+//! root's invariants are checked, with exact counts (nothing is in flight).
 
 use core::borrow::Borrow;
 use core::fmt::Debug;
@@ -16,8 +17,8 @@ use std::collections::{HashMap, HashSet};
 
 use proptest::prelude::*;
 
-use super::Place;
-use crate::test_support::{flush_until_quiet, Counted, DropLog, Slot};
+use super::{Link, Place};
+use crate::test_support::{flush_until_quiet, Counted, DropLog};
 use crate::{LoadOrStore, SyncMap};
 
 const KEYS: u8 = 16;
@@ -98,7 +99,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// How a test instantiates keys and values from the model's `u8` / `u32`.
 trait Flavor {
-    type K: Hash + Eq + Send + Sync + 'static + Debug;
+    type K: Hash + Eq + Clone + Send + Sync + 'static + Debug;
     /// What lookups borrow: `K` itself, or `str` for `String` keys.
     type Q: Hash + Eq + ?Sized;
     type V: Send + Sync + 'static + Clone + PartialEq + Debug;
@@ -204,7 +205,7 @@ fn run_checked<T: Flavor>(
     let mut model: HashMap<u8, u32> = HashMap::new();
     for (step, op) in ops.iter().enumerate() {
         apply(kind, &map, &mut model, op);
-        map.check_root();
+        map.check_root_exact();
         assert_eq!(map.len(), model.len(), "len after step {step}: {op:?}");
         assert_eq!(map.is_empty(), model.is_empty());
         after_step(step, &map);
@@ -449,55 +450,60 @@ proptest! {
 proptest! {
     #![proptest_config(config(64))]
 
-    /// With drop-counted keys and values: after the map is dropped and the
-    /// reclaimer flushed, every key and value made was dropped exactly once.
+    /// With drop-counted keys and values: after `promote()` and a flush exactly
+    /// one key and one value per live key are alive (the new table's clones;
+    /// stale inline values, removed keys, replaced cells and the old tables all
+    /// gone), and dropping the map then drops them at once; nothing is dropped
+    /// twice.
     #[test]
     fn differential_counted_no_leak_no_double_drop(ops in prop::collection::vec(op(), 1..100)) {
         let log = DropLog::new();
         let kind = CountedKV(log.clone());
-        {
-            let map: SyncMap<Counted<u8>, Counted<u32>> = SyncMap::new();
-            let mut model = HashMap::new();
-            for op in &ops {
-                apply(&kind, &map, &mut model, op);
-                map.check_root();
-                prop_assert_eq!(map.len(), model.len());
-            }
-            flush_until_quiet(&map);
-            // Only what the map holds is alive (plus nothing else): live keys
-            // and values of live entries, and entries of removed keys still in a
-            // table.
+        let map: SyncMap<Counted<u8>, Counted<u32>> = SyncMap::new();
+        let mut model = HashMap::new();
+        for op in &ops {
+            apply(&kind, &map, &mut model, op);
+            map.check_root_exact();
+            prop_assert_eq!(map.len(), model.len());
+            // Never fewer than the map holds: a live key and its value each.
             prop_assert!(log.alive() >= 2 * model.len());
         }
-        log.flush_until_all_dropped();
+        map.promote();
+        flush_until_quiet(&map);
+        prop_assert_eq!(log.alive(), 2 * model.len());
+        prop_assert_eq!(map.root_sizes(), (model.len(), 0));
+        drop(map);
+        prop_assert_eq!(log.alive(), 0, "left behind by the map's drop");
+        prop_assert_eq!(log.double_drops(), 0);
     }
 }
 
-/// A regression-style sequence walking a key through every state of the v2
-/// protocol in order — live and tombstone in the read table, live and tombstone
-/// in the delta, revived in place by each kind of insert, dropped by a promotion
-/// and re-inserted as a new entry — with the state checked after every step.
+/// A regression-style sequence walking a key through every state of the v3
+/// protocol in order — inline, in a cell and removed, in the read table and in
+/// the delta, revived in place by each kind of insert, left out by a promotion
+/// and re-inserted as a new node — with the state checked after every step.
 #[test]
 fn differential_scripted_transitions() {
+    use Link::{Cell, Inline, Removed};
     use Op::*;
     use Place::{Delta, Read};
-    use Slot::{Deleted, Live};
     let script = [
-        (Insert(0, 0), 0, Some(Delta(Live))),
-        (Insert(1, 1), 1, Some(Delta(Live))),
-        (Insert(2, 2), 2, Some(Delta(Live))),
-        (Insert(3, 3), 3, Some(Delta(Live))),
-        (Insert(4, 4), 4, Some(Delta(Live))),
-        (Insert(5, 5), 5, Some(Delta(Live))),
-        (Promote, 2, Some(Read(Live))),
-        (Remove(2), 2, Some(Read(Deleted))), // 1 tombstone of 6 entries
-        (Insert(7, 7), 7, Some(Delta(Live))),
-        (Remove(7), 7, Some(Delta(Deleted))),      // 2 of 7
-        (GetOrInsert(2, 4), 2, Some(Read(Live))),  // revived in place, lock-free
-        (InsertOwned(7, 8), 7, Some(Delta(Live))), // revived in place
-        (Remove(2), 2, Some(Read(Deleted))),       // 3 of 7: still below half
-        (Promote, 2, None),                        // expunged in the retired root, dropped
-        (InsertOwned(2, 5), 2, Some(Delta(Live))), // a new entry, through the lock
+        (Insert(0, 0), 0, Some(Delta(Inline))),
+        (Insert(1, 1), 1, Some(Delta(Inline))),
+        (Insert(2, 2), 2, Some(Delta(Inline))),
+        (Insert(3, 3), 3, Some(Delta(Inline))),
+        (Insert(4, 4), 4, Some(Delta(Inline))),
+        (Insert(5, 5), 5, Some(Delta(Inline))),
+        (Insert(5, 6), 5, Some(Delta(Cell))), // overwritten: a cell
+        (Promote, 5, Some(Read(Inline))),     // inline again, in the read table
+        (Remove(2), 2, Some(Read(Removed))),  // 1 tombstone of 6 slots
+        (Insert(7, 7), 7, Some(Delta(Inline))),
+        (Remove(7), 7, Some(Delta(Removed))),        // 2 of 7
+        (GetOrInsert(2, 4), 2, Some(Read(Cell))),    // revived in place, lock-free
+        (InsertOwned(7, 8), 7, Some(Delta(Cell))),   // revived in place
+        (Remove(2), 2, Some(Read(Removed))),         // 1 of 7: below half
+        (Promote, 2, None),                          // left out of the new root
+        (InsertOwned(2, 5), 2, Some(Delta(Inline))), // a new node, through the lock
         (
             CompareExchange {
                 key: 2,
@@ -505,15 +511,16 @@ fn differential_scripted_transitions() {
                 new: 6,
             },
             2,
-            Some(Delta(Live)),
+            Some(Delta(Cell)),
         ),
-        (RemoveIf(3, 9), 3, Some(Read(Deleted))),
-        (Update(2, 1), 2, Some(Delta(Live))),
-        (Iter, 3, Some(Read(Deleted))),
-        (GetOrInsertWith(3, 7), 3, Some(Read(Live))),
+        (RemoveIf(3, 9), 3, Some(Read(Removed))),
+        (Update(2, 1), 2, Some(Delta(Cell))),
+        (Update(4, 1), 4, Some(Read(Cell))),
+        (Iter, 3, Some(Read(Removed))),
+        (GetOrInsertWith(3, 7), 3, Some(Read(Cell))),
         (HoldAcrossWrites(4, 1), 4, None), // removed, then promoted away
         (ClearPinned, 2, None),
-        (Insert(2, 1), 2, Some(Delta(Live))),
+        (Insert(2, 1), 2, Some(Delta(Inline))),
         (Retain(3), 2, None), // (2 + 1) % 3 == 0: removed, and 1 of 1 compacts
         (Len, 2, None),
     ];
@@ -536,8 +543,9 @@ fn differential_scripted_transitions() {
     check(&StringKeys, &script, &ops);
 }
 
-/// As with `HashMap`, overwriting keeps the key the entry was created with (and
-/// drops the one passed in), whichever table the entry is in.
+/// As with `HashMap`, overwriting keeps the key the map holds (and drops the one
+/// passed in at once), whichever table its slot is in. A promotion replaces the
+/// map's key with a clone: a new identity, the same key.
 #[test]
 fn existing_key_keeps_its_original_key_value() {
     let log = DropLog::new();
@@ -548,14 +556,31 @@ fn existing_key_keeps_its_original_key_value() {
     let second = log.make(1);
     let second_id = second.id;
     assert_eq!(map.insert(second, 2), Some(1)); // in the delta
-    assert!(log.is_dropped(second_id));
+    assert!(
+        log.is_dropped(second_id),
+        "the duplicate key is dropped at once"
+    );
+    let key_id =
+        |map: &SyncMap<Counted<u8>, u32>| map.pin().get_key_value(&log.make(1)).unwrap().0.id;
+    assert_eq!(key_id(&map), first_id);
     map.promote();
-    assert_eq!(map.insert(log.make(1), 3), Some(2)); // in the read table
+    let promoted_id = key_id(&map);
+    assert_ne!(promoted_id, first_id, "a promotion clones the key");
+    flush_until_quiet(&map);
+    assert!(
+        log.is_dropped(first_id),
+        "the original went with the old root"
+    );
+    let third = log.make(1);
+    let third_id = third.id;
+    assert_eq!(map.insert(third, 3), Some(2)); // in the read table
+    assert!(log.is_dropped(third_id));
     assert!(map.pin().get_or_insert(log.make(1), 4).value() == &3);
     let pinned = map.pin();
     let (key, value) = pinned.get_key_value(&log.make(1)).unwrap();
-    assert_eq!((key.id, *value), (first_id, 3));
+    assert_eq!((key.id, *value), (promoted_id, 3));
     drop(pinned);
     drop(map);
-    log.flush_until_all_dropped();
+    assert_eq!(log.alive(), 0);
+    assert_eq!(log.double_drops(), 0);
 }

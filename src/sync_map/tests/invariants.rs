@@ -1,41 +1,42 @@
-//! The invariants of `docs/design.md` as they apply to the v2 protocol: the
-//! root's structure (§A.5, 1 and 2), values retired once and never freed under a
-//! guard (§3 invariant 2, §A.5 invariant 6), inserts visible to every later get
-//! (§3 invariant 3), and a key removed and re-inserted racing promotions never
-//! lost (§3 invariant 4, which v2 keeps as §A.5 invariant 3). Test names follow
-//! the numbering of §3, which the classic protocol's tests share.
+//! The invariants of `docs/design.md` as they apply to the v3 protocol: the
+//! root's structure (each key at most once, no sealed slot in the current root),
+//! retired objects freed once and never under a guard — value cells one by one,
+//! tables (with their keys and inline values) as a whole — inserts visible to
+//! every later get, and no write lost to a promotion (the seal race) or to
+//! `clear`. Test names follow the numbering of §3, which the classic protocol's
+//! tests share.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Barrier};
 use std::thread;
 
-use super::super::entry::LoadOrStoreRaw;
-use super::super::value::Owned;
-use super::Place;
+use super::super::slot::Write;
+use super::{Link, Place};
+use crate::raw::cell::Owned;
 use crate::reclaim::Reclaim;
-use crate::test_support::{flush_until_quiet, Counted, DropLog, Rng, Slot};
+use crate::test_support::{flush_until_quiet, Counted, DropLog, Rng};
 use crate::SyncMap;
 
 // ---------------------------------------------------------------------------
-// Invariants 1 and 2: the current root holds no expunged entry, and a key has at
-// most one entry in it (across read and delta).
+// Invariant 1: a key has at most one slot in the current root (across read and
+// delta), and no slot of the current root is sealed.
 // ---------------------------------------------------------------------------
 
 #[test]
-fn invariant_1_no_expunged_entry_in_the_current_root() {
+fn invariant_1_each_key_once_and_no_sealed_slot_in_the_current_root() {
     let map: SyncMap<u32, u32> = (0..8).map(|i| (i, i)).collect();
-    map.check_root();
+    map.check_root_exact();
     assert_eq!(map.remove(&2), Some(2));
     assert_eq!(map.remove(&5), Some(5));
-    assert_eq!(map.slot_of(&2), Some(Place::Read(Slot::Deleted)));
-    map.check_root();
+    assert_eq!(map.slot_of(&2), Some(Place::Read(Link::Removed)));
+    map.check_root_exact();
 
     // A new key goes to the delta; the read table's tombstones stay as they are.
     assert_eq!(map.insert(100, 100), None);
-    assert_eq!(map.slot_of(&100), Some(Place::Delta(Slot::Live)));
-    assert_eq!(map.slot_of(&2), Some(Place::Read(Slot::Deleted)));
-    map.check_root();
+    assert_eq!(map.slot_of(&100), Some(Place::Delta(Link::Inline)));
+    assert_eq!(map.slot_of(&2), Some(Place::Read(Link::Removed)));
+    map.check_root_exact();
 
     // Operations that do not insert leave a tombstone a tombstone: absent.
     {
@@ -46,40 +47,49 @@ fn invariant_1_no_expunged_entry_in_the_current_root() {
         assert_eq!(pinned.remove_if(&2, |_| true), None);
         assert_eq!(pinned.remove(&2), None);
     }
-    assert_eq!(map.slot_of(&2), Some(Place::Read(Slot::Deleted)));
+    assert_eq!(map.slot_of(&2), Some(Place::Read(Link::Removed)));
 
-    // A promotion expunges the tombstones in the root it retires (seen here
-    // through a guard held on it) and leaves them out of the new one.
+    // A promotion seals every slot of the root it retires (seen here through a
+    // guard held on it) and leaves removed keys out of the new one.
     let guard = map.read_side.reclaim.pin();
-    let old_entry = map.lookup(&guard, map.hash(&2), &2).expect("a tombstone");
+    let old_root = map.read_side.root.load(&guard);
+    let old_tombstone = old_root.find_read(map.hash(&2), &2).expect("a tombstone");
+    let old_live = old_root.find_read(map.hash(&3), &3).expect("a live slot");
+    let old_node = old_root
+        .delta(&guard)
+        .find(map.hash(&100), &100)
+        .expect("a delta node")
+        .as_slot();
     map.promote();
-    assert_eq!(Slot::of(old_entry), Slot::Expunged);
+    assert_eq!(Link::of(old_tombstone), (Link::Removed, true));
+    assert_eq!(Link::of(old_live), (Link::Inline, true));
+    assert_eq!(Link::of(old_node), (Link::Inline, true));
     assert_eq!((map.slot_of(&2), map.slot_of(&5)), (None, None));
-    assert_eq!(map.slot_of(&100), Some(Place::Read(Slot::Live)));
-    map.check_root();
+    assert_eq!(map.slot_of(&100), Some(Place::Read(Link::Inline)));
+    map.check_root_exact();
 
-    // Re-inserting appends a new entry to the delta; the expunged one stays in
-    // the retired root, expunged.
+    // Re-inserting appends a new node to the delta; the old slot stays sealed in
+    // the retired root.
     assert_eq!(map.insert(2, 20), None);
-    assert_eq!(map.slot_of(&2), Some(Place::Delta(Slot::Live)));
-    assert_eq!(Slot::of(old_entry), Slot::Expunged);
+    assert_eq!(map.slot_of(&2), Some(Place::Delta(Link::Inline)));
+    assert_eq!(Link::of(old_tombstone), (Link::Removed, true));
     assert!(map.pin().get_or_insert(5, 50).is_stored());
-    assert_eq!(map.slot_of(&5), Some(Place::Delta(Slot::Live)));
+    assert_eq!(map.slot_of(&5), Some(Place::Delta(Link::Inline)));
     drop(guard);
-    map.check_root();
+    map.check_root_exact();
 
-    // A remove deletes in place, in the read table or the delta.
+    // A remove removes in place, in the read table or the delta.
     assert_eq!(map.remove(&0), Some(0));
     assert_eq!(map.remove(&5), Some(50));
-    assert_eq!(map.slot_of(&0), Some(Place::Read(Slot::Deleted)));
-    assert_eq!(map.slot_of(&5), Some(Place::Delta(Slot::Deleted)));
-    map.check_root();
+    assert_eq!(map.slot_of(&0), Some(Place::Read(Link::Removed)));
+    assert_eq!(map.slot_of(&5), Some(Place::Delta(Link::Removed)));
+    map.check_root_exact();
     map.promote();
     assert_eq!((map.slot_of(&0), map.slot_of(&5)), (None, None));
     assert_eq!(map.get_cloned(&2), Some(20));
     assert_eq!(map.len(), 7); // 1, 2, 3, 4, 6, 7, 100
     assert_eq!(map.root_sizes(), (7, 0));
-    map.check_root();
+    map.check_root_exact();
 }
 
 /// Threads run random operations in rounds; between rounds, with every writer
@@ -159,30 +169,44 @@ fn root_invariants_hold_at_quiescence_under_concurrent_churn() {
 }
 
 // ---------------------------------------------------------------------------
-// Invariant 2: a value is retired exactly once, and never freed while a guard
-// that could see it lives.
+// Invariant 2: a retired object is freed exactly once, and never while a guard
+// that could see it lives. In v3 a replaced or removed *cell* is retired on its
+// own; an *inline* value stays in its table, which a promotion or clear retires
+// as a whole (keys, inline values and still-linked cells with it).
 // ---------------------------------------------------------------------------
 
 #[test]
 fn invariant_2_value_retired_once_and_not_freed_while_guarded() {
     let log = DropLog::new();
     let map: SyncMap<u32, Counted<u32>> = SyncMap::new();
-    map.pin().insert(1, log.make(10));
-    map.pin().insert(2, log.make(20));
+    // Keys 1..=4 under test, and 12 more so that removing two compacts nothing.
+    for k in (1..=4).chain(100..112) {
+        map.pin().insert(k, log.make(k * 10));
+    }
     map.promote();
+    // Keys 1 and 2 get cells; 3 and 4 stay inline.
+    map.pin().insert(1, log.make(11));
+    map.pin().insert(2, log.make(21));
+    assert_eq!(map.slot_of(&1), Some(Place::Read(Link::Cell)));
+    assert_eq!(map.slot_of(&3), Some(Place::Read(Link::Inline)));
+    flush_until_quiet(&map);
+    let before = map.stats();
 
     let pinned = map.pin();
-    let one = pinned.get(&1).unwrap();
-    let two = pinned.get(&2).unwrap();
-    let (one_id, two_id) = (one.id, two.id);
+    let held: Vec<&Counted<u32>> = (1..=4).map(|k| pinned.get(&k).unwrap()).collect();
+    let ids: Vec<usize> = held.iter().map(|v| v.id).collect();
 
-    // Another thread overwrites one, removes the other and flushes hard.
+    // Another thread overwrites and removes all four, promotes (retiring the
+    // table that holds the inline values) and flushes hard.
     thread::scope(|s| {
         s.spawn(|| {
             let p = map.pin();
-            assert_eq!(p.insert(1, log.make(11)).map(|v| v.payload), Some(10));
-            assert_eq!(p.remove(&2).map(|v| v.payload), Some(20));
+            assert_eq!(p.insert(1, log.make(12)).map(|v| v.payload), Some(11));
+            assert_eq!(p.remove(&2).map(|v| v.payload), Some(21));
+            assert_eq!(p.insert(3, log.make(31)).map(|v| v.payload), Some(30));
+            assert_eq!(p.remove(&4).map(|v| v.payload), Some(40));
             drop(p);
+            map.promote();
             for _ in 0..50 {
                 map.flush();
             }
@@ -192,34 +216,51 @@ fn invariant_2_value_retired_once_and_not_freed_while_guarded() {
     for _ in 0..50 {
         map.flush();
     }
-    assert_eq!(
-        (one.payload, two.payload),
-        (10, 20),
-        "readable while guarded"
+    let payloads: Vec<u32> = held.iter().map(|v| v.payload).collect();
+    assert_eq!(payloads, [11, 21, 30, 40], "readable while guarded");
+    assert!(
+        ids.iter().all(|&id| !log.is_dropped(id)),
+        "dropped under a guard"
     );
-    assert!(!log.is_dropped(one_id) && !log.is_dropped(two_id));
     let stats = map.stats();
-    assert_eq!(stats.values_retired, 2);
-    assert!(stats.pending >= 2, "retired values are pending: {stats:?}");
-    assert_eq!(pinned.get(&1).map(|v| v.payload), Some(11));
+    // The two cells, one each; the inline values went with the table.
+    assert_eq!(stats.values_retired - before.values_retired, 2, "{stats:?}");
+    assert_eq!(stats.tables_retired - before.tables_retired, 1, "{stats:?}");
+    assert!(stats.pending >= 3, "retired objects are pending: {stats:?}");
+    assert_eq!(pinned.get(&1).map(|v| v.payload), Some(12));
     assert_eq!(pinned.get(&2), None);
+    assert_eq!(pinned.get(&3).map(|v| v.payload), Some(31));
+    assert_eq!(pinned.get(&4), None);
 
     drop(pinned);
     flush_until_quiet(&map);
-    log.flush_until_dropped(&[one_id, two_id]);
-    assert_eq!(map.stats().values_retired, 2, "retired once each");
+    log.flush_until_dropped(&ids);
+    let stats = map.stats();
+    assert_eq!(
+        stats.values_retired - before.values_retired,
+        2,
+        "retired once each"
+    );
+    assert_eq!(
+        stats.freed,
+        stats.values_retired + stats.tables_retired,
+        "{stats:?}"
+    );
     assert_eq!(log.double_drops(), 0);
-    assert_eq!(map.get_cloned(&1).map(|v| v.payload), Some(11));
+    // Only the promoted clones of 12, 31 and the 12 others are left.
+    assert_eq!(log.alive(), 2 + 12);
     drop(map);
-    log.flush_until_all_dropped();
+    assert_eq!(log.alive(), 0, "the map's drop frees what it holds at once");
+    assert_eq!(log.double_drops(), 0);
 }
 
-/// A key's first value lives inside its entry. Retired, it must keep the entry
-/// (its storage) alive until it is dropped, even after the entry has left every
-/// table and the tables were retired and freed (under Miri, a use after free here
-/// is reported as undefined behaviour).
+/// A reference to an inline value (and to its key) points into the read table
+/// itself. It must stay valid while its guard lives after the key is overwritten
+/// and removed and the table is replaced by promotions and freed by the
+/// reclaimer (under Miri, a use after free here is reported as undefined
+/// behaviour; `.ci/reliability.sh` runs this test under Miri).
 #[test]
-fn invariant_2_inline_first_value_outlives_its_entry_leaving_the_tables() {
+fn invariant_2_inline_values_outlive_their_table_under_a_guard() {
     let log = DropLog::new();
     let map: SyncMap<String, Counted<String>> = SyncMap::new();
     map.pin()
@@ -229,15 +270,15 @@ fn invariant_2_inline_first_value_outlives_its_entry_leaving_the_tables() {
     map.promote();
 
     let pinned = map.pin();
-    let first = pinned.get("k").unwrap();
+    let (key, first) = pinned.get_key_value("k").unwrap();
     let doomed = pinned.get("gone").unwrap();
     let ids = [first.id, doomed.id];
     thread::scope(|s| {
         s.spawn(|| {
             let p = map.pin();
-            // Overwrite (the first value retired, its entry kept) and remove (the
-            // first value retired, then the entry expunged and dropped from the
-            // table by the promotion); then flush past the retired root.
+            // Overwrite (the inline value stays, stale, in its table) and remove;
+            // then promote twice, retiring the table and the one after it, and
+            // flush past both.
             assert_eq!(
                 p.insert("k".to_string(), log.make("second".to_string()))
                     .map(|v| v.payload.as_str()),
@@ -246,38 +287,42 @@ fn invariant_2_inline_first_value_outlives_its_entry_leaving_the_tables() {
             assert_eq!(p.remove("gone").map(|v| v.payload.as_str()), Some("doomed"));
             drop(p);
             map.promote();
+            map.promote();
             for _ in 0..50 {
                 map.flush();
             }
         });
     });
     assert_eq!(
-        (first.payload.as_str(), doomed.payload.as_str()),
-        ("first", "doomed")
+        (
+            key.as_str(),
+            first.payload.as_str(),
+            doomed.payload.as_str()
+        ),
+        ("k", "first", "doomed")
     );
     assert!(
         ids.iter().all(|&id| !log.is_dropped(id)),
         "dropped while guarded"
     );
     let stats = map.stats();
-    assert_eq!(stats.values_retired, 2);
     assert_eq!(
-        stats.entries_retired, 0,
-        "v2 retires entries with their root"
+        stats.values_retired, 0,
+        "inline values are never retired alone"
     );
+    assert!(stats.tables_retired >= 3, "{stats:?}");
     drop(pinned);
     flush_until_quiet(&map);
     log.flush_until_dropped(&ids);
     assert_eq!(log.double_drops(), 0);
-    assert_eq!(map.stats().pending, 0);
-    // The overwritten entry still serves its boxed second value.
     assert_eq!(
         map.get_cloned("k").map(|v| v.payload.clone()),
         Some("second".to_string())
     );
     assert_eq!(map.get_cloned("gone"), None);
+    assert_eq!(log.alive(), 1, "one clone of the one live value");
     drop(map);
-    log.flush_until_all_dropped();
+    assert_eq!(log.alive(), 0);
     assert_eq!(log.double_drops(), 0);
 }
 
@@ -286,7 +331,9 @@ fn invariant_2_inline_first_value_outlives_its_entry_leaving_the_tables() {
 fn invariant_2_guard_on_another_thread_keeps_value_alive() {
     let log = DropLog::new();
     let map: SyncMap<u32, Counted<String>> = SyncMap::new();
-    map.pin().insert(7, log.make("seven".to_string()));
+    map.pin().insert(7, log.make("zero".to_string()));
+    map.pin().insert(7, log.make("seven".to_string())); // in a cell
+    map.pin().insert(8, log.make("eight".to_string())); // inline in the delta
     let (held_tx, held_rx) = mpsc::channel();
     let (check_tx, check_rx) = mpsc::channel::<()>();
     thread::scope(|s| {
@@ -294,73 +341,92 @@ fn invariant_2_guard_on_another_thread_keeps_value_alive() {
         let reader = s.spawn(move || {
             let (map, log) = (map_ref, log_ref);
             let pinned = map.pin();
-            let value = pinned.get(&7).unwrap();
-            held_tx.send(value.id).unwrap();
+            let seven = pinned.get(&7).unwrap();
+            let eight = pinned.get(&8).unwrap();
+            held_tx.send([seven.id, eight.id]).unwrap();
             check_rx.recv().unwrap();
-            // The writer removed and flushed meanwhile.
-            assert_eq!(value.payload, "seven");
-            assert!(!log.is_dropped(value.id));
-            assert_eq!(pinned.get(&7), None);
+            // The writer removed, promoted and flushed meanwhile.
+            assert_eq!(
+                (seven.payload.as_str(), eight.payload.as_str()),
+                ("seven", "eight")
+            );
+            assert!(!log.is_dropped(seven.id) && !log.is_dropped(eight.id));
+            assert_eq!((pinned.get(&7), pinned.get(&8)), (None, None));
         });
-        let id = held_rx.recv().unwrap();
-        assert_eq!(
-            map.pin().remove(&7).map(|v| v.payload.clone()),
-            Some("seven".into())
-        );
+        let ids = held_rx.recv().unwrap();
+        let pinned = map.pin();
+        assert_eq!(pinned.remove(&7).map(|v| v.payload.as_str()), Some("seven"));
+        assert_eq!(pinned.remove(&8).map(|v| v.payload.as_str()), Some("eight"));
+        drop(pinned);
+        map.promote();
         for _ in 0..50 {
             map.flush();
         }
         assert!(
-            !log.is_dropped(id),
+            ids.iter().all(|&id| !log.is_dropped(id)),
             "freed while a guard on another thread holds it"
         );
         check_tx.send(()).unwrap();
         reader.join().unwrap();
         flush_until_quiet(&map);
-        log.flush_until_dropped(&[id]);
+        log.flush_until_dropped(&ids);
     });
-    assert_eq!(map.stats().values_retired, 1);
+    assert_eq!(map.stats().values_retired, 1, "the cell of \"seven\"");
+    assert_eq!(log.alive(), 0, "every value left with the promoted table");
     drop(map);
-    log.flush_until_all_dropped();
+    assert_eq!(log.double_drops(), 0);
 }
 
-/// Every operation that unlinks a value retires it exactly once; values that
-/// never entered the map are handed back or dropped by the caller, not retired.
+/// Every operation that unlinks a *cell* retires it exactly once; one that
+/// replaces or removes an *inline* value retires nothing (the value stays in its
+/// table until the table goes); values that never entered the map are handed
+/// back or dropped by the caller, not retired.
 #[test]
-fn invariant_2_every_unlinking_operation_retires_once() {
+fn invariant_2_every_unlinking_operation_retires_a_cell_once_and_inline_values_never() {
     let log = DropLog::new();
     let map: SyncMap<u32, Counted<u32>> = SyncMap::new();
-    let pinned = map.pin();
-    for i in 0..10 {
-        pinned.insert(i, log.make(i));
+    for i in 0..40 {
+        map.pin().insert(i, log.make(i));
     }
+    map.promote();
+    // Keys 10..16 overwritten: their values move to cells (retiring nothing).
+    for i in 10..16 {
+        assert_eq!(map.pin().insert(i, log.make(i)).map(|v| v.payload), Some(i));
+    }
+    assert_eq!(map.stats().values_retired, 0);
+    let pinned = map.pin();
     let mut retired = 0;
     let mut check = |pinned: &crate::Pinned<'_, u32, Counted<u32>, _, _>, expected: u64| {
         retired += expected;
         assert_eq!(pinned.map().stats().values_retired, retired);
     };
-    // Overwrite, update, compare_exchange, remove, remove_if, retain: one each.
-    assert_eq!(pinned.insert(0, log.make(100)).map(|v| v.payload), Some(0));
-    check(&pinned, 1);
+    // Overwrite, update, compare_exchange, remove, remove_if, retain: nothing on
+    // inline values (keys 0..6), one each on cells (keys 10..16).
+    for (base, each) in [(0, 0), (10, 1)] {
+        let p = &pinned;
+        assert_eq!(p.insert(base, log.make(100)).map(|v| v.payload), Some(base));
+        check(p, each);
+        let updated = p.update(&(base + 1), |v| log.make(v.payload + 100));
+        assert_eq!(updated.map(|v| v.payload), Some(base + 101));
+        check(p, each);
+        let exchanged = p.compare_exchange(&(base + 2), &log.make(base + 2), log.make(102));
+        assert_eq!(exchanged.map(|v| v.payload), Ok(base + 2));
+        check(p, each);
+        assert_eq!(p.remove(&(base + 3)).map(|v| v.payload), Some(base + 3));
+        check(p, each);
+        assert_eq!(
+            p.remove_if(&(base + 4), |_| true).map(|v| v.payload),
+            Some(base + 4)
+        );
+        check(p, each);
+        p.retain(|k, _| *k != base + 5);
+        check(p, each);
+    }
+    // The values written above are all cells now: replacing one retires it.
     assert_eq!(
-        pinned
-            .update(&1, |v| log.make(v.payload + 100))
-            .map(|v| v.payload),
-        Some(101)
+        pinned.insert(0, log.make(200)).map(|v| v.payload),
+        Some(100)
     );
-    check(&pinned, 1);
-    assert_eq!(
-        pinned
-            .compare_exchange(&2, &log.make(2), log.make(102))
-            .map(|v| v.payload),
-        Ok(2)
-    );
-    check(&pinned, 1);
-    assert_eq!(pinned.remove(&3).map(|v| v.payload), Some(3));
-    check(&pinned, 1);
-    assert_eq!(pinned.remove_if(&4, |_| true).map(|v| v.payload), Some(4));
-    check(&pinned, 1);
-    pinned.retain(|k, _| *k != 5);
     check(&pinned, 1);
     // Nothing unlinked: a failed compare_exchange hands `new` back, get_or_insert
     // of a present key drops its argument, removes of absent keys find nothing.
@@ -375,21 +441,23 @@ fn invariant_2_every_unlinking_operation_retires_once() {
     assert_eq!(pinned.remove_if(&7, |_| false), None);
     assert_eq!(pinned.update(&3, |v| log.make(v.payload)), None);
     check(&pinned, 0);
-    // clear retires every live value: 10 keys, 3 removed.
-    assert_eq!(map.len(), 7);
+    // clear retires the whole root as one table: no value on its own.
+    assert_eq!(map.len(), 40 - 6);
+    let tables = map.stats().tables_retired;
     pinned.clear();
-    check(&pinned, 7);
+    check(&pinned, 0);
+    assert_eq!(map.stats().tables_retired, tables + 1);
     drop(pinned);
     flush_until_quiet(&map);
     // Every value made is dropped (the map itself holds none after `clear`).
     log.flush_until_all_dropped();
-    assert_eq!(map.stats().values_retired, 13);
+    assert_eq!(map.stats().values_retired, 7);
     drop(map);
-    log.flush_until_all_dropped();
+    assert_eq!(log.double_drops(), 0);
 }
 
-/// Values still in the map are dropped by the map's drop, exactly once, and the
-/// ones retired earlier by the reclaimer.
+/// Values still in the map are dropped by the map's drop, exactly once: at once,
+/// with nothing left for the reclaimer.
 #[test]
 fn invariant_2_map_drop_frees_live_values_once() {
     let log = DropLog::new();
@@ -399,18 +467,24 @@ fn invariant_2_map_drop_frees_live_values_once() {
     }
     map.promote();
     for i in 0..30 {
-        map.pin().remove(&log.make(i));
+        map.pin().remove(&log.make(i)); // tombstones in the read table
     }
     for i in 100..120 {
         map.pin().insert(log.make(i), log.make(i)); // new keys, in the delta
     }
     for i in 50..60 {
-        map.pin().insert(log.make(i), log.make(i + 1000)); // overwrites
+        map.pin().insert(log.make(i), log.make(i + 1000)); // overwrites: cells
     }
-    assert_eq!(map.len(), 90);
-    map.check_root();
+    for i in 100..105 {
+        map.pin().remove(&log.make(i)); // tombstones in the delta
+    }
+    assert_eq!(map.len(), 85);
+    map.check_root_exact();
+    flush_until_quiet(&map); // the first table, retired by the promotion
+    assert!(log.alive() > 0);
     drop(map);
-    log.flush_until_all_dropped();
+    assert_eq!(log.alive(), 0, "the map's drop left values behind");
+    assert_eq!(log.double_drops(), 0);
 }
 
 // ---------------------------------------------------------------------------
@@ -474,13 +548,15 @@ fn invariant_3_insert_visible_to_every_thread() {
 }
 
 // ---------------------------------------------------------------------------
-// Invariant 4: a key removed and re-inserted concurrently with promotions is
-// never lost — in v2 (§A.5 invariant 3), a revival racing an expunge. A lock-free
-// insert into a tombstone CASes deleted → value, a promotion CASes deleted →
-// expunged: one wins. The value: the promotion keeps the entry. The expunge: the
-// insert sees *expunged*, takes the lock and appends a new entry to the new root.
+// Invariant 4: no write is lost to a promotion. A promotion seals each slot with
+// one CAS before it copies it; a writer's CAS compares against the unsealed link
+// it loaded, so either it lands before the seal (and the promotion copies its
+// value) or it fails on the seal, waits for the promotion and retries on the
+// root that promotion published.
 // ---------------------------------------------------------------------------
 
+/// A key removed and re-inserted by its only writer, racing promotions of every
+/// kind (explicit, full delta, read budget, compaction): never lost.
 #[test]
 fn invariant_4_remove_reinsert_racing_promotions_never_lost() {
     const CHURNERS: u64 = 2;
@@ -542,8 +618,8 @@ fn invariant_4_remove_reinsert_racing_promotions_never_lost() {
             .collect();
         // New keys, delta reads of them and removes of older ones: promotions
         // because the delta reached half of the read table, because sampled
-        // delta reads reached its size, and compactions (tombstones reached half
-        // of the root); each expunges the churners' tombstones.
+        // delta reads spent the read budget, and compactions (tombstones reached
+        // half of the root); each leaves the churners' tombstones out.
         let fresh = {
             let (map, done) = (&map, &done);
             s.spawn(move || {
@@ -602,60 +678,242 @@ fn invariant_4_remove_reinsert_racing_promotions_never_lost() {
     );
 }
 
-/// The race of invariant 4 replayed step by step, both ways: a writer holding a
-/// tombstone's entry revives it before the promotion's expunge (kept), or after
-/// it (its CAS fails, and the insert goes through the lock into the new root).
+/// The seal race replayed step by step, both ways, on a live slot, a removed
+/// slot and a delta node: a write that lands before the promotion's seal is
+/// copied into the new root; a write that meets the seal changes nothing
+/// (`Write::Sealed`, its `decide` not even run) and retries on the new root.
 #[test]
-fn invariant_4_revival_racing_an_expunge_is_never_lost() {
+fn invariant_4_a_write_that_meets_a_seal_retries_on_the_new_root() {
     let map: SyncMap<u32, u32> = (0..4).map(|i| (i, i)).collect();
-    // The value wins: revived in place, then promoted.
+    // The write wins: revived and overwritten in place, then promoted.
     assert_eq!(map.remove(&1), Some(1));
     assert_eq!(map.insert(1, 11), None);
+    assert_eq!(map.insert(2, 22), Some(2));
     map.promote();
-    assert_eq!(map.slot_of(&1), Some(Place::Read(Slot::Live)));
-    assert_eq!(map.get_cloned(&1), Some(11));
-
-    // The expunge wins: a writer found the tombstone, then a promotion ran.
-    assert_eq!(map.remove(&1), Some(11));
-    let guard = map.read_side.reclaim.pin();
-    let entry = map.lookup(&guard, map.hash(&1), &1).expect("a tombstone");
-    map.promote();
-    assert_eq!(map.slot_of(&1), None);
-    // Every lock-free transition refuses to leave *expunged*: the insert's CAS,
-    // get_or_insert's CAS and the update/remove loop (which finds the key absent).
-    assert!(
-        entry.try_swap(Owned::new(12)).is_err(),
-        "revived an expunged entry"
-    );
-    let mut candidate = None;
-    let found = entry.try_load_or_store(&mut candidate, &mut || Owned::new(12));
-    assert!(matches!(found, LoadOrStoreRaw::Expunged));
-    // SAFETY: `guard` is held for the call.
-    let replaced = unsafe { entry.replace_live(|_| Some(core::ptr::null_mut())) };
-    assert!(replaced.is_err());
-    // So the writer retakes the lock, and the key lands in the new root.
-    assert_eq!(map.insert(1, 12), None);
-    assert_eq!(map.slot_of(&1), Some(Place::Delta(Slot::Live)));
+    assert_eq!(map.slot_of(&1), Some(Place::Read(Link::Inline)));
     assert_eq!(
-        Slot::of(entry),
-        Slot::Expunged,
-        "the old entry stays expunged"
+        (map.get_cloned(&1), map.get_cloned(&2)),
+        (Some(11), Some(22))
     );
+
+    // The seal wins: writers found their slots, then a promotion sealed them.
+    assert_eq!(map.remove(&1), Some(11));
+    map.insert(100, 100);
+    let guard = map.read_side.reclaim.pin();
+    let root = map.read_side.root.load(&guard);
+    let removed = root.find_read(map.hash(&1), &1).expect("a tombstone");
+    let live = root.find_read(map.hash(&2), &2).expect("a live slot");
+    let node = root
+        .delta(&guard)
+        .find(map.hash(&100), &100)
+        .expect("a node")
+        .as_slot();
+    map.promote();
+    for (name, slot) in [("removed", removed), ("live", live), ("node", node)] {
+        let cell = Owned::new(999);
+        let mut decided = false;
+        // SAFETY: `guard` protects the retired root and anything it links.
+        let write = unsafe {
+            slot.write(|_| {
+                decided = true;
+                Some(cell.as_ptr())
+            })
+        };
+        assert!(
+            matches!(write, Write::Sealed),
+            "{name}: a write landed in a sealed slot"
+        );
+        assert!(!decided, "{name}: decide ran on a sealed slot");
+        assert!(Link::of(slot).1, "{name}: unsealed");
+        let mut remove = |_: &u32| true;
+        assert!(
+            map.remove_from(&guard, slot, &mut remove).is_none(),
+            "{name}: a remove landed in a sealed slot"
+        );
+    }
+    // Readers of the retired root still see the values it was sealed with.
+    // SAFETY: `guard` is held.
+    unsafe {
+        assert_eq!(
+            (removed.get(), live.get(), node.get()),
+            (None, Some(&22), Some(&100))
+        );
+    }
+    // The writes, retried the way `retrying` does, land in the new root: the
+    // removed key as a new node, the others in their new read-table slots.
+    assert_eq!(map.insert(1, 12), None);
+    assert_eq!(map.insert(2, 23), Some(22));
+    assert_eq!(map.insert(100, 101), Some(100));
+    assert_eq!(map.slot_of(&1), Some(Place::Delta(Link::Inline)));
+    assert_eq!(map.slot_of(&2), Some(Place::Read(Link::Cell)));
+    assert_eq!(map.slot_of(&100), Some(Place::Read(Link::Cell)));
+    // The old slots stay sealed, their values unchanged.
+    // SAFETY: `guard` is held.
+    unsafe {
+        assert_eq!(
+            (removed.get(), live.get(), node.get()),
+            (None, Some(&22), Some(&100))
+        );
+    }
     drop(guard);
     map.promote();
-    assert_eq!(map.get_cloned(&1), Some(12));
+    assert_eq!(
+        (map.get_cloned(&1), map.get_cloned(&2), map.get_cloned(&100)),
+        (Some(12), Some(23), Some(101))
+    );
     // Again, with get_or_insert as the reviver.
     assert_eq!(map.remove(&1), Some(12));
     map.promote();
     assert!(map.pin().get_or_insert_with(1, || 13).is_stored());
     map.promote();
     assert_eq!(map.get_cloned(&1), Some(13));
-    assert_eq!(map.len(), 4);
-    map.check_root();
+    assert_eq!(map.len(), 5);
+    map.check_root_exact();
 }
 
-/// Tables and entries are values too: keys borrowed from a read table that is
-/// then replaced (promotion, compaction, clear) stay alive while the guard lives.
+/// Writes racing a promotion in a loop lose nothing: each writer owns its keys
+/// (some in the read table, some added to the delta as it goes) and overwrites,
+/// updates, compare-exchanges, removes and revives them, checking every result
+/// and read against its model, while another thread promotes as fast as it can.
+/// At the end the map holds exactly the models, and after a promotion and a
+/// flush exactly one value per live key is alive (nothing leaked, nothing
+/// dropped twice).
+#[test]
+fn invariant_4_writes_racing_a_promotion_lose_nothing() {
+    const WRITERS: u64 = 2;
+    const OWNED: u64 = 48; // keys per writer: half preloaded, half new
+    const OPS: u64 = 8_000;
+    const MIN_PROMOTIONS: usize = 200;
+    let log = DropLog::new();
+    let map: SyncMap<u64, Counted<u64>> = SyncMap::new();
+    for k in 0..WRITERS * OWNED / 2 {
+        map.insert(k, log.make(0));
+    }
+    map.promote();
+    let writing = AtomicUsize::new(WRITERS as usize);
+    let start = Barrier::new(WRITERS as usize + 1);
+    let models: Vec<HashMap<u64, u64>> = thread::scope(|s| {
+        let promoter = {
+            let (map, writing, start) = (&map, &writing, &start);
+            s.spawn(move || {
+                start.wait();
+                let mut promotions = 0;
+                while writing.load(Ordering::Acquire) > 0 || promotions < MIN_PROMOTIONS {
+                    map.promote();
+                    promotions += 1;
+                }
+                promotions
+            })
+        };
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|t| {
+                let (map, log, writing, start) = (&map, &log, &writing, &start);
+                s.spawn(move || {
+                    let mut rng = Rng::new(0xE + t);
+                    let keys: Vec<u64> = (0..OWNED).map(|i| t + WRITERS * i).collect();
+                    // Preloaded keys hold 0; the others are absent until written.
+                    let mut model: HashMap<u64, u64> = keys
+                        .iter()
+                        .filter(|&&k| k < WRITERS * OWNED / 2)
+                        .map(|&k| (k, 0))
+                        .collect();
+                    start.wait();
+                    for op in 1..=OPS {
+                        let k = keys[rng.below(OWNED) as usize];
+                        let now = model.get(&k).copied();
+                        let pinned = map.pin();
+                        let v = op * 10;
+                        match rng.below(6) {
+                            0 => {
+                                let old = pinned.insert(k, log.make(v)).map(|x| x.payload);
+                                assert_eq!(old, now, "insert {k}");
+                                model.insert(k, v);
+                            }
+                            1 => {
+                                let new = pinned.update(&k, |x| log.make(x.payload + 1));
+                                assert_eq!(
+                                    new.map(|x| x.payload),
+                                    now.map(|n| n + 1),
+                                    "update {k}"
+                                );
+                                if let Some(n) = now {
+                                    model.insert(k, n + 1);
+                                }
+                            }
+                            2 => {
+                                let expected = log.make(now.unwrap_or(u64::MAX));
+                                let got = pinned.compare_exchange(&k, &expected, log.make(v));
+                                match now {
+                                    Some(n) => {
+                                        assert_eq!(got.map(|x| x.payload), Ok(n), "cas {k}");
+                                        model.insert(k, v);
+                                    }
+                                    None => assert!(got.is_err(), "cas {k} found a removed key"),
+                                }
+                            }
+                            3 => {
+                                let got = pinned.remove(&k).map(|x| x.payload);
+                                assert_eq!(got, now, "remove {k}");
+                                model.remove(&k);
+                            }
+                            4 => {
+                                let got = pinned.get_or_insert(k, log.make(v));
+                                assert_eq!(got.is_stored(), now.is_none(), "get_or_insert {k}");
+                                assert_eq!(got.value().payload, now.unwrap_or(v));
+                                model.entry(k).or_insert(v);
+                            }
+                            _ => {
+                                let got = pinned.remove_if(&k, |x| x.payload % 20 == 0);
+                                let want = now.filter(|n| n % 20 == 0);
+                                assert_eq!(got.map(|x| x.payload), want, "remove_if {k}");
+                                if want.is_some() {
+                                    model.remove(&k);
+                                }
+                            }
+                        }
+                        assert_eq!(
+                            pinned.get(&k).map(|x| x.payload),
+                            model.get(&k).copied(),
+                            "read back {k}"
+                        );
+                    }
+                    writing.fetch_sub(1, Ordering::Release);
+                    model
+                })
+            })
+            .collect();
+        let models = writers.into_iter().map(|w| w.join().unwrap()).collect();
+        assert!(promoter.join().unwrap() >= MIN_PROMOTIONS);
+        models
+    });
+    map.check_root();
+    let mut live = 0;
+    for model in &models {
+        for (k, v) in model {
+            assert_eq!(map.get_cloned(k).map(|x| x.payload), Some(*v), "key {k}");
+        }
+        live += model.len();
+    }
+    for k in 0..WRITERS * OWNED {
+        let owner = &models[(k % WRITERS) as usize];
+        assert_eq!(map.contains_key(&k), owner.contains_key(&k), "key {k}");
+    }
+    assert_eq!(map.len(), live);
+    assert_eq!(map.pin().iter().count(), live);
+    map.promote();
+    flush_until_quiet(&map);
+    assert_eq!(
+        log.alive(),
+        live,
+        "values alive after promote() and a flush"
+    );
+    assert_eq!(log.double_drops(), 0);
+    drop(map);
+    assert_eq!(log.alive(), 0);
+}
+
+/// Tables are values too: keys borrowed from a read table that is then replaced
+/// (promotion, compaction, clear) stay alive while the guard lives.
 #[test]
 fn invariant_2_tables_and_keys_not_freed_while_guarded() {
     let log = DropLog::new();
@@ -687,9 +945,22 @@ fn invariant_2_tables_and_keys_not_freed_while_guarded() {
     }
     assert!(map.stats().compactions >= 1);
     assert!(map.is_empty());
-    // The old table is still walkable (every value is gone now) and the keys
-    // borrowed from it are intact.
-    assert_eq!(iter.count(), 0);
+    // The old root is still walkable and still holds the values it was sealed
+    // with (they were current when it was replaced): the iteration goes on and
+    // yields every other key of 0..100 once (and maybe some of 100..120, added
+    // to its delta before the promotion), and the keys borrowed from it are
+    // intact.
+    let mut seen: Vec<u32> = held.iter().map(|k| k.payload).collect();
+    seen.extend(iter.map(|(k, v)| {
+        assert_eq!(k.payload, *v);
+        k.payload
+    }));
+    seen.sort_unstable();
+    let len = seen.len();
+    seen.dedup();
+    assert_eq!(seen.len(), len, "a key yielded twice");
+    assert!(seen.iter().copied().take(100).eq(0..100), "{seen:?}");
+    assert!(seen.iter().all(|&k| k < 120));
     for key in &held {
         assert!(
             !log.is_dropped(key.id),
@@ -706,19 +977,25 @@ fn invariant_2_tables_and_keys_not_freed_while_guarded() {
     log.flush_until_all_dropped();
 }
 
+// ---------------------------------------------------------------------------
+// `clear` racing with writers.
+// ---------------------------------------------------------------------------
+
 /// `clear` racing with lock-free and locked writers: at every quiescent point
-/// the invariants hold and `len()` is exact (the count of live entries, and of
-/// what iteration yields).
+/// the invariants hold and `len()` is exact (the count of live slots, and of
+/// what iteration yields); at the end, after a promotion and a flush, exactly one
+/// value per live key is alive.
 #[test]
 fn clear_racing_with_writers_keeps_len_exact() {
     const WRITERS: u64 = 2;
     const ROUNDS: usize = 20;
     const OPS: usize = 300;
-    let map: SyncMap<u64, u64> = SyncMap::new();
+    let log = DropLog::new();
+    let map: SyncMap<u64, Counted<u64>> = SyncMap::new();
     let barrier = Barrier::new(WRITERS as usize + 2);
     thread::scope(|s| {
         for t in 0..WRITERS {
-            let (map, barrier) = (&map, &barrier);
+            let (map, barrier, log) = (&map, &barrier, &log);
             s.spawn(move || {
                 let mut rng = Rng::new(7 + t);
                 for _ in 0..ROUNDS {
@@ -727,19 +1004,19 @@ fn clear_racing_with_writers_keeps_len_exact() {
                         let pinned = map.pin();
                         match rng.below(5) {
                             0 => {
-                                pinned.insert(k, k);
+                                pinned.insert(k, log.make(k));
                             }
                             1 => {
                                 pinned.remove(&k);
                             }
                             2 => {
-                                pinned.get_or_insert(k, k);
+                                pinned.get_or_insert(k, log.make(k));
                             }
                             3 => {
-                                pinned.update(&k, |v| v + 1);
+                                pinned.update(&k, |v| log.make(v.payload + 1));
                             }
                             _ => {
-                                pinned.insert(1_000 + rng.below(1_000), 0);
+                                pinned.insert(1_000 + rng.below(1_000), log.make(0));
                             }
                         }
                     }
@@ -772,11 +1049,18 @@ fn clear_racing_with_writers_keeps_len_exact() {
             barrier.wait();
         }
     });
+    let len = map.len();
+    map.promote();
+    flush_until_quiet(&map);
+    assert_eq!(log.alive(), len, "values alive after promote() and a flush");
+    drop(map);
+    assert_eq!(log.alive(), 0);
+    assert_eq!(log.double_drops(), 0);
 }
 
 /// `Stats::pending` is "retired objects not freed yet", and tests (and tools)
 /// wait for it to reach 0 before checking that destructors ran, so an object must
-/// count as pending until its destructor has finished (`garbage.rs` records the
+/// count as pending until its destructor has finished (the ledger records the
 /// free after dropping the object). Here the destructor blocks on another thread
 /// until released, and `pending` must read 1 meanwhile.
 #[test]
@@ -784,9 +1068,20 @@ fn stats_pending_counts_an_object_until_its_destructor_has_run() {
     use std::time::{Duration, Instant};
     static ENTERED: AtomicBool = AtomicBool::new(false);
     static RELEASE: AtomicBool = AtomicBool::new(false);
-    struct Blocker;
+    /// Blocks in its destructor if armed; clones (made by promotions) are not.
+    struct Blocker {
+        armed: bool,
+    }
+    impl Clone for Blocker {
+        fn clone(&self) -> Self {
+            Blocker { armed: false }
+        }
+    }
     impl Drop for Blocker {
         fn drop(&mut self) {
+            if !self.armed {
+                return;
+            }
             ENTERED.store(true, Ordering::SeqCst);
             let start = Instant::now();
             while !RELEASE.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(20) {
@@ -794,18 +1089,18 @@ fn stats_pending_counts_an_object_until_its_destructor_has_run() {
             }
         }
     }
-    // Keys without a Blocker too, so that the remove below (1 tombstone of 4
-    // entries) retires the Blocker alone and promotes nothing.
+    // Four keys, so that the remove below (1 tombstone of 4 keys) retires the
+    // armed Blocker's cell alone and promotes nothing.
     let map: SyncMap<u32, Option<Blocker>> = SyncMap::new();
-    map.pin().insert(1, Some(Blocker));
-    for k in 2..=4 {
+    for k in 1..=4 {
         map.pin().insert(k, None);
     }
     map.promote();
+    map.pin().insert(1, Some(Blocker { armed: true })); // in a cell
     flush_until_quiet(&map);
     thread::scope(|s| {
         s.spawn(|| {
-            map.pin().remove(&1); // retires the Blocker on this thread
+            map.pin().remove(&1); // retires the Blocker's cell on this thread
             while !ENTERED.load(Ordering::SeqCst) {
                 map.flush(); // its destructor runs (and blocks) in here
             }

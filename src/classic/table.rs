@@ -1,10 +1,10 @@
-//! The hash table of shared entries that every map table is.
+//! The classic protocol's table of shared entries.
 //!
 //! A table maps keys to shared entries: `hashbrown::HashTable<Arc<Entry>>`. It
-//! stores no keys of its own — the entry owns the key — so two tables (SyncMap's
-//! successive read tables; the classic protocol's read and dirty tables) can share
-//! one entry per key without `K: Clone`, and it hashes with the entry's cached
-//! hash, so no user code runs while a table grows or is copied.
+//! stores no keys of its own — the entry owns the key — so the read and dirty
+//! tables share one entry per key without `K: Clone` (Go's design), and it hashes
+//! with the entry's cached hash, so no user code runs while a table grows or is
+//! copied.
 
 use core::borrow::Borrow;
 use core::mem::size_of;

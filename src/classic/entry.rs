@@ -22,15 +22,45 @@
 use core::cell::UnsafeCell;
 use core::mem::{offset_of, ManuallyDrop};
 
-use super::value::{self, drop_contained, Owned};
+use crate::raw::cell::{self, drop_contained, Owned, CELL_ALIGN};
+use crate::raw::mutant::mutant;
 use crate::sync::{Arc, AtomicPtr, Ordering};
+
+/// The address that marks an expunged slot: 1, never a cell's (cells are at
+/// least [`CELL_ALIGN`]-aligned) nor `first`'s (inside an `Arc` allocation). With
+/// null marking *deleted*, a slot is live exactly when its address is above 1 —
+/// one compare on the read path, no load of a marker's address.
+const EXPUNGED_ADDR: usize = 1;
+const _: () = assert!(EXPUNGED_ADDR < CELL_ALIGN);
+
+/// The *expunged* marker for a slot of `V`s.
+#[inline]
+pub(crate) fn expunged<V>() -> *mut V {
+    core::ptr::without_provenance_mut(EXPUNGED_ADDR)
+}
+
+/// Whether `ptr` holds a value (neither deleted, 0, nor expunged, 1).
+#[inline]
+pub(crate) fn is_live<V>(ptr: *mut V) -> bool {
+    ptr.addr() > EXPUNGED_ADDR
+}
+
+/// The value behind `ptr`, if it is live.
+///
+/// # Safety
+///
+/// If live, `ptr` is protected by a guard for `'g`.
+pub(crate) unsafe fn as_live<'g, V>(ptr: *mut V) -> Option<&'g V> {
+    // SAFETY: the caller's contract.
+    is_live(ptr).then(|| unsafe { &*ptr })
+}
 
 /// One key of a [`SyncMap`](crate::SyncMap).
 ///
 /// The value an entry is created with lives inside the entry (`first`), so a hit
 /// on a key that was never overwritten reads the slot and the value from the same
 /// allocation: one dependent load fewer than a boxed value, and no allocation of
-/// its own. Later values are boxed cells (see [`value`]). `first` cannot be reused
+/// its own. Later values are boxed cells (see [`cell`]). `first` cannot be reused
 /// once replaced, because readers may still hold references to it; it is dropped
 /// in place through the reclaimer (see [`retire_value`]) and its bytes go with
 /// the entry.
@@ -42,7 +72,7 @@ use crate::sync::{Arc, AtomicPtr, Ordering};
 /// [`retire_value`]: super::garbage::retire_value
 #[repr(C)]
 pub(crate) struct Entry<K, V> {
-    /// Null: deleted. [`value::expunged`]: expunged. Otherwise an owned value:
+    /// Null: deleted. [`expunged`]: expunged. Otherwise an owned value:
     /// `first`, or a boxed cell.
     slot: AtomicPtr<V>,
     /// The first value. Owned by whoever owns a pointer to it: the slot, then the
@@ -117,7 +147,7 @@ impl<K, V> Entry<K, V> {
             unsafe { ManuallyDrop::drop(&mut *ptr.cast::<ManuallyDrop<V>>()) }
         } else {
             // SAFETY: any other live pointer is a boxed cell; the caller's contract.
-            unsafe { value::drop_raw(ptr) }
+            unsafe { cell::drop_raw(ptr) }
         }
     }
 
@@ -152,7 +182,7 @@ impl<K, V> Entry<K, V> {
             return Some(unsafe { &*self.first_ptr() });
         }
         // SAFETY: as above, for a boxed value (or none).
-        unsafe { value::as_live(current) }
+        unsafe { as_live(current) }
     }
 
     /// One compare-and-swap, with the orderings every value transition uses.
@@ -162,14 +192,10 @@ impl<K, V> Entry<K, V> {
         // makes the writes into the replaced value happen-before the caller retires
         // (and a collector later drops) it. Failure Acquire: the caller may
         // dereference the value it finds.
-        #[cfg(loom_mutant)] // mutant: the loser does not acquire the value it finds
-        if crate::reclaim::mutant("cas_failure_relaxed") {
-            return self
-                .slot
-                .compare_exchange(current, new, Ordering::AcqRel, Ordering::Relaxed);
-        }
+        // (Mutant: the loser does not acquire the value it finds.)
+        let failure = mutant!("cas_failure_relaxed" => Ordering::Relaxed, else Ordering::Acquire);
         self.slot
-            .compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(current, new, Ordering::AcqRel, failure)
     }
 
     /// Installs `new` unless the slot is expunged (lock-free insert).
@@ -179,12 +205,8 @@ impl<K, V> Entry<K, V> {
     pub(crate) fn try_swap(&self, new: Owned<V>) -> Result<*mut V, Owned<V>> {
         let mut current = self.load();
         loop {
-            #[cfg(not(loom_mutant))]
-            let expunged = current == value::expunged();
-            #[cfg(loom_mutant)] // mutant: revive an expunged slot through `read` alone
-            let expunged =
-                current == value::expunged() && !crate::reclaim::mutant("swap_ignores_expunged");
-            if expunged {
+            // (Mutant: revive an expunged slot through `read` alone.)
+            if current == expunged() && !mutant!("swap_ignores_expunged" => true, else false) {
                 return Err(new);
             }
             match self.cas(current, new.as_ptr()) {
@@ -205,7 +227,7 @@ impl<K, V> Entry<K, V> {
     pub(crate) fn swap_locked(&self, new: Owned<V>) -> *mut V {
         // AcqRel: as for `cas` — publish the new value, acquire the old one.
         let old = self.slot.swap(new.publish(), Ordering::AcqRel);
-        debug_assert!(old != value::expunged(), "swap_locked on an expunged slot");
+        debug_assert!(old != expunged(), "swap_locked on an expunged slot");
         old
     }
 
@@ -216,7 +238,7 @@ impl<K, V> Entry<K, V> {
         // marker is taken under the map's lock, whose acquire/release orders it.
         self.slot
             .compare_exchange(
-                value::expunged(),
+                expunged(),
                 core::ptr::null_mut(),
                 Ordering::Relaxed,
                 Ordering::Relaxed,
@@ -234,7 +256,7 @@ impl<K, V> Entry<K, V> {
         while current.is_null() {
             match self.slot.compare_exchange(
                 current,
-                value::expunged(),
+                expunged(),
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
@@ -242,7 +264,7 @@ impl<K, V> Entry<K, V> {
                 Err(actual) => current = actual,
             }
         }
-        current == value::expunged()
+        current == expunged()
     }
 
     /// Sets the slot to expunged whatever it holds, returning the previous pointer
@@ -251,7 +273,7 @@ impl<K, V> Entry<K, V> {
     pub(crate) fn expunge_locked(&self) -> *mut V {
         // Acquire: if the old pointer is a value, the caller retires it, so the
         // installer's writes must happen-before; the marker itself publishes nothing.
-        self.slot.swap(value::expunged(), Ordering::Acquire)
+        self.slot.swap(expunged(), Ordering::Acquire)
     }
 
     /// Deleted → `candidate()`, or reports the live value (Go's LoadOrStore).
@@ -263,15 +285,15 @@ impl<K, V> Entry<K, V> {
     ) -> LoadOrStoreRaw<V> {
         let mut current = self.load();
         loop {
-            if current == value::expunged() {
+            if current == expunged() {
                 return LoadOrStoreRaw::Expunged;
             }
             if !current.is_null() {
                 return LoadOrStoreRaw::Loaded(current);
             }
             let new = candidate.get_or_insert_with(&mut *make).as_ptr();
-            #[cfg(loom_mutant)] // mutant: a blind swap instead of the CAS from deleted
-            if crate::reclaim::mutant("load_or_store_blind") {
+            // (Mutant: a blind swap instead of the CAS from deleted.)
+            if mutant!("load_or_store_blind" => true, else false) {
                 self.slot.swap(new, Ordering::AcqRel);
                 current = new;
             }
@@ -305,7 +327,7 @@ impl<K, V> Entry<K, V> {
     ) -> Result<*mut V, *mut V> {
         let mut current = self.load();
         loop {
-            if !value::is_live(current) {
+            if !is_live(current) {
                 return Err(current);
             }
             // SAFETY: `current` is live and the caller's guard protects it.
@@ -328,6 +350,7 @@ impl<K, V> Entry<K, V> {
     /// # Safety
     ///
     /// The caller holds a guard of the map's reclaimer for the whole call.
+    #[cfg(test)]
     pub(crate) unsafe fn compare_exchange(&self, current: &V, new: V) -> Result<*mut V, (*mut V, V)>
     where
         V: PartialEq,
@@ -378,7 +401,7 @@ impl<K, V> Drop for Entry<K, V> {
         // each one (the panic hook has already reported it) and free everything.
         // A `first` the slot no longer holds is not ours: its retire record holds
         // a reference to this entry, so it has been dropped already.
-        if value::is_live(ptr) {
+        if is_live(ptr) {
             // SAFETY: a live slot owns its value, and nobody else can reach it now.
             drop_contained(|| unsafe { self.drop_value(ptr) });
         }

@@ -1,0 +1,3 @@
+module readmostly/benches/go_sync_map
+
+go 1.19

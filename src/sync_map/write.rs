@@ -1,0 +1,579 @@
+//! Every write of a [`SyncMap`]: one CAS on the key's link when the key has a
+//! slot in the current root, the writer lock only to add a new key.
+//!
+//! Each write finds the key's slot — read table, then delta — and runs one
+//! [`Slot::write`]. If a promotion sealed the slot, the write waits for that
+//! promotion (by taking the writer lock, which it holds) and starts over on the
+//! root it published; nothing was written to the sealed slot, so nothing is lost
+//! ([`retrying`](SyncMap::retrying)). Every function takes the caller's guard;
+//! references it returns live as long as that guard.
+
+use core::borrow::Borrow;
+use core::hash::{BuildHasher, Hash};
+
+use super::pinned::LoadOrStore;
+use super::policy::{self, OffPath};
+use super::root::Root;
+use super::slot::{link, SlotRef, Write};
+use super::{SyncMap, Writer};
+use crate::raw::cell::{drop_contained, Owned};
+use crate::raw::mutant::mutant;
+use crate::raw::retire::retire_cell;
+use crate::reclaim::{Protect, Reclaim};
+use crate::sync::{self, MutexGuard, Ordering};
+
+/// The guard type of a map's reclaimer.
+pub(crate) type GuardOf<'r, R> = <R as Reclaim>::Guard<'r>;
+
+impl<K, V, S, R> SyncMap<K, V, S, R>
+where
+    K: Hash + Eq + Clone + Send + 'static,
+    V: Clone + Send + 'static,
+    S: BuildHasher,
+    R: Reclaim,
+{
+    #[inline]
+    pub(crate) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        // Not `hash_one(key)`, which hashes through `<&Q as Hash>`: one more call
+        // level, which the compiler does not always inline on the read path.
+        let mut state = self.read_side.hasher.build_hasher();
+        key.hash(&mut state);
+        core::hash::Hasher::finish(&state)
+    }
+
+    /// Takes the writer lock, waiting. Readers never call this (a test counts it).
+    pub(super) fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        #[cfg(test)]
+        self.lock_audit.note_lock();
+        sync::lock(&self.write_side.writer)
+    }
+
+    /// Waits for the promotion that sealed a slot this thread wanted to write: it
+    /// holds the writer lock until it has published the next root.
+    fn wait_for_promotion(&self) {
+        drop(self.lock_writer());
+    }
+
+    /// The current root, protected by `guard`.
+    #[inline]
+    pub(crate) fn root<'g, P: Protect>(&self, guard: &'g P) -> &'g Root<K, V> {
+        self.read_side.root.load(guard)
+    }
+
+    /// `key`'s slot in the current root: the read table, then the delta.
+    /// Lock-free; for writers (reads sample the delta hits, see `Pinned::get`).
+    #[inline]
+    fn find<'g, Q>(
+        &self,
+        guard: &'g GuardOf<'_, R>,
+        hash: u64,
+        key: &Q,
+    ) -> Option<SlotRef<'g, K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let root = self.root(guard);
+        root.find_read(hash, key)
+            .or_else(|| root.delta(guard).find(hash, key).map(|node| node.as_slot()))
+    }
+
+    /// `key`'s slot in the current root, for the lock holder; protected by
+    /// `guard` beyond the lock (the root is retired, not freed, when replaced).
+    fn find_locked<'g, Q>(
+        &self,
+        _writer: &mut Writer,
+        _guard: &'g GuardOf<'_, R>,
+        hash: u64,
+        key: &Q,
+    ) -> Option<SlotRef<'g, K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        // SAFETY: the lock is held (`_writer` is its contents), so this is the
+        // current root; `_guard` was pinned before, so it keeps the root alive for
+        // 'g even after a later promotion replaces it.
+        let root = unsafe { self.read_side.root.load_locked() };
+        root.find_read(hash, key).or_else(|| {
+            root.delta_locked()
+                .find(hash, key)
+                .map(|node| node.as_slot())
+        })
+    }
+
+    /// Runs `attempt` on `key`'s slot until no promotion gets in the way:
+    /// `attempt` returns `None` when the slot was sealed, and is then run again on
+    /// the slot of the root that promotion published. `None` if the key has no
+    /// slot in the current root.
+    fn retrying<'g, Q, T>(
+        &self,
+        guard: &'g GuardOf<'_, R>,
+        hash: u64,
+        key: &Q,
+        mut attempt: impl FnMut(SlotRef<'g, K, V>) -> Option<T>,
+    ) -> Option<T>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        loop {
+            let slot = self.find(guard, hash, key)?;
+            if let Some(done) = attempt(slot) {
+                return Some(done);
+            }
+            self.wait_for_promotion();
+        }
+    }
+
+    /// A read that left the inline path: counts it (sampled) toward the promotion
+    /// rule, and promotes if the budget is spent and the writer lock is free.
+    /// `root` is the root the read used (protected by the reader).
+    #[cold]
+    pub(crate) fn note_off_path_read(&self, root: &Root<K, V>, kind: OffPath) {
+        if !policy::sampled() {
+            return;
+        }
+        let keys = root.read.len() + self.delta_len();
+        if self.sampler.count(kind, keys) {
+            // A guard of the scheme's own (the reader's may be an owned guard's
+            // hold), for the old root this promotion retires.
+            let guard = self.read_side.reclaim.pin();
+            self.promote_from_reader(&guard);
+        }
+    }
+
+    /// `insert` (Go's `Swap`): returns the previous value, valid for `guard`.
+    /// A key with a slot in the root takes one CAS; only a new key takes the lock.
+    pub(crate) fn swap<'g>(&self, guard: &'g GuardOf<'_, R>, key: K, value: V) -> Option<&'g V> {
+        let hash = self.hash(&key);
+        let mut value = Some(value);
+        let mut cell: Option<Owned<V>> = None;
+        let done = self.retrying(guard, hash, &key, |slot| {
+            let new = cell
+                .get_or_insert_with(|| Owned::new(value.take().expect("moved once")))
+                .as_ptr();
+            // SAFETY: `guard` is held for 'g.
+            match unsafe { slot.write(|_| Some(new)) } {
+                Write::Done(old) => Some((slot, old)),
+                Write::Sealed => None,
+                Write::Declined(_) => unreachable!("an insert never declines"),
+            }
+        });
+        if let Some((slot, old)) = done {
+            cell.expect("installed").publish();
+            // An existing key keeps its stored key, as with `HashMap`.
+            drop_contained(|| drop(key));
+            return self.replaced(guard, slot, old);
+        }
+        // A new key (rare after warm-up): its value goes inline into a delta node.
+        let value = match cell {
+            Some(cell) => cell.into_inner(),
+            None => value.expect("not moved"),
+        };
+        let mut writer = self.lock_writer();
+        if let Some(slot) = self.find_locked(&mut writer, guard, hash, &key) {
+            // Another writer added the key meanwhile, or it is a removed key.
+            let cell = Owned::new(value);
+            // SAFETY: `guard` is held; the current root's slots are not sealed
+            // while we hold the lock.
+            let Write::Done(old) = (unsafe { slot.write(|_| Some(cell.as_ptr())) }) else {
+                unreachable!("the current root's slots are not sealed under the lock")
+            };
+            cell.publish();
+            drop(writer);
+            drop_contained(|| drop(key));
+            return self.replaced(guard, slot, old);
+        }
+        self.insert_new_locked(guard, &mut writer, hash, key, value);
+        drop(writer);
+        self.count_insert();
+        self.promote_if_wanted(guard);
+        None
+    }
+
+    /// Accounts for the link a write replaced and hands back the value it held: a
+    /// removed key gained a value (none to hand back); an inline value stays in
+    /// its table; a cell is retired.
+    fn replaced<'g>(
+        &self,
+        guard: &'g GuardOf<'_, R>,
+        slot: SlotRef<'g, K, V>,
+        old: *mut V,
+    ) -> Option<&'g V> {
+        let previous = if link::is_removed(old) {
+            self.count_insert();
+            self.count_revival();
+            None
+        } else if let Some(cell) = link::cell(old) {
+            // (Mutant: the replaced value is never retired, and leaks.)
+            if mutant!("skip_cell_retire" => true, else false) {
+                // SAFETY: a deliberately broken build (the cell leaks); protected
+                // by `guard` like the retired cell below.
+                return Some(unsafe { &*cell });
+            }
+            // SAFETY: unlinked by this thread's CAS; retired once, here.
+            Some(unsafe { retire_cell(guard, &self.ledger, cell) })
+        } else {
+            Some(slot.inline_value())
+        };
+        self.promote_if_wanted(guard);
+        previous
+    }
+
+    /// A key became present (a new node, or a removed slot took a value).
+    pub(super) fn count_insert(&self) {
+        // Relaxed: `len` is exact only when no write is in flight, and orders
+        // nothing.
+        self.write_side.len.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A removed slot took a value again.
+    fn count_revival(&self) {
+        // Relaxed: a heuristic trigger.
+        self.write_side.tombstones.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// `get_or_insert_with` (Go's `LoadOrStore`). `make` runs at most once, without
+    /// the lock, and only if the key is absent when this thread tries to store.
+    pub(crate) fn load_or_store<'g>(
+        &self,
+        guard: &'g GuardOf<'_, R>,
+        key: K,
+        make: &mut dyn FnMut() -> V,
+    ) -> LoadOrStore<'g, V> {
+        let hash = self.hash(&key);
+        let mut made: Option<Owned<V>> = None;
+        let done = self.retrying(guard, hash, &key, |slot| {
+            // SAFETY: `guard` is held for 'g.
+            let write = unsafe {
+                slot.write(|current| match current {
+                    Some(_) => None,
+                    None => Some(made.get_or_insert_with(|| Owned::new(make())).as_ptr()),
+                })
+            };
+            match write {
+                Write::Done(_) => Some(Ok(())),
+                // SAFETY: `guard` is held for 'g.
+                Write::Declined(found) => Some(Err(unsafe { slot.resolve(found) })),
+                Write::Sealed => None,
+            }
+        });
+        match done {
+            Some(Ok(())) => {
+                // A removed key revived.
+                let stored = made.take().expect("installed").publish();
+                drop_contained(|| drop(key));
+                self.count_insert();
+                self.count_revival();
+                self.promote_if_wanted(guard);
+                // SAFETY: now linked; cells leave links only through the reclaimer.
+                return LoadOrStore::Stored(unsafe { &*stored });
+            }
+            Some(Err(found)) => {
+                drop_contained(|| drop((key, made)));
+                return LoadOrStore::Loaded(found.expect("declined only when present"));
+            }
+            None => {}
+        }
+        // A new key: make the value now, outside the lock, so that `make` may use
+        // the map and never holds up other writers.
+        let value = match made {
+            Some(cell) => cell.into_inner(),
+            None => make(),
+        };
+        let mut writer = self.lock_writer();
+        if let Some(slot) = self.find_locked(&mut writer, guard, hash, &key) {
+            // Another writer added the key meanwhile (rare).
+            let cell = Owned::new(value);
+            // SAFETY: `guard` is held; not sealed under the lock.
+            let write = unsafe {
+                slot.write(|current| match current {
+                    Some(_) => None,
+                    None => Some(cell.as_ptr()),
+                })
+            };
+            drop(writer);
+            return match write {
+                Write::Done(_) => {
+                    drop_contained(|| drop(key));
+                    self.count_insert();
+                    self.count_revival();
+                    // SAFETY: as above.
+                    LoadOrStore::Stored(unsafe { &*cell.publish() })
+                }
+                Write::Declined(found) => {
+                    drop_contained(|| drop((key, cell)));
+                    // SAFETY: `guard` is held.
+                    LoadOrStore::Loaded(unsafe { slot.resolve(found) }.expect("present"))
+                }
+                Write::Sealed => unreachable!("not sealed under the lock"),
+            };
+        }
+        let node = self.insert_new_locked(guard, &mut writer, hash, key, value);
+        drop(writer);
+        self.count_insert();
+        self.promote_if_wanted(guard);
+        LoadOrStore::Stored(node.as_slot().inline_value())
+    }
+
+    /// Removes `key` if `remove` says so for its current value (Go's `Delete`,
+    /// `LoadAndDelete` and `CompareAndDelete`). Lock-free; the slot stays as a
+    /// tombstone until the next promotion.
+    pub(crate) fn remove_if<'g, Q>(
+        &self,
+        guard: &'g GuardOf<'_, R>,
+        key: &Q,
+        mut remove: impl FnMut(&V) -> bool,
+    ) -> Option<&'g V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let (slot, old) = self.retrying(guard, hash, key, |slot| {
+            self.remove_from(guard, slot, &mut remove)
+        })??;
+        self.removed(guard, slot, old)
+    }
+
+    /// One attempt of [`remove_if`](Self::remove_if) on `slot`: `None` if sealed,
+    /// `Some(None)` if declined (absent, or `remove` said no).
+    pub(super) fn remove_from<'g>(
+        &self,
+        _guard: &'g GuardOf<'_, R>,
+        slot: SlotRef<'g, K, V>,
+        remove: &mut impl FnMut(&V) -> bool,
+    ) -> Option<Option<(SlotRef<'g, K, V>, *mut V)>> {
+        // SAFETY: `_guard` is held for 'g.
+        let write =
+            unsafe { slot.write(|current| current.filter(|v| remove(v)).map(|_| link::removed())) };
+        match write {
+            Write::Done(old) => Some(Some((slot, old))),
+            Write::Declined(_) => Some(None),
+            Write::Sealed => None,
+        }
+    }
+
+    /// Accounts for a remove that replaced `old`, hands back the removed value,
+    /// and compacts if removed keys now make up half of the map.
+    pub(super) fn removed<'g>(
+        &self,
+        guard: &'g GuardOf<'_, R>,
+        slot: SlotRef<'g, K, V>,
+        old: *mut V,
+    ) -> Option<&'g V> {
+        // Relaxed: see `count_insert`.
+        self.write_side.len.fetch_sub(1, Ordering::Relaxed);
+        let value = match link::cell(old) {
+            // SAFETY: unlinked by this thread's CAS; retired once, here.
+            Some(cell) => unsafe { retire_cell(guard, &self.ledger, cell) },
+            None => slot.inline_value(),
+        };
+        self.note_tombstone(guard);
+        Some(value)
+    }
+
+    /// `compare_exchange` (Go's `CompareAndSwap`): replaces a value equal to
+    /// `current` with `new`. Returns the replaced value, or the value found (none
+    /// if absent) and `new` back.
+    pub(crate) fn compare_exchange<'g, Q>(
+        &self,
+        guard: &'g GuardOf<'_, R>,
+        key: &Q,
+        current: &V,
+        new: V,
+    ) -> Result<&'g V, (Option<&'g V>, V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: PartialEq,
+    {
+        let hash = self.hash(key);
+        let cell = Owned::new(new);
+        let done = self.retrying(guard, hash, key, |slot| {
+            // SAFETY: `guard` is held for 'g.
+            let write =
+                unsafe { slot.write(|found| (found == Some(current)).then(|| cell.as_ptr())) };
+            match write {
+                Write::Done(old) => Some(Ok((slot, old))),
+                // SAFETY: `guard` is held for 'g.
+                Write::Declined(found) => Some(Err(unsafe { slot.resolve(found) })),
+                Write::Sealed => None,
+            }
+        });
+        match done {
+            Some(Ok((slot, old))) => {
+                cell.publish();
+                Ok(self
+                    .replaced(guard, slot, old)
+                    .expect("a compare_exchange replaces a present value"))
+            }
+            Some(Err(found)) => Err((found, cell.into_inner())),
+            None => Err((None, cell.into_inner())),
+        }
+    }
+
+    /// `update`: replaces `key`'s value with `f(value)`, a read-modify-write. When
+    /// a CAS loses a race, `f` runs again on the newer value and the losing result
+    /// is dropped. Returns the new value; `None` (and `f` not called) if absent.
+    pub(crate) fn update<'g, Q>(
+        &self,
+        guard: &'g GuardOf<'_, R>,
+        key: &Q,
+        mut f: impl FnMut(&V) -> V,
+    ) -> Option<&'g V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let mut next: Option<Owned<V>> = None;
+        let (slot, old) = self.retrying(guard, hash, key, |slot| {
+            // SAFETY: `guard` is held for 'g.
+            let write = unsafe {
+                slot.write(|current| current.map(|v| next.insert(Owned::new(f(v))).as_ptr()))
+            };
+            match write {
+                Write::Done(old) => Some(Some((slot, old))),
+                Write::Declined(_) => Some(None),
+                Write::Sealed => None,
+            }
+        })??;
+        let new = next.take().expect("installed").publish();
+        self.replaced(guard, slot, old);
+        // SAFETY: now linked; cells leave links only through the reclaimer.
+        Some(unsafe { &*new })
+    }
+
+    /// `update_or_insert_with`: replaces `key`'s value with `update(value)` if it
+    /// is present, or stores `insert()` if it is absent, atomically either way,
+    /// and returns the value stored. `insert` runs at most once, without the
+    /// lock; `update` runs again on the newer value when a CAS loses a race (the
+    /// losing results are dropped), never under the lock.
+    pub(crate) fn upsert<'g>(
+        &self,
+        guard: &'g GuardOf<'_, R>,
+        key: K,
+        update: &mut dyn FnMut(&V) -> V,
+        insert: &mut dyn FnMut() -> V,
+    ) -> &'g V {
+        let hash = self.hash(&key);
+        // `insert()`'s value, made at most once and kept across retries.
+        let mut made: Option<Owned<V>> = None;
+        loop {
+            let mut updated: Option<Owned<V>> = None;
+            let done = self.retrying(guard, hash, &key, |slot| {
+                // SAFETY: `guard` is held for 'g.
+                let write = unsafe {
+                    slot.write(|current| {
+                        Some(match current {
+                            Some(value) => updated.insert(Owned::new(update(value))).as_ptr(),
+                            None => made.get_or_insert_with(|| Owned::new(insert())).as_ptr(),
+                        })
+                    })
+                };
+                match write {
+                    Write::Done(old) => Some((slot, old)),
+                    Write::Sealed => None,
+                    Write::Declined(_) => unreachable!("an upsert never declines"),
+                }
+            });
+            if let Some((slot, old)) = done {
+                // The link said which cell went in: `insert()`'s if the key was
+                // removed, `update`'s otherwise.
+                let stored = if link::is_removed(old) {
+                    made.take().expect("installed").publish()
+                } else {
+                    updated.take().expect("installed").publish()
+                };
+                drop_contained(|| drop((key, made, updated)));
+                self.replaced(guard, slot, old);
+                // SAFETY: now linked; cells leave links only through the reclaimer.
+                return unsafe { &*stored };
+            }
+            drop_contained(|| drop(updated));
+            // A new key: its value goes inline into a delta node. Made (once)
+            // outside the lock.
+            let value = match made.take() {
+                Some(cell) => cell.into_inner(),
+                None => insert(),
+            };
+            let mut writer = self.lock_writer();
+            if self.find_locked(&mut writer, guard, hash, &key).is_some() {
+                // Another writer added the key meanwhile: update it, lock-free,
+                // rather than run `update` under the lock.
+                drop(writer);
+                made = Some(Owned::new(value));
+                continue;
+            }
+            let node = self.insert_new_locked(guard, &mut writer, hash, key, value);
+            drop(writer);
+            self.count_insert();
+            self.promote_if_wanted(guard);
+            return node.as_slot().inline_value();
+        }
+    }
+
+    /// `retain`: removes every key of the current root for which `keep` says no,
+    /// each with its own compare-and-remove. A key whose slot a promotion sealed
+    /// meanwhile is judged again in the root that promotion published.
+    pub(crate) fn retain_keys<'g>(
+        &self,
+        guard: &'g GuardOf<'_, R>,
+        keep: &mut dyn FnMut(&K, &V) -> bool,
+    ) {
+        let root = self.root(guard);
+        for (_, slot) in root.slots(root.delta(guard)) {
+            let key = slot.key();
+            let mut remove = |value: &V| !keep(key, value);
+            let done = match self.remove_from(guard, slot, &mut remove) {
+                Some(done) => done,
+                None => {
+                    self.wait_for_promotion();
+                    let hash = self.hash(key);
+                    self.retrying(guard, hash, key, |slot| {
+                        self.remove_from(guard, slot, &mut remove)
+                    })
+                    .flatten()
+                }
+            };
+            if let Some((slot, old)) = done {
+                self.removed(guard, slot, old);
+            }
+        }
+    }
+}
+
+/// Counts this map's waiting lock acquisitions, and those made while a read
+/// operation runs, for the test that proves reads never wait on a lock.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct LockAudit {
+    pub(crate) locks: std::sync::atomic::AtomicUsize,
+    pub(crate) reader_locks: std::sync::atomic::AtomicUsize,
+}
+
+#[cfg(test)]
+std::thread_local! {
+    static IN_READ: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+impl LockAudit {
+    fn note_lock(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.locks.fetch_add(1, Relaxed);
+        if IN_READ.with(core::cell::Cell::get) {
+            self.reader_locks.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Runs `read` with this thread flagged as inside a read operation.
+    pub(crate) fn as_reader<T>(read: impl FnOnce() -> T) -> T {
+        IN_READ.with(|flag| flag.set(true));
+        let result = read();
+        IN_READ.with(|flag| flag.set(false));
+        result
+    }
+}
