@@ -12,11 +12,14 @@
 //!
 //! * `baseline`: the loop alone (load the key, `black_box` it): subtracted;
 //! * `hashbrown`: `hashbrown::HashMap::get`, unsynchronized;
+//! * `hashbrown-table`: the same probe on a `hashbrown::HashTable`, hashing the
+//!   key as SyncMap's read path does (whether LLVM inlines `HashMap::get`'s
+//!   SipHash varies between builds);
 //! * `syncmap-held`: `SyncMap::pin()` once, then `Pinned::get` for each key;
 //! * `syncmap-fresh`: `SyncMap::get_cloned`, which pins crossbeam-epoch per call;
 //! * `rwlock`: `RwLock<std::collections::HashMap>`, a read lock per get;
-//! * `classic-held`: `classic::ClassicSyncMap` (SyncMap v1, Go's read/dirty
-//!   design), one guard held, for comparison with v2.
+//! * `classic-held`: `classic::ClassicSyncMap` (Go's read/dirty design), one
+//!   guard held.
 //!
 //! Run it under `valgrind --tool=callgrind --toggle-collect='*measure_*'` so only
 //! the measured function is counted; `docs/performance.md` has the commands. The
@@ -34,7 +37,7 @@
 //! get of each and the median over rounds of each per-round ratio to hashbrown.
 
 use std::collections::hash_map::DefaultHasher;
-use std::hash::BuildHasherDefault;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::hint::black_box;
 use std::sync::RwLock;
 use std::time::Instant;
@@ -45,6 +48,7 @@ use readmostly::{Pinned, SyncMap};
 
 type Fixed = BuildHasherDefault<DefaultHasher>;
 type Brown = hashbrown::HashMap<u64, u64, Fixed>;
+type BrownTable = hashbrown::HashTable<(u64, u64)>;
 type SMap = SyncMap<u64, u64, Fixed, CrossbeamEpoch>;
 type Classic = ClassicSyncMap<u64, u64, Fixed, CrossbeamEpoch>;
 type StdMap = std::collections::HashMap<u64, u64, Fixed>;
@@ -76,6 +80,23 @@ fn measure_hashbrown(map: &Brown, lookups: &[u64]) -> u64 {
     let mut sum = 0u64;
     for k in lookups {
         sum = sum.wrapping_add(black_box(map.get(k).copied()).unwrap_or(0));
+    }
+    sum
+}
+
+/// The probe `hashbrown::HashMap::get` does, with the key hashed the way
+/// SyncMap's read path hashes it (`key.hash(&mut state)`, not `hash_one(&key)`):
+/// `HashMap::get` hashes through `<&Q as Hash>`, which LLVM inlines in some
+/// builds and not in others (SipHash out of line costs about 60 instructions
+/// more per get), so this is the like-for-like row of the comparison.
+#[inline(never)]
+fn measure_hashbrown_table(table: &(BrownTable, Fixed), lookups: &[u64]) -> u64 {
+    let (table, hasher) = table;
+    let mut sum = 0u64;
+    for k in lookups {
+        let hash = hash_u64(hasher, k);
+        let found = table.find(hash, |&(key, _)| key == *k).map(|&(_, v)| v);
+        sum = sum.wrapping_add(black_box(found).unwrap_or(0));
     }
     sum
 }
@@ -151,6 +172,25 @@ fn build_brown(keys: &[u64]) -> Brown {
     let mut map = Brown::default();
     map.extend(keys.iter().map(|&k| (k, k)));
     map
+}
+
+/// Hashes `key` as SyncMap's read path does.
+#[inline]
+fn hash_u64(hasher: &Fixed, key: &u64) -> u64 {
+    let mut state = hasher.build_hasher();
+    key.hash(&mut state);
+    state.finish()
+}
+
+fn build_brown_table(keys: &[u64]) -> (BrownTable, Fixed) {
+    let hasher = Fixed::default();
+    let mut table = BrownTable::with_capacity(keys.len());
+    for &k in keys {
+        table.insert_unique(hash_u64(&hasher, &k), (k, k), |(key, _)| {
+            hash_u64(&hasher, key)
+        });
+    }
+    (table, hasher)
 }
 
 fn build_locked(keys: &[u64]) -> Locked {
@@ -274,6 +314,7 @@ fn main() {
         match name {
             "baseline" => measure_baseline(&lookups),
             "hashbrown" => measure_hashbrown(&build_brown(&keys), &lookups),
+            "hashbrown-table" => measure_hashbrown_table(&build_brown_table(&keys), &lookups),
             "rwlock" => measure_rwlock(&build_locked(&keys), &lookups),
             "classic-held" => {
                 let map = build_classic(&keys);
@@ -290,7 +331,7 @@ fn main() {
                 }
             }
             other => panic!(
-                "unknown implementation {other:?}: baseline, hashbrown, syncmap-held, \
+                "unknown implementation {other:?}: baseline, hashbrown, hashbrown-table, syncmap-held, \
                  syncmap-fresh, rwlock, classic-held"
             ),
         }
@@ -300,6 +341,7 @@ fn main() {
         &[
             "baseline",
             "hashbrown",
+            "hashbrown-table",
             "syncmap-held",
             "syncmap-fresh",
             "rwlock",
