@@ -37,7 +37,7 @@
 //! get of each and the median over rounds of each per-round ratio to hashbrown.
 
 use std::collections::hash_map::DefaultHasher;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault};
 use std::hint::black_box;
 use std::sync::RwLock;
 use std::time::Instant;
@@ -177,9 +177,7 @@ fn build_brown(keys: &[u64]) -> Brown {
 /// Hashes `key` as SyncMap's read path does.
 #[inline]
 fn hash_u64(hasher: &Fixed, key: &u64) -> u64 {
-    let mut state = hasher.build_hasher();
-    key.hash(&mut state);
-    state.finish()
+    hasher.hash_one(key)
 }
 
 fn build_brown_table(keys: &[u64]) -> (BrownTable, Fixed) {

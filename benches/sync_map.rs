@@ -13,7 +13,7 @@
 //!   write lock per operation.
 //!
 //! Keys are random (a fixed-seed xorshift), the maps hold 100k of them (1k in
-//! `get_hit_1k`, 10k and 1M in `promotion_*`), and lookups walk a pre-generated
+//! `get_hit_1k`, 1M in `get_hit_1m`, 10k and 1M in `promotion_*`), and lookups walk a pre-generated
 //! random sequence of 2^20 keys, so the working set is bigger than L2 and the
 //! branch predictor cannot learn the probe. Results, commands and
 //! how to read them: `docs/performance.md`.
@@ -44,6 +44,8 @@ type Locked = RwLock<StdMap>;
 const KEYS: usize = 100_000;
 /// Keys in the cache-resident variant of `get_hit`.
 const SMALL_KEYS: usize = 1_000;
+/// Keys in the variant of `get_hit` that outgrows every cache level but L3.
+const LARGE_KEYS: usize = 1_000_000;
 /// Length of a pre-generated lookup sequence (a power of two: indexed with a mask).
 const SEQ: usize = 1 << 20;
 const SEQ_MASK: usize = SEQ - 1;
@@ -547,6 +549,8 @@ fn benches(c: &mut Criterion<Clock>) {
     bench_get(c, "get_hit", &keys, &hits);
     let small = &keys[..SMALL_KEYS];
     bench_get(c, "get_hit_1k", small, &sequence(small, 0x5eed_0004));
+    let (large, _) = distinct_keys(LARGE_KEYS, 0, 0x5eed_0006);
+    bench_get(c, "get_hit_1m", &large, &sequence(&large, 0x5eed_0007));
     bench_get(c, "get_miss", &keys, &misses);
     bench_insert_existing(c, &keys, &hits);
     bench_insert_new(c, &keys, &absent[..BATCH]);
