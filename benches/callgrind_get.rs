@@ -43,14 +43,14 @@ use std::sync::RwLock;
 use std::time::Instant;
 
 use readmostly::classic::{ClassicPinned, ClassicSyncMap};
-use readmostly::reclaim::CrossbeamEpoch;
+use readmostly::reclaim::DefaultReclaim;
 use readmostly::{Pinned, SyncMap};
 
 type Fixed = BuildHasherDefault<DefaultHasher>;
 type Brown = hashbrown::HashMap<u64, u64, Fixed>;
 type BrownTable = hashbrown::HashTable<(u64, u64)>;
-type SMap = SyncMap<u64, u64, Fixed, CrossbeamEpoch>;
-type Classic = ClassicSyncMap<u64, u64, Fixed, CrossbeamEpoch>;
+type SMap = SyncMap<u64, u64, Fixed, DefaultReclaim>;
+type Classic = ClassicSyncMap<u64, u64, Fixed, DefaultReclaim>;
 type StdMap = std::collections::HashMap<u64, u64, Fixed>;
 type Locked = RwLock<StdMap>;
 
@@ -103,7 +103,7 @@ fn measure_hashbrown_table(table: &(BrownTable, Fixed), lookups: &[u64]) -> u64 
 
 #[inline(never)]
 fn measure_syncmap_held(
-    pinned: &Pinned<'_, u64, u64, Fixed, CrossbeamEpoch>,
+    pinned: &Pinned<'_, u64, u64, Fixed, DefaultReclaim>,
     lookups: &[u64],
 ) -> u64 {
     let mut sum = 0u64;
@@ -124,7 +124,7 @@ fn measure_syncmap_fresh(map: &SMap, lookups: &[u64]) -> u64 {
 
 #[inline(never)]
 fn measure_classic_held(
-    pinned: &ClassicPinned<'_, u64, u64, Fixed, CrossbeamEpoch>,
+    pinned: &ClassicPinned<'_, u64, u64, Fixed, DefaultReclaim>,
     lookups: &[u64],
 ) -> u64 {
     let mut sum = 0u64;
@@ -157,7 +157,7 @@ fn build_sync(keys: &[u64]) -> SMap {
 }
 
 fn build_classic(keys: &[u64]) -> Classic {
-    let map = Classic::with_hasher_and_reclaim(Fixed::default(), CrossbeamEpoch);
+    let map = Classic::with_hasher_and_reclaim(Fixed::default(), DefaultReclaim::default());
     {
         let pinned = map.pin();
         for &k in keys {

@@ -92,7 +92,8 @@
 //! A value overwritten or removed, or a read table replaced, may still be in use
 //! by a reader that loaded it a moment before. Such objects are *retired* to a
 //! reclamation scheme ([`reclaim`]) and freed once no reader can hold them. The
-//! default scheme is crossbeam-epoch. [`SyncMap::stats`] counts what was retired
+//! default scheme is crossbeam-epoch; the `seize` feature adds a second one.
+//! [`SyncMap::stats`] counts what was retired
 //! and what is still waiting, in objects and bytes. A map owns what it retired
 //! until it is freed: dropping the map frees all of it at once, whatever guards
 //! other threads hold on other maps.
@@ -115,6 +116,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `crossbeam-epoch` | on | the default reclamation backend, [`reclaim::CrossbeamEpoch`] |
+//! | `seize` | off | a second backend, `reclaim::Seize` (Hyaline, one collector per map); the default when `crossbeam-epoch` is off (`default-features = false, features = ["seize"]`) |
 //! | `serde` | off | `Serialize` for [`SnapshotMap`] (its current version), [`Snapshot`] and [`SyncMap`] (what an iteration sees), as a map; `Deserialize` for [`SnapshotMap`] (version 0 holds the entries) and [`SyncMap`] (promoted once) |
 //! | `rayon` | off | parallel iteration over a [`Snapshot`] (`snapshot.par_iter()`, rayon's `IntoParallelRefIterator`, through `SnapshotParIter`) and over a pinned [`SyncMap`] (`pinned.par_iter()`) |
 //! | `etcd` | off | `replica::Replica`, a [`SnapshotMap`] mirroring an etcd key prefix (below) |

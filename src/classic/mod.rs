@@ -141,10 +141,11 @@ impl<K, V, S, R: Reclaim> ClassicSyncMap<K, V, S, R> {
     /// # Examples
     ///
     /// ```
-    /// use readmostly::{classic::ClassicSyncMap, reclaim::CrossbeamEpoch};
+    /// use readmostly::{classic::ClassicSyncMap, reclaim::DefaultReclaim};
     /// use std::collections::hash_map::RandomState;
     ///
-    /// let map = ClassicSyncMap::with_hasher_and_reclaim(RandomState::new(), CrossbeamEpoch);
+    /// // `DefaultReclaim` is `CrossbeamEpoch`, or `Seize` without that feature.
+    /// let map = ClassicSyncMap::with_hasher_and_reclaim(RandomState::new(), DefaultReclaim::default());
     /// map.insert(1, 2);
     /// assert_eq!(map.len(), 1);
     /// ```

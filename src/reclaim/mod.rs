@@ -19,6 +19,7 @@
 //! | backend | feature | scheme |
 //! |---|---|---|
 //! | [`CrossbeamEpoch`] | `crossbeam-epoch` (default) | epoch-based, crossbeam's global collector |
+//! | [`Seize`] | `seize` | Hyaline (reference-counted batches), one collector per map |
 //! | `LoomReclaim` | `--cfg loom` only | reference-counted guards that loom models, with use-after-free checks |
 //!
 //! The rest of the crate only ever talks to these traits, so adding a scheme is
@@ -33,6 +34,9 @@ mod crossbeam;
 #[cfg(loom)]
 mod loom;
 mod retired;
+// seize works on std's atomics, which loom replaces: it is not modelled.
+#[cfg(all(feature = "seize", not(loom)))]
+mod seize;
 
 #[cfg(all(feature = "crossbeam-epoch", any(not(loom), crossbeam_loom)))]
 pub use crossbeam::CrossbeamEpoch;
@@ -41,6 +45,8 @@ pub(crate) use loom::mutant;
 #[cfg(loom)]
 pub use loom::{LoomGuard, LoomReclaim};
 pub use retired::Retired;
+#[cfg(all(feature = "seize", not(loom)))]
+pub use seize::Seize;
 pub(crate) use retired::{Kind, Ledger};
 
 use crate::sync::{AtomicPtr, Ordering};
@@ -54,8 +60,15 @@ pub type DefaultReclaim = CrossbeamEpoch;
 #[cfg(loom)]
 pub type DefaultReclaim = LoomReclaim;
 
-#[cfg(not(feature = "crossbeam-epoch"))]
-compile_error!("readmostly needs a reclamation backend: enable the `crossbeam-epoch` feature");
+/// The reclamation scheme a map uses when none is named: `seize`, in a build
+/// without the `crossbeam-epoch` feature.
+#[cfg(all(feature = "seize", not(feature = "crossbeam-epoch"), not(loom)))]
+pub type DefaultReclaim = Seize;
+
+#[cfg(not(any(feature = "crossbeam-epoch", feature = "seize")))]
+compile_error!(
+    "readmostly needs a reclamation backend: enable the `crossbeam-epoch` feature (the default) or the `seize` feature"
+);
 
 /// A memory reclamation scheme.
 ///
@@ -82,10 +95,12 @@ compile_error!("readmostly needs a reclamation backend: enable the `crossbeam-ep
 /// Backends are chosen by type parameter; most users keep the default:
 ///
 /// ```
-/// use readmostly::{reclaim::CrossbeamEpoch, SyncMap};
+/// use readmostly::{reclaim::DefaultReclaim, SyncMap};
 /// use std::collections::hash_map::RandomState;
 ///
-/// let map: SyncMap<u32, &str, RandomState, CrossbeamEpoch> = SyncMap::default();
+/// // `CrossbeamEpoch` (feature `crossbeam-epoch`) or `Seize` (feature `seize`);
+/// // `DefaultReclaim` is whichever the build has, crossbeam-epoch first.
+/// let map: SyncMap<u32, &str, RandomState, DefaultReclaim> = SyncMap::default();
 /// map.insert(1, "one");
 /// assert_eq!(map.get_cloned(&1), Some("one"));
 /// ```

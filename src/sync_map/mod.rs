@@ -287,10 +287,12 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
     /// # Examples
     ///
     /// ```
-    /// use readmostly::{reclaim::CrossbeamEpoch, SyncMap};
+    /// use readmostly::{reclaim::DefaultReclaim, SyncMap};
     /// use std::collections::hash_map::RandomState;
     ///
-    /// let map = SyncMap::with_hasher_and_reclaim(RandomState::new(), CrossbeamEpoch);
+    /// // `DefaultReclaim` is `CrossbeamEpoch`, or `Seize` without that feature;
+    /// // `reclaim::Seize::with_batch_size(8)` is one choice of many (feature `seize`).
+    /// let map = SyncMap::with_hasher_and_reclaim(RandomState::new(), DefaultReclaim::default());
     /// map.insert(1u8, 'a');
     /// assert_eq!(map.get_cloned(&1), Some('a'));
     /// ```

@@ -43,7 +43,11 @@ use std::thread;
 use common::Rng;
 use history::{tick, Event, Recorder};
 use readmostly::classic::{ClassicPinned, ClassicSyncMap};
-use readmostly::reclaim::{CrossbeamEpoch, Reclaim};
+#[cfg(feature = "crossbeam-epoch")]
+use readmostly::reclaim::CrossbeamEpoch;
+use readmostly::reclaim::Reclaim;
+#[cfg(feature = "seize")]
+use readmostly::reclaim::Seize;
 use readmostly::{LoadOrStore, Pinned, Snapshot, SnapshotMap, SyncMap};
 use spec::{bump, keep, KeyOp, Ret, Value};
 
@@ -922,27 +926,57 @@ impl Subject for LostInserts {
 }
 
 /// The subjects by backend and hasher.
+#[cfg(feature = "crossbeam-epoch")]
 type SyncCrossbeam = SyncSubject<RandomState, CrossbeamEpoch>;
+#[cfg(feature = "crossbeam-epoch")]
 type SyncCollisions = SyncSubject<ConstantHasher, CrossbeamEpoch>;
+#[cfg(feature = "crossbeam-epoch")]
 type ClassicCrossbeam = ClassicSubject<CrossbeamEpoch>;
+#[cfg(feature = "seize")]
+type SyncSeize = SyncSubject<RandomState, Seize>;
+#[cfg(feature = "seize")]
+type SyncCollisionsSeize = SyncSubject<ConstantHasher, Seize>;
+#[cfg(feature = "seize")]
+type ClassicSeize = ClassicSubject<Seize>;
 
 // ---------------------------------------------------------------------------
 // Tests.
 // ---------------------------------------------------------------------------
 
+#[cfg(feature = "crossbeam-epoch")]
 #[test]
 fn sync_map_crossbeam_epoch_is_linearizable() {
     check_subject::<SyncCrossbeam>("SyncMap<RandomState, CrossbeamEpoch>");
 }
 
+#[cfg(feature = "crossbeam-epoch")]
 #[test]
 fn sync_map_with_every_key_colliding_is_linearizable() {
     check_subject::<SyncCollisions>("SyncMap<ConstantHasher, CrossbeamEpoch>");
 }
 
+#[cfg(feature = "crossbeam-epoch")]
 #[test]
 fn classic_sync_map_crossbeam_epoch_is_linearizable() {
     check_subject::<ClassicCrossbeam>("ClassicSyncMap<RandomState, CrossbeamEpoch>");
+}
+
+#[cfg(feature = "seize")]
+#[test]
+fn sync_map_seize_is_linearizable() {
+    check_subject::<SyncSeize>("SyncMap<RandomState, Seize>");
+}
+
+#[cfg(feature = "seize")]
+#[test]
+fn sync_map_seize_with_every_key_colliding_is_linearizable() {
+    check_subject::<SyncCollisionsSeize>("SyncMap<ConstantHasher, Seize>");
+}
+
+#[cfg(feature = "seize")]
+#[test]
+fn classic_sync_map_seize_is_linearizable() {
+    check_subject::<ClassicSeize>("ClassicSyncMap<RandomState, Seize>");
 }
 
 #[test]

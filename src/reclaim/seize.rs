@@ -1,0 +1,146 @@
+//! The seize backend: Hyaline-style reference-counted batches, one collector per
+//! map.
+
+use super::{Guard, Reclaim, Retired};
+use crate::sync::{AtomicPtr, Ordering};
+
+use seize::Guard as _;
+
+/// Reclamation through a [seize] collector that the map owns.
+///
+/// seize implements Hyaline: retired objects are gathered in per-thread batches,
+/// and a full batch is handed to the threads active at that moment, each of which
+/// releases its reference when it leaves its guard; the last one frees the batch.
+/// Reclamation is therefore spread over the threads that were reading, and a
+/// thread that stays pinned holds back only the batches retired while it was
+/// active — not, as with an epoch, everything retired after it pinned.
+///
+/// Pinning costs a thread-local lookup in the collector's thread table and a store
+/// to the thread's reservation; a load through the guard is a plain load (seize
+/// pairs it with a process-wide barrier on the reclaiming side, `membarrier` on
+/// Linux). Each retirement allocates a small record, and garbage waits until a
+/// batch (at least 32 objects, and at least as many as the machine has CPUs) is
+/// full: a quiet map keeps up to one batch per thread pending until
+/// [`flush`](Reclaim::flush) or the map's drop.
+///
+/// Because every map owns its collector, nothing a map retired outlives it: the
+/// collector frees its remaining batches when the map is dropped (and the map's
+/// ledger has already freed their contents by then).
+///
+/// # Examples
+///
+/// ```
+/// use readmostly::{reclaim::Seize, SyncMap};
+/// use std::collections::hash_map::RandomState;
+///
+/// let map: SyncMap<&str, u32, RandomState, Seize> = SyncMap::default();
+/// map.insert("a", 1);
+/// let pinned = map.pin();
+/// assert_eq!(pinned.get("a"), Some(&1));
+/// ```
+///
+/// [seize]: https://docs.rs/seize
+#[derive(Debug, Default)]
+pub struct Seize {
+    collector: seize::Collector,
+}
+
+impl Seize {
+    /// A backend with its own collector, with seize's default batch size.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::{reclaim::Seize, SyncMap};
+    /// use std::collections::hash_map::RandomState;
+    ///
+    /// let map = SyncMap::with_hasher_and_reclaim(RandomState::new(), Seize::new());
+    /// map.insert(1, "one");
+    /// assert_eq!(map.get_cloned(&1), Some("one"));
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A backend whose collector starts reclaiming once `batch_size` objects are
+    /// retired on a thread (seize raises it to the machine's CPU count if it is
+    /// lower). Smaller batches free sooner and cost more per retirement.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::{reclaim::Seize, SyncMap};
+    /// use std::collections::hash_map::RandomState;
+    ///
+    /// let map = SyncMap::with_hasher_and_reclaim(RandomState::new(), Seize::with_batch_size(8));
+    /// map.insert(1, "one");
+    /// map.insert(1, "uno");
+    /// assert_eq!(map.get_cloned(&1), Some("uno"));
+    /// ```
+    pub fn with_batch_size(batch_size: usize) -> Self {
+        Self {
+            collector: seize::Collector::new().batch_size(batch_size),
+        }
+    }
+}
+
+/// Frees the record `Guard::retire` boxed, then what it stands for.
+///
+/// # Safety
+///
+/// `ptr` came from `Box::into_raw` in `retire`, and seize calls this once, after
+/// every guard active at the retirement has been dropped or refreshed.
+unsafe fn reclaim_boxed(ptr: *mut Retired, _: &seize::Collector) {
+    // SAFETY: the function's contract: a box made by `retire`, taken back once.
+    let retired = unsafe { Box::from_raw(ptr) };
+    // SAFETY: seize's grace period has ended for it (the contract above), and
+    // the box is consumed, so this is the one call.
+    unsafe { retired.reclaim() }
+}
+
+// SAFETY: (1) seize runs a retired object's reclaimer only once every guard that
+// was active when it was retired has been dropped or refreshed (its documented
+// guarantee for `Guard::defer_retire` and `Guard::protect`), and `retire` below
+// retires through such a guard. (2) A batch reaches the thread that frees it
+// through its reference count, decremented with release and read with acquire
+// ordering by the last releaser, so the retiring thread's writes happen-before
+// the reclaimer. When the collector is dropped, `&mut` access orders everything.
+// (3) Each reclaimer runs once: a batch is freed by the one thread that drops its
+// count to zero, or by the collector's drop.
+unsafe impl Reclaim for Seize {
+    type Guard<'a> = seize::LocalGuard<'a>;
+
+    #[inline]
+    fn pin(&self) -> seize::LocalGuard<'_> {
+        self.collector.enter()
+    }
+
+    fn flush(&self) {
+        // A flush hands this thread's partial batch to the active threads; with
+        // none active (the guard below aside) it is freed when that guard leaves.
+        let guard = self.collector.enter();
+        guard.flush();
+    }
+}
+
+// SAFETY: `protect` loads through seize's `protect` (the ordering its protocol
+// needs), and `retire` hands the object to the same collector through this
+// active guard, so seize frees it only after every guard active now is gone.
+unsafe impl Guard for seize::LocalGuard<'_> {
+    #[inline]
+    fn protect<T>(&self, src: &AtomicPtr<T>, order: Ordering) -> *mut T {
+        seize::Guard::protect(self, src, order)
+    }
+
+    unsafe fn retire(&self, retired: Retired) {
+        // seize retires a typed pointer: box the record (two words) to get one.
+        let ptr = Box::into_raw(Box::new(retired));
+        // SAFETY: the caller unlinked the object before retiring it (the trait's
+        // contract); `reclaim_boxed` matches the box made here.
+        unsafe { self.defer_retire(ptr, reclaim_boxed) }
+    }
+
+    fn refresh(&mut self) {
+        seize::Guard::refresh(self);
+    }
+}
