@@ -6,6 +6,10 @@ mod watchdog;
 #[allow(unused_imports)] // each target uses what it needs
 pub use watchdog::{no_hang, watchdog, HANG_LIMIT};
 
+mod settle;
+#[allow(unused_imports)] // each target uses what it needs
+pub use settle::{assert_alive_after_flush, flush_after_threads, seize_batch_size};
+
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicUsize, Ordering};
