@@ -114,11 +114,32 @@ pub unsafe trait Reclaim: Default + Send + Sync + 'static {
     /// is dropped.
     fn pin(&self) -> Self::Guard<'_>;
 
-    /// Tries to reclaim everything retired so far that no live guard protects.
+    /// Tries to reclaim what was retired so far and no live guard protects.
     ///
     /// Best effort: garbage protected by a guard on another thread stays. Maps call
     /// this only from explicit maintenance (tests, [`SyncMap::stats`]-driven tools),
-    /// never on their hot paths.
+    /// never on their hot paths. What each backend guarantees:
+    ///
+    /// * `CrossbeamEpoch`: collects crossbeam-epoch's global collector from this
+    ///   thread; flushing repeatedly frees every object retired by any thread
+    ///   once the guards pinned before its retirement are gone.
+    /// * [`Seize`]: retires only the calling thread's partial batch (if it holds
+    ///   at least as many objects as there are active threads) in the map's own
+    ///   collector. Partial batches of other threads — including threads that
+    ///   have exited — are not reached: they stay pending until a thread with
+    ///   the same thread id retires on the collector again, or until the map
+    ///   (and its collector) is dropped.
+    ///
+    /// Every backend frees all of a map's garbage when the map is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::reclaim::{DefaultReclaim, Reclaim};
+    ///
+    /// // A no-op for a backend that has nothing to flush; never required.
+    /// DefaultReclaim::default().flush();
+    /// ```
     ///
     /// [`SyncMap::stats`]: crate::SyncMap::stats
     fn flush(&self) {}

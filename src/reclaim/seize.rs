@@ -18,14 +18,36 @@ use seize::Guard as _;
 /// Pinning costs a thread-local lookup in the collector's thread table and a store
 /// to the thread's reservation; a load through the guard is a plain load (seize
 /// pairs it with a process-wide barrier on the reclaiming side, `membarrier` on
-/// Linux). Each retirement allocates a small record, and garbage waits until a
-/// batch (at least 32 objects, and at least as many as the machine has CPUs) is
-/// full: a quiet map keeps up to one batch per thread pending until
-/// [`flush`](Reclaim::flush) or the map's drop.
+/// Linux). Each retirement allocates a small record.
 ///
-/// Because every map owns its collector, nothing a map retired outlives it: the
-/// collector frees its remaining batches when the map is dropped (and the map's
-/// ledger has already freed their contents by then).
+/// # What `flush` can and cannot free
+///
+/// Retired objects wait in a batch that belongs to the retiring thread — kept
+/// *per thread id, inside the map's collector* — until the batch is full (32
+/// objects with [`Seize::new`], or the machine's CPU count if that is larger; see
+/// [`Seize::with_batch_size`]). [`SyncMap::flush`](crate::SyncMap::flush)
+/// ([`Reclaim::flush`]) retires only the **calling** thread's batch, and only if
+/// it holds at least as many objects as there are threads active in the
+/// collector at that moment; the retired batch is then freed once every thread
+/// active at that moment has left its guard (at once, if the caller is the only
+/// one).
+///
+/// So a flush cannot free a partial batch that *another* thread left: a thread
+/// that retired fewer objects than a batch and then exited leaves them pending
+/// until a new thread that reuses its thread id retires on the same map, or until
+/// the map is dropped. After worker threads have exited, a flush from the
+/// remaining thread leaves at most one partial batch per thread that retired
+/// (`pending` in [`SyncMap::stats`](crate::SyncMap::stats) stays below threads x
+/// batch size); it is not certain to reach zero, as it is with the
+/// `CrossbeamEpoch` backend, whose global collector any thread's flush can
+/// drain.
+///
+/// **The map's drop frees everything.** Every map owns its collector, so nothing
+/// a map retired outlives it: dropping the map frees every object it ever
+/// retired — partial batches included — exactly once, whatever threads have
+/// exited (the map's ledger frees their contents, and the collector frees its
+/// remaining records). And another map's guards never hold this map's garbage
+/// back.
 ///
 /// # Examples
 ///
@@ -63,8 +85,11 @@ impl Seize {
     }
 
     /// A backend whose collector starts reclaiming once `batch_size` objects are
-    /// retired on a thread (seize raises it to the machine's CPU count if it is
-    /// lower). Smaller batches free sooner and cost more per retirement.
+    /// retired on a thread. Smaller batches free sooner and cost more per
+    /// retirement; a batch is retired only once it holds at least as many objects
+    /// as there are threads active in the collector, so with more active threads
+    /// than `batch_size` batches grow past it. (seize uses the value as given:
+    /// unlike [`Seize::new`]'s default, it is not raised to the CPU count.)
     ///
     /// # Examples
     ///

@@ -406,6 +406,22 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
     /// that no live guard protects. For tests and memory diagnostics; the map never
     /// needs it.
     ///
+    /// What a flush can reach depends on the backend:
+    ///
+    /// * **crossbeam-epoch** (the default): the collector is global, so repeated
+    ///   flushes, from any thread, free everything this map retired once no guard
+    ///   (of any map) that was pinned before it was retired is still held:
+    ///   `stats().pending` reaches 0.
+    /// * **seize** ([`Seize`](crate::reclaim::Seize)): the collector is this
+    ///   map's own, and a flush retires only the *calling* thread's batch. A
+    ///   partial batch that another thread left — one that has since exited
+    ///   included — stays pending until that thread (or a new one reusing its
+    ///   thread id) retires more on this map, or until the map is dropped; so
+    ///   after worker threads exit, `pending` is bounded (below one batch per
+    ///   thread that retired) but need not reach 0.
+    ///
+    /// With either, dropping the map frees everything it ever retired, at once.
+    ///
     /// # Examples
     ///
     /// ```

@@ -68,7 +68,7 @@ fn settle(map: &Map, ledger: &DropLedger, alive: usize) {
 /// (`common::flush_after_threads` bounds them): then at least `alive` values are
 /// alive, and the caller's `drop(map)` and `assert_alive(0)` are the exact check.
 #[track_caller]
-fn settle_after_threads(map: &Map, ledger: &DropLedger, alive: usize, threads: usize) -> usize {
+fn settle_after_threads(map: &Map, ledger: &DropLedger, alive: usize, threads: usize) -> u64 {
     let left = flush_after_threads(|| map.flush(), || map.stats().pending, threads, TIMEOUT);
     if left == 0 {
         settle(map, ledger, alive);
@@ -90,7 +90,7 @@ fn assert_stats_consistent(map: &Map) {
 /// Asserts the reclamation ledger adds up with `left` objects pending: every
 /// retired object is either freed once or pending.
 #[track_caller]
-fn assert_stats_add_up(map: &Map, left: usize) {
+fn assert_stats_add_up(map: &Map, left: u64) {
     let stats = map.stats();
     assert_eq!(stats.pending, left, "{stats:?}");
     if left == 0 {
@@ -692,6 +692,9 @@ fn with_another_map_pinned<T>(body: impl FnOnce() -> T) -> T {
     let (pinned_tx, pinned_rx) = std::sync::mpsc::channel();
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     thread::scope(|scope| {
+        // Owned by this closure, so a panicking `body` drops it on the way out
+        // and the other thread's `recv` returns: the scope's join cannot hang.
+        let release_tx = release_tx;
         let other = &other;
         scope.spawn(move || {
             let pinned = other.pin();

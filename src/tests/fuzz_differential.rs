@@ -824,8 +824,13 @@ fn run_classic(ops: &[SyncOp]) {
         }
         assert_classic_contents(&map.pin(), &run.model, run.step);
         let live = run.model.len();
+        // Flushes the map's own reclaimer as well as the default one: seize's
+        // collector is per map, and only this thread retired on it.
         flush_until(
-            || values.alive() <= live,
+            || {
+                map.flush();
+                values.alive() <= live
+            },
             FLUSH_TIMEOUT,
             &format!("{} values alive with {live} keys live", values.alive()),
         );

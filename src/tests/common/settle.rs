@@ -37,10 +37,10 @@ pub fn seize_batch_size() -> usize {
 #[track_caller]
 pub fn flush_after_threads(
     flush: impl Fn(),
-    pending: impl Fn() -> usize,
+    pending: impl Fn() -> u64,
     threads: usize,
     timeout: Duration,
-) -> usize {
+) -> u64 {
     if cfg!(feature = "crossbeam-epoch") {
         let start = Instant::now();
         loop {
@@ -63,7 +63,7 @@ pub fn flush_after_threads(
         flush();
     }
     let left = pending();
-    let bound = threads * seize_batch_size();
+    let bound = (threads * seize_batch_size()) as u64;
     assert!(
         left <= bound,
         "{left} objects pending after flushing, more than {threads} threads x {} (one partial batch each)",
@@ -77,7 +77,7 @@ pub fn flush_after_threads(
 /// (the live ones; a pending object may still own more). Exact under
 /// crossbeam-epoch, where `left` is always 0.
 #[track_caller]
-pub fn assert_alive_after_flush(alive: usize, expected: usize, left: usize) {
+pub fn assert_alive_after_flush(alive: usize, expected: usize, left: u64) {
     if left == 0 {
         assert_eq!(alive, expected, "values alive after flushing");
     } else {
