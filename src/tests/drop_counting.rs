@@ -1095,11 +1095,7 @@ fn stats_count_a_value_as_freed_only_after_its_drop_ran() {
         assert!(map.pin().insert(k, SlowDrop(None)).is_none());
     }
     map.promote();
-    flush_until(
-        || map.stats().pending == 0,
-        TIMEOUT,
-        "promotion garbage freed",
-    );
+    flush_until_quiet(&map, TIMEOUT);
     // Key 1's gated value goes to a cell; the remove retires that cell alone.
     assert!(map
         .pin()
@@ -1125,7 +1121,7 @@ fn stats_count_a_value_as_freed_only_after_its_drop_ran() {
         gate.wait_for(|state| state.0, "the destructor started");
         let pending = map.stats().pending;
         gate.set(|state| state.1 = true);
-        flush_until(|| map.stats().pending == 0, TIMEOUT, "value freed");
+        flush_until_quiet(map, TIMEOUT);
         collected.store(true, Ordering::Release);
         pending
     });
