@@ -163,6 +163,12 @@ heavy_tier() {
         sanitize asan address ASAN_OPTIONS=detect_leaks=1
         # LeakSanitizer alone (no ASan shadow memory).
         sanitize lsan leak
+        # The same memory targets on the seize backend alone (then its
+        # `DefaultReclaim`), plus the tests that name `Seize` explicitly.
+        step asan-seize env -u READMOSTLY_FUZZ_SECS ASAN_OPTIONS=detect_leaks=1 \
+            READMOSTLY_LIN_HISTORIES=200 CARGO_TARGET_DIR="$root/asan-seize" \
+            RUSTFLAGS="-Zsanitizer=address" cargo +nightly test --locked --target "$host" \
+            --no-default-features --features seize "${memory_targets[@]}" --test seize_backend
     else
         skip_tool asan "no nightly toolchain"
         skip_tool lsan "no nightly toolchain"
@@ -198,6 +204,12 @@ heavy_tier() {
         # Inline values stay valid under a guard after their table is replaced and freed.
         step miri-inline "${miri[@]}" cargo +nightly miri test --locked --lib -- \
             inline_values_outlive
+        # The seize backend: its own tests and the single-threaded drop counts.
+        step miri-seize "${miri[@]}" cargo +nightly miri test --locked \
+            --no-default-features --features seize --test seize_backend --test hostile
+        step miri-seize-drop "${miri[@]}" cargo +nightly miri test --locked \
+            --no-default-features --features seize --test drop_counting -- \
+            overwrite_drops remove_drops clear_drops retain_drops dropping_a_map zero_sized
     else
         skip_tool miri "'rustup component add miri rust-src --toolchain nightly' is not possible on this machine"
     fi

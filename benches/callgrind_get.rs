@@ -16,7 +16,10 @@
 //!   key as SyncMap's read path does (whether LLVM inlines `HashMap::get`'s
 //!   SipHash varies between builds);
 //! * `syncmap-held`: `SyncMap::pin()` once, then `Pinned::get` for each key;
-//! * `syncmap-fresh`: `SyncMap::get_cloned`, which pins crossbeam-epoch per call;
+//! * `syncmap-fresh`: `SyncMap::get_cloned`, which pins the reclaimer per call;
+//! * `syncmap-held-seize`, `syncmap-fresh-seize` (built with `--features seize`):
+//!   the same two on the seize backend; the two rows above use `DefaultReclaim`
+//!   (crossbeam-epoch in a default build);
 //! * `rwlock`: `RwLock<std::collections::HashMap>`, a read lock per get;
 //! * `classic-held`: `classic::ClassicSyncMap` (Go's read/dirty design), one
 //!   guard held.
@@ -34,7 +37,8 @@
 //! gets (default 4096) on maps of `N` keys (default 100 000), the implementations
 //! taking turns block by block for `ROUNDS` rounds (default 1000), so that every
 //! implementation runs under the same background load; prints the median ns per
-//! get of each and the median over rounds of each per-round ratio to hashbrown.
+//! get of each and the median over rounds of each per-round ratio to hashbrown
+//! (with `--features seize`, `syncmap-fresh-seize` as well).
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{BuildHasher, BuildHasherDefault};
@@ -43,13 +47,15 @@ use std::sync::RwLock;
 use std::time::Instant;
 
 use readmostly::classic::{ClassicPinned, ClassicSyncMap};
-use readmostly::reclaim::DefaultReclaim;
+#[cfg(feature = "seize")]
+use readmostly::reclaim::Seize;
+use readmostly::reclaim::{DefaultReclaim, Reclaim};
 use readmostly::{Pinned, SyncMap};
 
 type Fixed = BuildHasherDefault<DefaultHasher>;
 type Brown = hashbrown::HashMap<u64, u64, Fixed>;
 type BrownTable = hashbrown::HashTable<(u64, u64)>;
-type SMap = SyncMap<u64, u64, Fixed, DefaultReclaim>;
+type SMap<R = DefaultReclaim> = SyncMap<u64, u64, Fixed, R>;
 type Classic = ClassicSyncMap<u64, u64, Fixed, DefaultReclaim>;
 type StdMap = std::collections::HashMap<u64, u64, Fixed>;
 type Locked = RwLock<StdMap>;
@@ -102,8 +108,8 @@ fn measure_hashbrown_table(table: &(BrownTable, Fixed), lookups: &[u64]) -> u64 
 }
 
 #[inline(never)]
-fn measure_syncmap_held(
-    pinned: &Pinned<'_, u64, u64, Fixed, DefaultReclaim>,
+fn measure_syncmap_held<R: Reclaim>(
+    pinned: &Pinned<'_, u64, u64, Fixed, R>,
     lookups: &[u64],
 ) -> u64 {
     let mut sum = 0u64;
@@ -114,7 +120,7 @@ fn measure_syncmap_held(
 }
 
 #[inline(never)]
-fn measure_syncmap_fresh(map: &SMap, lookups: &[u64]) -> u64 {
+fn measure_syncmap_fresh<R: Reclaim>(map: &SMap<R>, lookups: &[u64]) -> u64 {
     let mut sum = 0u64;
     for k in lookups {
         sum = sum.wrapping_add(black_box(map.get_cloned(k)).unwrap_or(0));
@@ -144,8 +150,8 @@ fn measure_rwlock(map: &Locked, lookups: &[u64]) -> u64 {
 }
 
 /// A map of `keys` (value = key), promoted: every key is in the read table.
-fn build_sync(keys: &[u64]) -> SMap {
-    let map = SMap::with_hasher(Fixed::default());
+fn build_sync<R: Reclaim>(keys: &[u64]) -> SMap<R> {
+    let map = SMap::with_hasher_and_reclaim(Fixed::default(), R::default());
     {
         let pinned = map.pin();
         for &k in keys {
@@ -223,47 +229,62 @@ fn interleaved(keys: &[u64], rng: &mut XorShift, block: usize, rounds: usize) {
         .map(|_| keys[(rng.next() % n as u64) as usize])
         .collect();
     let brown = build_brown(keys);
-    let sync = build_sync(keys);
+    let sync = build_sync::<DefaultReclaim>(keys);
     let pinned = sync.pin();
     let locked = build_locked(keys);
+    #[cfg(feature = "seize")]
+    let seized = build_sync::<Seize>(keys);
 
-    const NAMES: [&str; 4] = ["hashbrown", "syncmap-held", "syncmap-fresh", "rwlock"];
-    let mut per_get: [Vec<f64>; 4] = Default::default();
-    let mut ratios: [Vec<f64>; 3] = Default::default();
+    // The first is the reference the others are divided by.
+    type Subject<'a> = (&'a str, Box<dyn Fn(&[u64]) -> u64 + 'a>);
+    let subjects: Vec<Subject<'_>> = vec![
+        ("hashbrown", Box::new(|s| measure_hashbrown(&brown, s))),
+        (
+            "syncmap-held",
+            Box::new(|s| measure_syncmap_held(&pinned, s)),
+        ),
+        (
+            "syncmap-fresh",
+            Box::new(|s| measure_syncmap_fresh(&sync, s)),
+        ),
+        ("rwlock", Box::new(|s| measure_rwlock(&locked, s))),
+        #[cfg(feature = "seize")]
+        (
+            "syncmap-fresh-seize",
+            Box::new(|s| measure_syncmap_fresh(&seized, s)),
+        ),
+    ];
+    let count = subjects.len();
+    let mut per_get = vec![Vec::new(); count];
+    let mut ratios = vec![Vec::new(); count];
+    let mut this_round = vec![0.0; count];
     let mut offset = 0;
     for round in 0..rounds {
-        let mut this_round = [0.0; 4];
         // Rotate the order, so no implementation always runs first in a round.
-        for turn in 0..4 {
-            let which = (round + turn) % 4;
+        for turn in 0..count {
+            let which = (round + turn) % count;
             if offset + block > lookups.len() {
                 offset = 0;
             }
             let slice = &lookups[offset..offset + block];
             offset += block;
             let start = Instant::now();
-            let sum = match which {
-                0 => measure_hashbrown(&brown, slice),
-                1 => measure_syncmap_held(&pinned, slice),
-                2 => measure_syncmap_fresh(&sync, slice),
-                _ => measure_rwlock(&locked, slice),
-            };
+            black_box((subjects[which].1)(slice));
             let ns = start.elapsed().as_nanos() as f64 / block as f64;
-            black_box(sum);
             this_round[which] = ns;
             per_get[which].push(ns);
         }
-        for (i, r) in ratios.iter_mut().enumerate() {
-            r.push(this_round[i + 1] / this_round[0]);
+        for (r, ns) in ratios.iter_mut().zip(&this_round).skip(1) {
+            r.push(ns / this_round[0]);
         }
     }
     println!("interleaved: n={n} block={block} rounds={rounds}");
-    for (name, v) in NAMES.iter().zip(per_get.iter_mut()) {
-        println!("  {name:<14} median {:7.2} ns/get", median(v));
+    for ((name, _), v) in subjects.iter().zip(per_get.iter_mut()) {
+        println!("  {name:<20} median {:7.2} ns/get", median(v));
     }
-    for (name, v) in NAMES[1..].iter().zip(ratios.iter_mut()) {
+    for ((name, _), v) in subjects.iter().zip(ratios.iter_mut()).skip(1) {
         println!(
-            "  {name:<14} / hashbrown: median of per-round ratios {:.3}",
+            "  {name:<20} / hashbrown: median of per-round ratios {:.3}",
             median(v)
         );
     }
@@ -319,18 +340,16 @@ fn main() {
                 let pinned = map.pin();
                 measure_classic_held(&pinned, &lookups)
             }
-            "syncmap-held" | "syncmap-fresh" => {
-                let map = build_sync(&keys);
-                if name == "syncmap-held" {
-                    let pinned = map.pin();
-                    measure_syncmap_held(&pinned, &lookups)
-                } else {
-                    measure_syncmap_fresh(&map, &lookups)
-                }
-            }
+            "syncmap-held" => measure_syncmap_held(&build_sync::<DefaultReclaim>(&keys).pin(), &lookups),
+            "syncmap-fresh" => measure_syncmap_fresh(&build_sync::<DefaultReclaim>(&keys), &lookups),
+            #[cfg(feature = "seize")]
+            "syncmap-held-seize" => measure_syncmap_held(&build_sync::<Seize>(&keys).pin(), &lookups),
+            #[cfg(feature = "seize")]
+            "syncmap-fresh-seize" => measure_syncmap_fresh(&build_sync::<Seize>(&keys), &lookups),
             other => panic!(
                 "unknown implementation {other:?}: baseline, hashbrown, hashbrown-table, syncmap-held, \
-                 syncmap-fresh, rwlock, classic-held"
+                 syncmap-fresh, rwlock, classic-held (and with --features seize: syncmap-held-seize, \
+                 syncmap-fresh-seize)"
             ),
         }
     };
@@ -344,6 +363,10 @@ fn main() {
             "syncmap-fresh",
             "rwlock",
             "classic-held",
+            #[cfg(feature = "seize")]
+            "syncmap-held-seize",
+            #[cfg(feature = "seize")]
+            "syncmap-fresh-seize",
         ]
     } else {
         std::slice::from_ref(&which)
