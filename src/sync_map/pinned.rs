@@ -12,10 +12,14 @@ use crate::reclaim::Reclaim;
 /// until it is dropped.
 ///
 /// Created by [`SyncMap::pin`]. Holding it keeps the reclaimer from freeing
-/// anything retired since it was created (by any map, with the default
-/// crossbeam-epoch backend), so keep it for a request or a batch of lookups, not
-/// for the life of a thread. It is not `Send`: it cannot be held across an
-/// `.await` in a multi-threaded runtime.
+/// what is retired while it lives: with the default crossbeam-epoch backend,
+/// anything any map of the process retires (one global collector); with
+/// [`Seize`](crate::reclaim::Seize), what this map retires (its collector is
+/// its own). Either way the held-back garbage grows with the writes made
+/// meanwhile, so keep a guard for a request or a batch of lookups, not for the
+/// life of a thread, or call [`refresh`](Pinned::refresh) in long loops
+/// (`docs/reclamation.md` measures both). It is not `Send`: it cannot be held
+/// across an `.await` in a multi-threaded runtime.
 ///
 /// ```compile_fail
 /// fn assert_send<T: Send>(_: &T) {}
@@ -473,7 +477,10 @@ where
     /// long. Takes `&mut self`, so no reference obtained before outlives it.
     ///
     /// With crossbeam-epoch, a thread pinned by an outer guard stays pinned (the
-    /// refresh frees nothing until that one is dropped too).
+    /// refresh frees nothing until that one is dropped too). With seize, the
+    /// refresh releases this guard's hold on every batch retired while it was
+    /// active, and the batches whose last holder it was are freed at once, on
+    /// this thread.
     ///
     /// # Examples
     ///

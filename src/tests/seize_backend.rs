@@ -25,6 +25,11 @@ use readmostly::reclaim::Seize;
 use readmostly::{LoadOrStore, SyncMap};
 
 type Map<K, V> = SyncMap<K, V, RandomState, Seize>;
+
+/// Operations per differential run: Miri interprets every one.
+const OPS: u64 = if cfg!(miri) { 600 } else { 20_000 };
+/// Writes of the churning thread in the guard test.
+const CHURN: u64 = if cfg!(miri) { 200 } else { 2_000 };
 type Classic<K, V> = ClassicSyncMap<K, V, RandomState, Seize>;
 
 fn map_with_batch<K, V>(batch: Option<usize>) -> Map<K, V> {
@@ -38,7 +43,7 @@ fn sync_map_differential(seed: u64, batch: Option<usize>) {
     let map: Map<u64, u64> = map_with_batch(batch);
     let mut model: HashMap<u64, u64> = HashMap::new();
     let mut rng = Rng::new(seed);
-    for op in 0..20_000u64 {
+    for op in 0..OPS {
         let k = rng.below(200);
         let v = rng.below(1_000);
         match rng.below(100) {
@@ -134,7 +139,7 @@ fn classic_differential(seed: u64, batch: Option<usize>) {
         ClassicSyncMap::with_hasher_and_reclaim(RandomState::new(), reclaim);
     let mut model: HashMap<u64, u64> = HashMap::new();
     let mut rng = Rng::new(seed);
-    for op in 0..20_000u64 {
+    for op in 0..OPS {
         let k = rng.below(200);
         let v = rng.below(1_000);
         match rng.below(100) {
@@ -237,14 +242,14 @@ fn a_value_read_through_a_live_guard_survives_churn_and_flushes_on_another_threa
                 assert_eq!(map.remove(&2).map(|v| v.payload), Some(20));
                 map.promote(); // retires the table holding key 2's inline value
                 let mut rng = Rng::new(0xC4A2);
-                for round in 0..2_000u64 {
+                for round in 0..CHURN {
                     let k = 3 + rng.below(61);
                     if rng.one_in(3) {
                         map.remove(&k);
                     } else {
                         map.pin().insert(k, ledger.track(round));
                     }
-                    if round % 200 == 0 {
+                    if round % (CHURN / 10) == 0 {
                         map.promote();
                     }
                     map.flush();
