@@ -137,8 +137,8 @@ pub fn markdown(header: &[(String, String)], cfg: &Config, r: &Results) -> Strin
             s,
             "## 2. Stalled reader\n\nThe main thread holds a guard (`map.pin()`; SnapshotMap: a \
              `Snapshot`) while {} writer threads run writes only (half overwrite, half \
-             remove+insert). Baseline = highest pending sampled in the last 200 ms before the \
-             pin; drain = release until the first sample at or below the baseline (objects and \
+             remove+insert). Baseline = highest pending sampled in the last two thirds of the \
+             warm-up before the pin (300 ms; `--quick`: 60 ms); drain = release until the first sample at or below the baseline (objects and \
              bytes); `-` = not within the timeout (`stall-*-objects.svg`, `stall-*-bytes.svg`, \
              t = 0 at the pin).\n",
             cfg.stall_writers

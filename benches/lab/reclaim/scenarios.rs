@@ -328,7 +328,7 @@ pub struct BurstRow {
     pub after_gets_bytes: u64,
     pub gets_run: u64,
     /// Gets done when pending was first sampled at 0 in phase B (0: it was
-    /// already). Gets may retire again afterwards: a read that spends the read
+    /// already; workers count in chunks of 1,024, so this is to within one). Gets may retire again afterwards: a read that spends the read
     /// budget promotes, retiring the old table.
     pub gets_to_zero: Option<u64>,
     /// Phase C: `flush()` from the main thread, up to `flushes` times.
