@@ -197,17 +197,55 @@ impl Config {
 /// The subject ids, in run order.
 pub const SUBJECTS: [&str; 3] = ["syncmap-crossbeam", "syncmap-seize", "snapshotmap-arcswap"];
 
+/// Flags of the `lab` target that this one does not take. `cargo bench -p
+/// readmostly-lab -- FLAGS` (no `--bench NAME`) runs both targets with the same
+/// FLAGS; given one of these, this target steps aside instead of failing after
+/// the lab's run (`--threads 1,2,4` lists and the like are the lab's too).
+const LAB_ONLY: [&str; 19] = [
+    "--full",
+    "--smoke",
+    "--workloads",
+    "--maps",
+    "--key-types",
+    "--dists",
+    "--warmup-ms",
+    "--hasher",
+    "--latency-threads",
+    "--latency-ms",
+    "--no-latency",
+    "--memory-keys",
+    "--memory-threads",
+    "--no-memory",
+    "--no-plots",
+    "--out",
+    "--plots-dir",
+    "--subject",
+    "--dry-run",
+];
+
 /// Parses the process's arguments. Cargo passes `--bench` to a `harness =
 /// false` target under `cargo bench`; without it (`cargo test --benches`) the
-/// quick run and its checks run. Exits with clap's message on a bad flag.
-pub fn parse() -> Config {
+/// quick run and its checks run. Exits with clap's message on a bad flag;
+/// `None` when the flags are the lab target's (see [`LAB_ONLY`]).
+pub fn parse() -> Option<Config> {
+    let lab_flag = std::env::args().skip(1).find(|a| {
+        let name = a.split('=').next().unwrap_or(a);
+        LAB_ONLY.contains(&name)
+    });
+    if let Some(flag) = lab_flag {
+        eprintln!(
+            "reclaim: not run: `{flag}` is a flag of the lab target; the reclamation lab runs \
+             with `cargo bench -p readmostly-lab --bench reclaim [-- FLAGS]`"
+        );
+        return None;
+    }
     let args = Args::parse();
     let command = std::iter::once("cargo bench -p readmostly-lab --bench reclaim --".to_string())
         .chain(std::env::args().skip(1).filter(|a| a != "--bench"))
         .collect::<Vec<_>>()
         .join(" ");
     match resolve(args, command) {
-        Ok(cfg) => cfg,
+        Ok(cfg) => Some(cfg),
         Err(msg) => {
             use clap::CommandFactory;
             Args::command()

@@ -53,7 +53,11 @@ use subjects::{for_each, Blob, Hasher, Subject, Value, Visit};
 static ALLOC: alloc::Counting = alloc::Counting;
 
 fn main() -> ExitCode {
-    let cfg = cli::parse();
+    let Some(cfg) = cli::parse() else {
+        // Flags for the lab target (both run under a plain `cargo bench -p
+        // readmostly-lab -- FLAGS`): nothing to do here.
+        return ExitCode::SUCCESS;
+    };
     let started = Instant::now();
     let mut header = machine::describe(Hasher::NAME, &cfg.command);
     header.push((
