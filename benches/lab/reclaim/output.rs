@@ -210,10 +210,16 @@ pub fn markdown(header: &[(String, String)], cfg: &Config, r: &Results) -> Strin
                     pend(x.after_burst_objects, x.after_burst_bytes),
                     pend(x.after_idle_objects, x.after_idle_bytes),
                     pend(x.after_gets_objects, x.after_gets_bytes),
-                    x.gets_to_zero.map_or("-".into(), |g| count(g as f64)),
+                    match (x.gets_to_zero, x.gets_ms_to_zero) {
+                        (Some(g), Some(ms)) => format!("{} ({ms:.0} ms)", count(g as f64)),
+                        _ => "-".into(),
+                    },
                     pend(x.after_flush_objects, x.after_flush_bytes),
                     x.flushes_to_zero.map_or("-".into(), |f| f.to_string()),
-                    x.drains_with.to_string(),
+                    match (x.drains_with, x.idle_ms_to_zero) {
+                        ("idle", Some(ms)) => format!("idle ({ms:.0} ms)"),
+                        (d, _) => d.to_string(),
+                    },
                     bytes(x.heap_after_drop_bytes as f64),
                 ]
             })

@@ -323,6 +323,8 @@ pub struct BurstRow {
     /// Phase A: nothing runs (the sampler only reads stats).
     pub after_idle_objects: u64,
     pub after_idle_bytes: u64,
+    /// From the start of phase A to the first sample with nothing pending.
+    pub idle_ms_to_zero: Option<f64>,
     /// Phase B: one thread does gets (fresh guard each).
     pub after_gets_objects: u64,
     pub after_gets_bytes: u64,
@@ -331,6 +333,8 @@ pub struct BurstRow {
     /// already; workers count in chunks of 1,024, so this is to within one). Gets may retire again afterwards: a read that spends the read
     /// budget promotes, retiring the old table.
     pub gets_to_zero: Option<u64>,
+    /// From the start of phase B to that sample.
+    pub gets_ms_to_zero: Option<f64>,
     /// Phase C: `flush()` from the main thread, up to `flushes` times.
     pub after_flush_objects: u64,
     pub after_flush_bytes: u64,
@@ -378,6 +382,8 @@ pub fn burst<V: Value, M: Subject<V>>(cfg: &Config, series: &mut Vec<TsRow>) -> 
         after_gets_bytes: 0,
         gets_run: 0,
         gets_to_zero: None,
+        gets_ms_to_zero: None,
+        idle_ms_to_zero: None,
         after_flush_objects: 0,
         after_flush_bytes: 0,
         flushes: 0,
@@ -442,13 +448,17 @@ pub fn burst<V: Value, M: Subject<V>>(cfg: &Config, series: &mut Vec<TsRow>) -> 
         out.gets_run = Tally::sum(&tallies).ops;
         // Sampled: the gets done by the first sample of phase B that saw
         // nothing pending (0 if phase A had already drained it).
-        out.gets_to_zero = if out.after_idle_objects == 0 {
-            Some(0)
+        let first_zero = rec
+            .samples()
+            .into_iter()
+            .find(|smp| smp.t >= gets_start && smp.garbage.objects == 0);
+        (out.gets_to_zero, out.gets_ms_to_zero) = if out.after_idle_objects == 0 {
+            (Some(0), Some(0.0))
         } else {
-            rec.samples()
-                .iter()
-                .find(|smp| smp.t >= gets_start && smp.garbage.objects == 0)
-                .map(|smp| smp.ops - gets_from)
+            (
+                first_zero.map(|smp| smp.ops - gets_from),
+                first_zero.map(|smp| (smp.t - gets_start).as_secs_f64() * 1e3),
+            )
         };
         let g = map.garbage();
         (out.after_gets_objects, out.after_gets_bytes) = (g.objects, g.bytes);
@@ -474,12 +484,13 @@ pub fn burst<V: Value, M: Subject<V>>(cfg: &Config, series: &mut Vec<TsRow>) -> 
     out.heap_over_start_after_flush = (alloc::live() - heap_base) as i64;
     let samples = rec.samples();
     series.extend(ts("burst", M::ID, &samples, idle_start));
+    out.idle_ms_to_zero = samples
+        .iter()
+        .find(|smp| smp.phase == "idle" && smp.t >= idle_start && smp.garbage.objects == 0)
+        .map(|smp| (smp.t - idle_start).as_secs_f64() * 1e3);
     out.drains_with = if out.after_burst_objects == 0 {
         "at once"
-    } else if samples
-        .iter()
-        .any(|smp| smp.phase == "idle" && smp.t >= idle_start && smp.garbage.objects == 0)
-    {
+    } else if out.idle_ms_to_zero.is_some() {
         "idle"
     } else if out.gets_to_zero.is_some() {
         "gets"
