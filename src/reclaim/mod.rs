@@ -45,9 +45,9 @@ pub(crate) use loom::mutant;
 #[cfg(loom)]
 pub use loom::{LoomGuard, LoomReclaim};
 pub use retired::Retired;
-pub(crate) use retired::{Kind, Ledger};
 #[cfg(all(feature = "seize", not(loom)))]
 pub use seize::Seize;
+pub(crate) use retired::{Kind, Ledger};
 
 use crate::sync::{AtomicPtr, Ordering};
 
