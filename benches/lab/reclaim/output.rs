@@ -248,7 +248,7 @@ pub fn markdown(header: &[(String, String)], cfg: &Config, r: &Results) -> Strin
             s,
             "## 4. Large values\n\nThe churn mix on {} threads for {:.1} s with values stored \
              inline (`[u8; N]`, so the ledgers' bytes include them), {} MiB of values per map \
-             (keys = {} MiB / N). `large-*-bytes.svg`.\n",
+             (keys = {} MiB / N). `large-*-bytes.svg` (ledger), `large-*-heap.svg` (heap).\n",
             first.threads, first.seconds, cfg.large_mib, cfg.large_mib
         );
         let mut head = vec!["value"];
@@ -329,7 +329,7 @@ pub fn write_files(dir: &Path, r: &Results, summary: &str) -> io::Result<()> {
 }
 
 /// One SVG per time-series scenario and measure (`<scenario>-objects.svg`,
-/// `<scenario>-bytes.svg`), one line per subject.
+/// `<scenario>-bytes.svg`, `<scenario>-heap.svg`), one line per subject.
 pub fn write_plots(dir: &Path, cfg: &Config, r: &Results) -> Result<(), String> {
     let names: Vec<String> = SUBJECTS.iter().map(|s| s.to_string()).collect();
     let mut scenarios: Vec<&str> = Vec::new();
@@ -362,6 +362,7 @@ pub fn write_plots(dir: &Path, cfg: &Config, r: &Results) -> Result<(), String> 
         for (measure, y_label) in [
             ("objects", "pending objects (SnapshotMap: held versions)"),
             ("bytes", "pending bytes (ledger)"),
+            ("heap", "heap bytes over start (counting allocator)"),
         ] {
             let series: Vec<Series> = names
                 .iter()
@@ -371,12 +372,14 @@ pub fn write_plots(dir: &Path, cfg: &Config, r: &Results) -> Result<(), String> 
                         .iter()
                         .filter(|x| x.subject == name)
                         .map(|x| {
-                            let y = if measure == "objects" {
-                                x.pending_objects
-                            } else {
-                                x.pending_bytes
+                            let y = match measure {
+                                "objects" => x.pending_objects as f64,
+                                "bytes" => x.pending_bytes as f64,
+                                // Below the start only by frees of older
+                                // blocks: drawn at 0.
+                                _ => x.heap_over_start_bytes.max(0) as f64,
                             };
-                            (x.t_ms, y as f64)
+                            (x.t_ms, y)
                         })
                         .collect(),
                 })
