@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
+pub use crate::common::short_count;
+use crate::common::{count, target_dir};
 use crate::keys::KeyType;
 use crate::ops::Dist;
 use crate::workloads::Workload;
@@ -286,13 +288,6 @@ fn pick<T>((smoke, full): (bool, bool), smoke_value: T, full_value: T, default: 
     }
 }
 
-/// The workspace's target directory (`CARGO_TARGET_DIR` if set).
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target")))
-}
-
 /// The workloads and maps, for `--help`.
 fn lists() -> String {
     let mut s = String::from("Workloads:\n");
@@ -311,19 +306,6 @@ fn lists() -> String {
     s
 }
 
-/// `1000`, `1k`, `100k`, `1M`.
-fn count(s: &str) -> Result<usize, String> {
-    let (digits, scale) = match s.as_bytes().last() {
-        Some(b'k' | b'K') => (&s[..s.len() - 1], 1_000),
-        Some(b'M' | b'm') => (&s[..s.len() - 1], 1_000_000),
-        _ => (s, 1),
-    };
-    digits
-        .parse::<usize>()
-        .map(|n| n * scale)
-        .map_err(|_| format!("not a number: `{s}`"))
-}
-
 /// One `--key-types` item: a key type or `all`.
 fn key_types(s: &str) -> Result<Vec<KeyType>, String> {
     if s == "all" {
@@ -336,15 +318,4 @@ fn key_types(s: &str) -> Result<Vec<KeyType>, String> {
 pub fn value_name(v: impl ValueEnum) -> String {
     let value = v.to_possible_value().expect("no variant is skipped");
     value.get_name().to_string()
-}
-
-/// `1k`, `100k`, `1M`, or the plain number.
-pub fn short_count(n: usize) -> String {
-    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
-        format!("{}M", n / 1_000_000)
-    } else if n >= 1_000 && n.is_multiple_of(1_000) {
-        format!("{}k", n / 1_000)
-    } else {
-        n.to_string()
-    }
 }

@@ -104,9 +104,10 @@ fn rustc_version() -> String {
 
 /// The crates under test and their resolved versions, from `Cargo.lock`.
 fn crate_versions() -> String {
-    const CRATES: [&str; 11] = [
+    const CRATES: [&str; 12] = [
         "readmostly",
         "crossbeam-epoch",
+        "seize",
         "parking_lot",
         "hashbrown",
         "dashmap",

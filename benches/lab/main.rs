@@ -13,10 +13,16 @@
 //! table), `maps` (the trait and one adapter per map), `runner` (one run:
 //! threads, warm-up, timing), `matrix` (the throughput and latency sections),
 //! `memory` and `alloc` (the counting allocator), `machine` (the header),
-//! `report` (tables, CSV, JSON, markdown), `plots` (SVG).
+//! `report` (tables, CSV, JSON, markdown), `plots` (SVG); `common` (counts, CSV
+//! files) and `chart` (colours, line charts) are shared with the `reclaim` target.
 
 mod alloc;
+// Shared with the `reclaim` target: its line chart (`chart::lines`) is used
+// there only.
+#[allow(dead_code)]
+mod chart;
 mod cli;
+mod common;
 mod keys;
 mod machine;
 mod maps;

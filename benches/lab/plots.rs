@@ -5,31 +5,8 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
+use crate::chart::{color, PlotResult};
 use crate::report::{Cell, Group, LatencyRow};
-
-/// Line colours, one per map in run order (`SyncMap` first, in the strongest).
-const COLORS: [RGBColor; 13] = [
-    RGBColor(200, 30, 30),
-    RGBColor(230, 120, 0),
-    RGBColor(30, 30, 30),
-    RGBColor(120, 120, 120),
-    RGBColor(170, 170, 170),
-    RGBColor(30, 90, 200),
-    RGBColor(0, 150, 140),
-    RGBColor(120, 60, 180),
-    RGBColor(40, 150, 40),
-    RGBColor(140, 200, 60),
-    RGBColor(200, 80, 160),
-    RGBColor(150, 100, 40),
-    RGBColor(90, 170, 230),
-];
-
-type PlotResult<T> = Result<T, Box<dyn std::error::Error>>;
-
-fn color(maps: &[String], map: &str) -> RGBColor {
-    let i = maps.iter().position(|m| m == map).unwrap_or(0);
-    COLORS[i % COLORS.len()]
-}
 
 /// `throughput-<group>.svg` in `dir`: median Mops/s against threads, one line per
 /// map (both axes log-scaled). Returns the file written.

@@ -9,6 +9,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::cli::short_count;
+use crate::common::write_csv;
 use crate::keys::KeyType;
 use crate::maps::BASELINE;
 use crate::ops::Dist;
@@ -517,21 +518,9 @@ impl Report {
     /// `tables.md` and `summary.txt` under `dir`.
     pub fn write_files(&self, dir: &Path, summary: &str) -> io::Result<()> {
         std::fs::create_dir_all(dir)?;
-        let mut csv = csv::Writer::from_path(dir.join("results.csv"))?;
-        for row in self.cell_rows() {
-            csv.serialize(row)?;
-        }
-        csv.flush()?;
-        let mut csv = csv::Writer::from_path(dir.join("latency.csv"))?;
-        for row in self.latency_rows() {
-            csv.serialize(row)?;
-        }
-        csv.flush()?;
-        let mut csv = csv::Writer::from_path(dir.join("memory.csv"))?;
-        for row in &self.memory {
-            csv.serialize(row)?;
-        }
-        csv.flush()?;
+        write_csv(dir, "results.csv", self.cell_rows())?;
+        write_csv(dir, "latency.csv", self.latency_rows())?;
+        write_csv(dir, "memory.csv", &self.memory)?;
         let json = Json {
             header: self
                 .header
