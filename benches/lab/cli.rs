@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 pub use crate::common::short_count;
-use crate::common::{count, target_dir};
+use crate::common::{count, from_repo_root, target_dir};
 use crate::keys::KeyType;
 use crate::ops::Dist;
 use crate::workloads::Workload;
@@ -252,7 +252,7 @@ fn resolve(a: Args, command: String) -> Result<Config, String> {
             .unwrap_or(pick(preset, 2_000, 1_000_000, 1_000_000)),
         memory_threads: a.memory_threads.max(1),
         plots: !a.no_plots,
-        out: a.out.unwrap_or_else(|| {
+        out: a.out.map(from_repo_root).unwrap_or_else(|| {
             pick(
                 preset,
                 default_out.join("smoke"),
@@ -260,7 +260,7 @@ fn resolve(a: Args, command: String) -> Result<Config, String> {
                 default_out,
             )
         }),
-        plots_dir: a.plots_dir,
+        plots_dir: a.plots_dir.map(from_repo_root),
         subject: a.subject,
         seed: a.seed,
         smoke,

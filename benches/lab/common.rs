@@ -40,6 +40,17 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target")))
 }
 
+/// `path` from the command line, relative to the repository root: `cargo bench`
+/// runs a bench binary in its package's directory (`benches/lab/`), but the
+/// README's commands (`--plots-dir docs/lab`) name paths from the root.
+pub fn from_repo_root(path: PathBuf) -> PathBuf {
+    if path.is_relative() {
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join(path)
+    } else {
+        path
+    }
+}
+
 /// Writes `rows` to `dir/name` as CSV, a header from the first row's fields.
 pub fn write_csv<T: Serialize>(
     dir: &Path,

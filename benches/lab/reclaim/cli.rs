@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::common::{count, short_count, target_dir};
+use crate::common::{count, from_repo_root, short_count, target_dir};
 
 /// The five scenarios, in run order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -304,7 +304,7 @@ fn resolve(a: Args, command: String) -> Result<Config, String> {
         tp_threads: a.tp_threads.unwrap_or(cores).max(1),
         tp_duration: ms(a.tp_ms, 60, 500),
         runs: a.runs.unwrap_or(q(1, 3) as usize).max(1),
-        out_dir: a.out_dir.unwrap_or_else(|| {
+        out_dir: a.out_dir.map(from_repo_root).unwrap_or_else(|| {
             let dir = target_dir().join("reclaim-lab");
             if quick {
                 dir.join("quick")

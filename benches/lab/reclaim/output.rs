@@ -138,8 +138,9 @@ pub fn markdown(header: &[(String, String)], cfg: &Config, r: &Results) -> Strin
             "## 2. Stalled reader\n\nThe main thread holds a guard (`map.pin()`; SnapshotMap: a \
              `Snapshot`) while {} writer threads run writes only (half overwrite, half \
              remove+insert). Baseline = highest pending sampled in the last two thirds of the \
-             warm-up before the pin (300 ms; `--quick`: 60 ms); drain = release until the first sample at or below the baseline (objects and \
-             bytes); `-` = not within the timeout (`stall-*-objects.svg`, `stall-*-bytes.svg`, \
+             warm-up before the pin (300 ms; `--quick`: 60 ms); release = how long dropping the guard took on the stalled thread itself; drain = from \
+             the start of the release until the first sample at or below the baseline (objects \
+             and bytes); `-` = not within the timeout (`stall-*-objects.svg`, `stall-*-bytes.svg`, \
              t = 0 at the pin).\n",
             cfg.stall_writers
         );
@@ -163,6 +164,7 @@ pub fn markdown(header: &[(String, String)], cfg: &Config, r: &Results) -> Strin
                         bytes(x.peak_bytes as f64)
                     ),
                     bytes(x.peak_heap_over_start_bytes as f64),
+                    format!("{:.1} ms", x.release_ms),
                     x.drain_ms
                         .map_or(format!("- (> {} ms)", x.timeout_ms), |d| {
                             format!("{d:.0} ms")
@@ -180,6 +182,7 @@ pub fn markdown(header: &[(String, String)], cfg: &Config, r: &Results) -> Strin
                 "baseline pending",
                 "peak pending",
                 "peak heap over start",
+                "release",
                 "drain",
             ],
             rows,

@@ -196,8 +196,12 @@ pub struct StallRow {
     /// Highest heap above the post-prefill heap from the pin to the end (the
     /// counting allocator's exact peak).
     pub peak_heap_over_start_bytes: i64,
-    /// From the release to the first sample at or below the baseline (both
-    /// objects and bytes); empty if it did not get there before the timeout.
+    /// How long dropping the held guard (or snapshot) took on the stalled
+    /// thread: what the reader itself pays for the release.
+    pub release_ms: f64,
+    /// From the release (the start of the guard's drop) to the first sample at
+    /// or below the baseline (both objects and bytes); empty if it did not get
+    /// there before the timeout.
     pub drain_ms: Option<f64>,
     pub timeout_ms: u64,
     pub end_objects: u64,
@@ -243,6 +247,7 @@ pub fn stall<V: Value, M: Subject<V>>(
     let mut marks = (Duration::ZERO, Duration::ZERO);
     let mut baseline = (0, 0);
     let mut drained_at = None;
+    let mut release = Duration::ZERO;
     let (tallies, _) = thread::scope(|s| {
         let sampler = spawn(s, "sampler", || rec.run(cfg.sample, || map.garbage(), &ops));
         let out = run::run_workers::<V, M>(&load, cfg.stall_writers, || {
@@ -258,9 +263,14 @@ pub fn stall<V: Value, M: Subject<V>>(
             alloc::reset_peak();
             marks.0 = rec.now();
             thread::sleep(stall);
-            drop(held);
+            // The release starts here; dropping the guard can itself take long
+            // (seize frees, on the releasing thread, every batch whose last
+            // holder it was), and that time is part of the drain.
             marks.1 = rec.now();
             rec.set_phase("after");
+            let dropping = Instant::now();
+            drop(held);
+            release = dropping.elapsed();
             let deadline = Instant::now() + timeout;
             while Instant::now() < deadline {
                 thread::sleep(cfg.sample);
@@ -300,6 +310,7 @@ pub fn stall<V: Value, M: Subject<V>>(
         peak_objects: during().map(|s| s.garbage.objects).max().unwrap_or(0),
         peak_bytes: during().map(|s| s.garbage.bytes).max().unwrap_or(0),
         peak_heap_over_start_bytes: peak_heap as i64,
+        release_ms: release.as_secs_f64() * 1e3,
         drain_ms: drained_at.map(|t| (t - marks.1).as_secs_f64() * 1e3),
         timeout_ms: timeout.as_millis() as u64,
         end_objects: end.objects,
