@@ -33,6 +33,7 @@
 mod crossbeam;
 #[cfg(loom)]
 mod loom;
+mod publish;
 mod retired;
 // seize works on std's atomics, which loom replaces: it is not modelled.
 #[cfg(all(feature = "seize", not(loom)))]
@@ -44,10 +45,13 @@ pub use crossbeam::CrossbeamEpoch;
 pub(crate) use loom::mutant;
 #[cfg(loom)]
 pub use loom::{LoomGuard, LoomReclaim};
+pub use publish::{ArcSwapCell, ArcSwapLoaded, ArcSwapPublish, AtomicArc, Publish};
+#[cfg(not(loom))]
+pub use publish::{ReclaimCell, ReclaimLoaded};
 pub use retired::Retired;
+pub(crate) use retired::{Kind, Ledger};
 #[cfg(all(feature = "seize", not(loom)))]
 pub use seize::Seize;
-pub(crate) use retired::{Kind, Ledger};
 
 use crate::sync::{AtomicPtr, Ordering};
 

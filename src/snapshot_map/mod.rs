@@ -71,7 +71,8 @@ use version::Version;
 use watch::Watch;
 use writer::WriterLock;
 
-use crate::sync::{Arc, Published};
+use crate::reclaim::{ArcSwapCell, ArcSwapPublish, AtomicArc, Publish};
+use crate::sync::Arc;
 
 /// A concurrent map for tables that are read constantly and rewritten as a
 /// whole — routing tables, configuration, feature flags — where every reader
@@ -151,9 +152,9 @@ use crate::sync::{Arc, Published};
 /// assert_eq!(snapshot.len(), 2); // still the version it was taken from
 /// assert_eq!(routes.len(), 1);
 /// ```
-pub struct SnapshotMap<K, V, S = RandomState> {
+pub struct SnapshotMap<K, V, S = RandomState, P: Publish = ArcSwapPublish> {
     /// The current version: what every read touches, and only publish writes.
-    current: CachePadded<Published<Version<K, V, S>>>,
+    current: CachePadded<P::Cell<Version<K, V, S>>>,
     /// Serializes writers: at most one batch is open at a time.
     writer: WriterLock,
     watch: Watch,
@@ -198,10 +199,80 @@ impl<K, V, S> SnapshotMap<K, V, S> {
 
     /// A map whose version 0 is `table`, of `allocation` bytes.
     fn from_table(table: HashMap<K, V, S>, allocation: usize) -> Self {
+        Self::from_table_in(table, allocation, ArcSwapCell::new)
+    }
+}
+
+impl<K, V, P: Publish> SnapshotMap<K, V, RandomState, P>
+where
+    K: Send + Sync,
+    V: Send + Sync,
+{
+    /// An empty map with the default hasher that publishes its versions through
+    /// `publish` (see [`with_hasher_and_publish`](SnapshotMap::with_hasher_and_publish)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::{reclaim::DefaultReclaim, SnapshotMap};
+    ///
+    /// let map = SnapshotMap::with_publish(DefaultReclaim::default());
+    /// map.insert("k", 1);
+    /// assert_eq!(map.get_cloned("k"), Some(1));
+    /// ```
+    pub fn with_publish(publish: P) -> Self {
+        Self::with_hasher_and_publish(RandomState::new(), publish)
+    }
+}
+
+impl<K, V, S, P: Publish> SnapshotMap<K, V, S, P>
+where
+    K: Send + Sync,
+    V: Send + Sync,
+    S: Send + Sync,
+{
+    /// An empty map with `hasher` that publishes its versions through the
+    /// scheme `publish`: [`ArcSwapPublish`] (what [`SnapshotMap::new`] uses),
+    /// or a reclamation backend —
+    /// [`CrossbeamEpoch`](crate::reclaim::CrossbeamEpoch) (feature
+    /// `crossbeam-epoch`), [`Seize`](crate::reclaim::Seize) (feature `seize`).
+    /// See [the type's docs](SnapshotMap#publication-schemes) for what each
+    /// costs.
+    ///
+    /// The keys, values and hasher must be `Send + Sync`: a backend may drop a
+    /// replaced version on whichever thread ends its grace period.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::{reclaim::DefaultReclaim, SnapshotMap};
+    /// use std::collections::hash_map::RandomState;
+    ///
+    /// let map = SnapshotMap::with_hasher_and_publish(RandomState::new(), DefaultReclaim::default());
+    /// map.insert("a", 1);
+    /// let old = map.snapshot();
+    /// map.insert("a", 2);
+    /// assert_eq!((old.get("a"), map.get_cloned("a")), (Some(&1), Some(2)));
+    /// ```
+    pub fn with_hasher_and_publish(hasher: S, publish: P) -> Self {
+        Self::from_table_in(HashMap::with_hasher(hasher), 0, |first| {
+            publish.publish(first)
+        })
+    }
+}
+
+impl<K, V, S, P: Publish> SnapshotMap<K, V, S, P> {
+    /// A map whose version 0 is `table`, of `allocation` bytes, published in
+    /// the cell that `cell` makes.
+    fn from_table_in(
+        table: HashMap<K, V, S>,
+        allocation: usize,
+        cell: impl FnOnce(Arc<Version<K, V, S>>) -> P::Cell<Version<K, V, S>>,
+    ) -> Self {
         let ledger = Arc::new(Ledger::default());
         let first = Version::new(table, allocation, 0, &ledger);
         SnapshotMap {
-            current: CachePadded::new(Published::new(first)),
+            current: CachePadded::new(cell(first)),
             writer: WriterLock::new(),
             watch: Watch::new(0),
             ledger,
@@ -313,8 +384,30 @@ impl<K, V, S> SnapshotMap<K, V, S> {
     /// map.insert("k", 1);
     /// assert_eq!(watcher.wait().version(), 1);
     /// ```
-    pub fn watch(&self) -> Watcher<'_, K, V, S> {
+    pub fn watch(&self) -> Watcher<'_, K, V, S, P> {
         Watcher::new(self)
+    }
+
+    /// Tries to end the grace period of replaced versions now, so that those no
+    /// [`Snapshot`] holds are freed: [`Reclaim::flush`](crate::reclaim::Reclaim::flush)
+    /// of the publication backend (see there for what each can reach). A no-op
+    /// for the default scheme, [`ArcSwapPublish`], which has no grace period.
+    ///
+    /// Never needed for correctness; for tests and memory-bound tools.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::{reclaim::DefaultReclaim, SnapshotMap};
+    ///
+    /// let map = SnapshotMap::with_publish(DefaultReclaim::default());
+    /// map.insert(1, 1);
+    /// map.insert(1, 2); // version 1 is retired: freed after its grace period
+    /// map.flush();
+    /// assert!(map.stats().held <= 2);
+    /// ```
+    pub fn flush(&self) {
+        self.current.flush();
     }
 }
 
@@ -329,7 +422,13 @@ where
         let allocation = table.allocation_size();
         Self::from_table(table, allocation)
     }
+}
 
+impl<K, V, S, P: Publish> SnapshotMap<K, V, S, P>
+where
+    K: Hash + Eq,
+    S: BuildHasher,
+{
     /// `key`'s value in the current version, as a short-lived reference that
     /// keeps that version alive (see [`SnapshotRef`]). Takes no lock and
     /// touches no shared reference count.
@@ -345,7 +444,7 @@ where
     /// assert!(map.get("x").is_none());
     /// ```
     #[inline]
-    pub fn get<Q>(&self, key: &Q) -> Option<SnapshotRef<K, V, S>>
+    pub fn get<Q>(&self, key: &Q) -> Option<SnapshotRef<'_, K, V, S, P>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -489,7 +588,7 @@ where
     }
 }
 
-impl<K, V, S> SnapshotMap<K, V, S>
+impl<K, V, S, P: Publish> SnapshotMap<K, V, S, P>
 where
     K: Hash + Eq + Clone,
     V: Clone,
@@ -723,7 +822,7 @@ where
     }
 }
 
-impl<K, V, S> SnapshotMap<K, V, S>
+impl<K, V, S, P: Publish> SnapshotMap<K, V, S, P>
 where
     K: Clone + 'static,
     V: Clone + 'static,
@@ -746,7 +845,7 @@ where
     }
 }
 
-impl<K, V, S> Drop for SnapshotMap<K, V, S> {
+impl<K, V, S, P: Publish> Drop for SnapshotMap<K, V, S, P> {
     fn drop(&mut self) {
         // The current version stops being current; snapshots may keep it alive.
         self.ledger.record_retire(self.current.load().bytes());

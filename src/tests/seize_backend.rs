@@ -88,7 +88,11 @@ fn sync_map_differential(seed: u64, batch: Option<usize>) {
                 assert_eq!(got, want, "op {op}: remove_if {k}");
             }
             81..=95 => {
-                assert_eq!(map.get_cloned(&k), model.get(&k).copied(), "op {op}: get {k}");
+                assert_eq!(
+                    map.get_cloned(&k),
+                    model.get(&k).copied(),
+                    "op {op}: get {k}"
+                );
             }
             96..=97 => map.promote(),
             98 => map.flush(),
@@ -107,7 +111,10 @@ fn sync_map_differential(seed: u64, batch: Option<usize>) {
     want.sort_unstable();
     assert_eq!(got, want);
     let stats = map.stats();
-    assert!(stats.values_retired > 0 && stats.tables_retired > 0, "{stats:?}");
+    assert!(
+        stats.values_retired > 0 && stats.tables_retired > 0,
+        "{stats:?}"
+    );
 }
 
 #[test]
@@ -123,7 +130,8 @@ fn sync_map_on_seize_with_tiny_batches_matches_a_hashmap() {
 /// As above for `ClassicSyncMap<u64, u64, _, Seize>`.
 fn classic_differential(seed: u64, batch: Option<usize>) {
     let reclaim = batch.map_or_else(Seize::new, Seize::with_batch_size);
-    let map: Classic<u64, u64> = ClassicSyncMap::with_hasher_and_reclaim(RandomState::new(), reclaim);
+    let map: Classic<u64, u64> =
+        ClassicSyncMap::with_hasher_and_reclaim(RandomState::new(), reclaim);
     let mut model: HashMap<u64, u64> = HashMap::new();
     let mut rng = Rng::new(seed);
     for op in 0..20_000u64 {
@@ -178,7 +186,12 @@ fn classic_differential(seed: u64, batch: Option<usize>) {
         }
         assert_eq!(map.len(), model.len(), "op {op}: len");
     }
-    let mut got: Vec<(u64, u64)> = map.pin().entries().into_iter().map(|(k, v)| (*k, *v)).collect();
+    let mut got: Vec<(u64, u64)> = map
+        .pin()
+        .entries()
+        .into_iter()
+        .map(|(k, v)| (*k, *v))
+        .collect();
     let mut want: Vec<(u64, u64)> = model.into_iter().collect();
     got.sort_unstable();
     want.sort_unstable();
@@ -274,7 +287,8 @@ fn a_value_read_through_a_live_guard_survives_churn_and_flushes_on_another_threa
 fn dropping_the_map_frees_what_exited_threads_left_in_partial_batches() {
     let batch = seize_batch_size();
     let ledger = DropLedger::new();
-    let map: Map<u64, Tracked<u64>> = SyncMap::with_hasher_and_reclaim(RandomState::new(), Seize::new());
+    let map: Map<u64, Tracked<u64>> =
+        SyncMap::with_hasher_and_reclaim(RandomState::new(), Seize::new());
     for k in 0..4 {
         map.insert(k, ledger.track(0));
     }
@@ -330,7 +344,10 @@ fn refresh_lets_go_of_what_the_guard_held() {
     assert_eq!(map.stats().pending, 0, "{:?}", map.stats());
     let mut pinned = map.pin();
     let held = pinned.get(&1).unwrap().id();
-    assert_eq!(pinned.insert(1, ledger.track(3)).map(|v| v.payload), Some(2));
+    assert_eq!(
+        pinned.insert(1, ledger.track(3)).map(|v| v.payload),
+        Some(2)
+    );
     // The flush hands the cell to this thread's own reservation; the live guard
     // keeps it.
     map.flush();
