@@ -26,6 +26,19 @@ pub use self::reclaim_cell::{ReclaimCell, ReclaimLoaded};
 ///
 /// [`Reclaim`]: super::Reclaim
 ///
+/// # Safety
+///
+/// A `SnapshotMap` keeps references into a loaded value next to the value it
+/// was loaded as, and is shared between threads on the strength of its cell's
+/// auto traits. An implementation must guarantee, for every `T`:
+///
+/// 1. **Stable loads.** A [`Loaded`](AtomicArc::Loaded) value returned by
+///    [`Cell<T>::load`](AtomicArc::load) dereferences, for as long as it lives
+///    (also after it is moved), to one and the same `T` at one address — a
+///    value published in the cell, held in its `Arc`'s heap block, never a copy
+///    inside the `Loaded` itself.
+/// 2. **Thread safety.** `Cell<T>` is `Send + Sync` whenever `T: Send + Sync`.
+///
 /// # Examples
 ///
 /// ```
@@ -35,7 +48,7 @@ pub use self::reclaim_cell::{ReclaimCell, ReclaimLoaded};
 /// let cell = ArcSwapPublish.publish(Arc::new(1));
 /// assert_eq!(*cell.load(), 1);
 /// ```
-pub trait Publish: Sized + Send + Sync + 'static {
+pub unsafe trait Publish: Sized + Send + Sync + 'static {
     /// The cell that holds a published `Arc<T>` under this scheme.
     type Cell<T>: AtomicArc<T>;
 
@@ -182,7 +195,12 @@ pub trait AtomicArc<T> {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ArcSwapPublish;
 
-impl Publish for ArcSwapPublish {
+// SAFETY: (1) a load is an arc-swap guard (or, under loom, an `Arc` clone),
+// which dereferences to the value inside the published `Arc`'s heap block and
+// keeps it alive while it lives. (2) `ArcSwapCell<T>` is `Send + Sync` when
+// `T: Send + Sync`: its only field is `ArcSwap<T>` (a loom `Mutex<Arc<T>>`),
+// which is.
+unsafe impl Publish for ArcSwapPublish {
     type Cell<T> = ArcSwapCell<T>;
 
     fn publish<T: Send + Sync>(self, first: Arc<T>) -> ArcSwapCell<T> {
@@ -297,9 +315,13 @@ mod reclaim_cell {
     use crate::reclaim::{Guard, Kind, Ledger, Reclaim, Retired};
     use crate::sync::{Arc, AtomicPtr, Ordering};
 
-    /// Every [`Reclaim`] backend is a publication scheme: its cell is a
-    /// [`ReclaimCell`].
-    impl<R: Reclaim> Publish for R {
+    // SAFETY: (1) a `ReclaimLoaded` dereferences to `*ptr`, the value inside the
+    // published `Arc`'s heap block, which its guard keeps alive (see
+    // `ReclaimLoaded::deref`); moving the `ReclaimLoaded` moves only the pointer.
+    // (2) `ReclaimCell<T, R>`'s fields are an `AtomicPtr`, `R` (`Reclaim:
+    // Send + Sync`), an `Arc<Ledger>` (`Send + Sync`) and `PhantomData<Arc<T>>`,
+    // which is `Send + Sync` when `T: Send + Sync`.
+    unsafe impl<R: Reclaim> Publish for R {
         type Cell<T> = ReclaimCell<T, R>;
 
         fn publish<T: Send + Sync>(self, first: Arc<T>) -> ReclaimCell<T, R> {

@@ -161,6 +161,39 @@ pub struct SnapshotMap<K, V, S = RandomState, P: Publish = ArcSwapPublish> {
     ledger: Arc<Ledger>,
 }
 
+// SAFETY: the publication cell is `Send + Sync` when the version is (the
+// `Publish` contract), and `Version<K, V, S>` is when `K`, `V` and `S` are; the
+// writer lock, the watch state and the ledger are `Send + Sync` (mutexes,
+// atomics and an `Arc` of them). These are the bounds the default scheme's
+// `ArcSwap<Version>` gave the map as auto traits.
+unsafe impl<K, V, S, P> Send for SnapshotMap<K, V, S, P>
+where
+    K: Send + Sync,
+    V: Send + Sync,
+    S: Send + Sync,
+    P: Publish,
+{
+}
+
+// SAFETY: as for `Send`: every field is `Sync` under these bounds.
+unsafe impl<K, V, S, P> Sync for SnapshotMap<K, V, S, P>
+where
+    K: Send + Sync,
+    V: Send + Sync,
+    S: Send + Sync,
+    P: Publish,
+{
+}
+
+/// The fields the impls above vouch for without the cell: checked here, so a
+/// change that made one of them `!Send` or `!Sync` fails to compile.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<WriterLock>();
+    send_sync::<Watch>();
+    send_sync::<Arc<Ledger>>();
+};
+
 impl<K, V> SnapshotMap<K, V> {
     /// An empty map (version 0) with the default hasher.
     ///
