@@ -3,21 +3,35 @@
 //!
 //! # Design
 //!
-//! The current version is an immutable `hashbrown` table behind one published
-//! pointer (`sync::Published`: arc-swap normally, a loom-visible stand-in under
-//! `cfg(loom)`). A read loads the pointer — arc-swap records a debt in a slot
-//! of the reading thread instead of incrementing the version's shared reference
-//! count, so concurrent readers write no common cache line — probes the table
-//! and lets go. A [`Snapshot`] is the same version held by a real reference
-//! count, for as long as its owner likes.
+//! The current version is an immutable `hashbrown` table in an `Arc` behind one
+//! published pointer, whose scheme the map's type parameter `P`
+//! ([`Publish`](crate::reclaim::Publish)) selects:
+//!
+//! * [`ArcSwapPublish`] (the default): arc-swap's `ArcSwap` (a loom-visible
+//!   mutex stand-in under `cfg(loom)`). A read records a debt in a slot of the
+//!   reading thread instead of incrementing the version's shared reference
+//!   count, so concurrent readers write no common cache line; a swapping writer
+//!   pays the debts of readers still on the old version.
+//! * a reclamation backend ([`CrossbeamEpoch`](crate::reclaim::CrossbeamEpoch),
+//!   [`Seize`](crate::reclaim::Seize)): the pointer is `Arc::into_raw` in an
+//!   `AtomicPtr` (`reclaim::ReclaimCell`). A read pins the backend and loads
+//!   the pointer; a swap retires the old version's published reference, which
+//!   the backend drops after its grace period.
+//!
+//! A read loads the pointer, probes the table and lets go. A [`Snapshot`] is
+//! the same version held by a real reference count, for as long as its owner
+//! likes, under every scheme.
 //!
 //! Writers take one writer lock, so they never race each other and never retry
 //! (`ArcSwap::rcu` retries a whole copy whenever another writer won). Under the
 //! lock a writer opens a [`Batch`], which copies the current table on its first
 //! change; when the batch closes, the copy is published as the next version
-//! with one pointer swap. The replaced version is *retired*: it is freed when
-//! its last holder (a snapshot, an in-flight read) drops it — on that holder's
-//! thread, with no collector and no grace period to wait for.
+//! with one pointer swap. The replaced version is *retired*: under arc-swap it
+//! is freed when its last holder (a snapshot, an in-flight read) drops it — on
+//! that holder's thread, with no collector and no grace period to wait for;
+//! under a backend, its published reference is dropped after the grace period
+//! (by whichever thread ends it), and the version is freed then or with its
+//! last snapshot, whichever comes later.
 //!
 //! User code and the writer lock: a batch's closure and the `Hash`, `Eq` and
 //! `Clone` calls of building the copy run under the lock (they are the
@@ -96,6 +110,38 @@ use crate::sync::Arc;
 /// The price: every publish copies the table, so a single-key write costs
 /// O(len). Batch writes, or use [`SyncMap`](crate::SyncMap) when keys change one
 /// at a time and often.
+///
+/// # Publication schemes
+///
+/// How the current version is published — and so what a read costs and when a
+/// replaced version is freed — is the type parameter `P`
+/// ([`Publish`](crate::reclaim::Publish)), chosen at construction with
+/// [`with_hasher_and_publish`](SnapshotMap::with_hasher_and_publish) or
+/// [`with_publish`](SnapshotMap::with_publish):
+///
+/// * [`ArcSwapPublish`] (the default; [`new`](SnapshotMap::new) and every
+///   other constructor): arc-swap, reference counting with *debts*. A read
+///   writes a debt slot of its own thread and clears it; a writer's swap pays
+///   the debts of readers still on the old version. A replaced version is freed
+///   the moment its last holder drops it, on that holder's thread: memory comes
+///   back at once, with nothing to flush.
+/// * [`CrossbeamEpoch`](crate::reclaim::CrossbeamEpoch) (feature
+///   `crossbeam-epoch`) or [`Seize`](crate::reclaim::Seize) (feature `seize`):
+///   epoch-style reclamation. A read pins the backend (a thread-local
+///   announcement; no shared count is touched) and loads the pointer; a swap
+///   retires the old version's published reference, which the backend drops
+///   after its grace period, on whichever thread ends it. A replaced version
+///   therefore lives until the readers that might see it have moved on — even
+///   if no [`Snapshot`] holds it — and longer while a thread stays pinned (a
+///   held [`SnapshotRef`]), or, with seize, until the retiring thread's batch
+///   fills (`Seize::with_batch_size` bounds it). [`flush`](SnapshotMap::flush)
+///   hurries it; dropping the map ends every grace period of its versions.
+///   The keys, values and hasher must be `Send + Sync`, and a replaced
+///   version's `Drop` runs inside the backend's reclamation, where a panic is
+///   contained and a write to the same map may find the writer lock held (and
+///   panic, contained too).
+///
+/// Snapshots, batches and watchers behave the same under every scheme.
 ///
 /// Writes need `K: Clone, V: Clone` (the copy). For large or costly values,
 /// store `Arc<V>`: the copy then bumps reference counts instead of cloning.

@@ -27,9 +27,11 @@ use crate::sync::Arc;
 /// should take one snapshot and reuse it.
 ///
 /// A version's memory is freed when its last snapshot (and the map, if it is
-/// still current) lets go of it; holding a snapshot for long keeps a whole old
-/// table alive, which [`SnapshotMap::stats`](crate::SnapshotMap::stats) reports
-/// as `held`.
+/// still current) lets go of it — and, when the map publishes through a
+/// reclamation backend, once the grace period after it was replaced has ended;
+/// holding a snapshot for long keeps a whole old table alive, which
+/// [`SnapshotMap::stats`](crate::SnapshotMap::stats) reports as `held`. A
+/// snapshot is the same under every publication scheme: an `Arc` of its version.
 ///
 /// # Examples
 ///
