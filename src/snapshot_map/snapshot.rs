@@ -517,7 +517,9 @@ impl<K, V, S, P: Publish> Deref for SnapshotRef<'_, K, V, S, P> {
     fn deref(&self) -> &V {
         // SAFETY: `value` points into the table of the version `_version` keeps
         // alive; a published version is never mutated, and its table lives in
-        // the `Arc`'s heap block, which does not move when this struct does.
+        // the `Arc`'s heap block, which does not move when this struct does
+        // (the `Publish` contract's stable loads: `_version` dereferences to
+        // that block, not to a copy inside itself).
         unsafe { self.value.as_ref() }
     }
 }
