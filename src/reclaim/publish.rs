@@ -1,11 +1,6 @@
 //! How a [`SnapshotMap`](crate::SnapshotMap) publishes its current version: an
 //! `Arc` that readers load and writers replace, under a scheme chosen by type
 //! parameter.
-//!
-//! | scheme ([`Publish`]) | cell ([`AtomicArc`]) | a read | a replaced version is freed |
-//! |---|---|---|---|
-//! | [`ArcSwapPublish`] (default) | [`ArcSwapCell`] | writes a *debt* in a slot of the reading thread; the writer pays the debts of readers still holding the old version | when its last holder drops it, on that holder's thread |
-//! | any [`Reclaim`] backend: [`CrossbeamEpoch`](super::CrossbeamEpoch), [`Seize`](super::Seize) | [`ReclaimCell`] | pins the backend (the guard lives in the loaded value) and loads the pointer | the published reference is retired: dropped after the grace period, so a replaced version lives until readers move on even if no snapshot holds it |
 
 use core::fmt;
 use core::ops::Deref;
@@ -24,13 +19,19 @@ pub use self::reclaim_cell::{ReclaimCell, ReclaimLoaded};
 /// ([`SnapshotMap::with_hasher_and_publish`](crate::SnapshotMap::with_hasher_and_publish)):
 /// a marker, or a backend with its own collector.
 ///
+/// | scheme ([`Publish`]) | cell ([`AtomicArc`]) | a read | a replaced version is freed |
+/// |---|---|---|---|
+/// | [`ArcSwapPublish`] (default) | [`ArcSwapCell`] | writes a *debt* in a slot of the reading thread; the writer pays the debts of readers still holding the old version | when its last holder drops it, on that holder's thread |
+/// | any [`Reclaim`] backend: [`CrossbeamEpoch`](super::CrossbeamEpoch), [`Seize`](super::Seize) | [`ReclaimCell`] | pins the backend (the guard lives in the loaded value) and loads the pointer | the published reference is retired: dropped after the grace period, so a replaced version lives until readers move on even if no snapshot holds it |
+///
 /// [`Reclaim`]: super::Reclaim
 ///
 /// # Safety
 ///
 /// A `SnapshotMap` keeps references into a loaded value next to the value it
-/// was loaded as, and is shared between threads on the strength of its cell's
-/// auto traits. An implementation must guarantee, for every `T`:
+/// was loaded as, and is `Send + Sync` whenever its keys, values and hasher
+/// are, trusting its cell to be. An implementation must guarantee, for every
+/// `T`:
 ///
 /// 1. **Stable loads.** A [`Loaded`](AtomicArc::Loaded) value returned by
 ///    [`Cell<T>::load`](AtomicArc::load) dereferences, for as long as it lives
