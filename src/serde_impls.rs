@@ -50,7 +50,7 @@ where
     }
 }
 
-impl<K, V, S> Serialize for SnapshotMap<K, V, S>
+impl<K, V, S, P: crate::reclaim::Publish> Serialize for SnapshotMap<K, V, S, P>
 where
     K: Serialize,
     V: Serialize,

@@ -51,8 +51,9 @@ pub(crate) fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
     }
 }
 
-/// The published-version pointer of [`SnapshotMap`](crate::SnapshotMap): an
-/// `Arc<T>` that readers load and writers swap.
+/// The published-version pointer of [`SnapshotMap`](crate::SnapshotMap)'s default
+/// publication scheme (inside `reclaim::ArcSwapCell`): an `Arc<T>` that readers
+/// load and writers swap.
 ///
 /// Normally it is `arc_swap::ArcSwap<T>`: a load takes no lock and leaves the
 /// `Arc`'s shared count alone (it records a *debt* in a slot of its own thread,

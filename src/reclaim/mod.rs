@@ -23,7 +23,12 @@
 //! | `LoomReclaim` | `--cfg loom` only | reference-counted guards that loom models, with use-after-free checks |
 //!
 //! The rest of the crate only ever talks to these traits, so adding a scheme is
-//! one new module here. Every retirement and every free is counted in a ledger
+//! one new module here.
+//!
+//! Every backend is also a *publication scheme* ([`Publish`]) for
+//! [`SnapshotMap`](crate::SnapshotMap): its current version can be published
+//! through a backend ([`ReclaimCell`]: readers pin, a replaced version's
+//! reference is retired) instead of the default, arc-swap ([`ArcSwapPublish`]). Every retirement and every free is counted in a ledger
 //! that [`SyncMap::stats`](crate::SyncMap::stats) reports, which is how the
 //! documentation measures how long garbage lives under each scheme.
 
@@ -33,6 +38,7 @@
 mod crossbeam;
 #[cfg(loom)]
 mod loom;
+mod publish;
 mod retired;
 // seize works on std's atomics, which loom replaces: it is not modelled.
 #[cfg(all(feature = "seize", not(loom)))]
@@ -44,6 +50,9 @@ pub use crossbeam::CrossbeamEpoch;
 pub(crate) use loom::mutant;
 #[cfg(loom)]
 pub use loom::{LoomGuard, LoomReclaim};
+pub use publish::{ArcSwapCell, ArcSwapLoaded, ArcSwapPublish, AtomicArc, Publish};
+#[cfg(not(loom))]
+pub use publish::{ReclaimCell, ReclaimLoaded};
 pub use retired::Retired;
 pub(crate) use retired::{Kind, Ledger};
 #[cfg(all(feature = "seize", not(loom)))]

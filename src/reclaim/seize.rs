@@ -55,7 +55,9 @@ use seize::Guard as _;
 /// use readmostly::{reclaim::Seize, SyncMap};
 /// use std::collections::hash_map::RandomState;
 ///
-/// let map: SyncMap<&str, u32, RandomState, Seize> = SyncMap::default();
+/// // `SyncMap::default()` builds the default backend's map; name this one.
+/// let map: SyncMap<&str, u32, RandomState, Seize> =
+///     SyncMap::with_hasher_and_reclaim(RandomState::new(), Seize::new());
 /// map.insert("a", 1);
 /// let pinned = map.pin();
 /// assert_eq!(pinned.get("a"), Some(&1));

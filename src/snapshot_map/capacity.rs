@@ -13,6 +13,7 @@ use std::collections::hash_map::RandomState;
 use hashbrown::HashMap;
 
 use super::{Snapshot, SnapshotMap};
+use crate::reclaim::{AtomicArc, Publish};
 
 impl<K, V> SnapshotMap<K, V>
 where
@@ -59,7 +60,7 @@ where
     }
 }
 
-impl<K, V, S> SnapshotMap<K, V, S> {
+impl<K, V, S, P: Publish> SnapshotMap<K, V, S, P> {
     /// How many keys the current version's table holds before it must grow.
     /// The next write's copy starts with this capacity.
     ///
@@ -78,7 +79,7 @@ impl<K, V, S> SnapshotMap<K, V, S> {
     }
 }
 
-impl<K, V, S> SnapshotMap<K, V, S>
+impl<K, V, S, P: Publish> SnapshotMap<K, V, S, P>
 where
     K: Hash + Eq + Clone,
     V: Clone,

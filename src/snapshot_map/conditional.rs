@@ -13,6 +13,7 @@ use core::fmt;
 use core::hash::{BuildHasher, Hash};
 
 use super::SnapshotMap;
+use crate::reclaim::{AtomicArc, Publish};
 
 /// Why [`SnapshotMap::compare_exchange`] did not swap: the value found instead
 /// of the expected one, and the new value handed back.
@@ -51,7 +52,7 @@ impl<V: fmt::Debug> fmt::Display for SnapshotCompareExchangeError<V> {
 
 impl<V: fmt::Debug> std::error::Error for SnapshotCompareExchangeError<V> {}
 
-impl<K, V, S> SnapshotMap<K, V, S>
+impl<K, V, S, P: Publish> SnapshotMap<K, V, S, P>
 where
     K: Hash + Eq + Clone,
     V: Clone,

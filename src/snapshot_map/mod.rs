@@ -3,21 +3,35 @@
 //!
 //! # Design
 //!
-//! The current version is an immutable `hashbrown` table behind one published
-//! pointer (`sync::Published`: arc-swap normally, a loom-visible stand-in under
-//! `cfg(loom)`). A read loads the pointer — arc-swap records a debt in a slot
-//! of the reading thread instead of incrementing the version's shared reference
-//! count, so concurrent readers write no common cache line — probes the table
-//! and lets go. A [`Snapshot`] is the same version held by a real reference
-//! count, for as long as its owner likes.
+//! The current version is an immutable `hashbrown` table in an `Arc` behind one
+//! published pointer, whose scheme the map's type parameter `P`
+//! ([`Publish`](crate::reclaim::Publish)) selects:
+//!
+//! * [`ArcSwapPublish`] (the default): arc-swap's `ArcSwap` (a loom-visible
+//!   mutex stand-in under `cfg(loom)`). A read records a debt in a slot of the
+//!   reading thread instead of incrementing the version's shared reference
+//!   count, so concurrent readers write no common cache line; a swapping writer
+//!   pays the debts of readers still on the old version.
+//! * a reclamation backend ([`CrossbeamEpoch`](crate::reclaim::CrossbeamEpoch),
+//!   [`Seize`](crate::reclaim::Seize)): the pointer is `Arc::into_raw` in an
+//!   `AtomicPtr` (`reclaim::ReclaimCell`). A read pins the backend and loads
+//!   the pointer; a swap retires the old version's published reference, which
+//!   the backend drops after its grace period.
+//!
+//! A read loads the pointer, probes the table and lets go. A [`Snapshot`] is
+//! the same version held by a real reference count, for as long as its owner
+//! likes, under every scheme.
 //!
 //! Writers take one writer lock, so they never race each other and never retry
 //! (`ArcSwap::rcu` retries a whole copy whenever another writer won). Under the
 //! lock a writer opens a [`Batch`], which copies the current table on its first
 //! change; when the batch closes, the copy is published as the next version
-//! with one pointer swap. The replaced version is *retired*: it is freed when
-//! its last holder (a snapshot, an in-flight read) drops it — on that holder's
-//! thread, with no collector and no grace period to wait for.
+//! with one pointer swap. The replaced version is *retired*: under arc-swap it
+//! is freed when its last holder (a snapshot, an in-flight read) drops it — on
+//! that holder's thread, with no collector and no grace period to wait for;
+//! under a backend, its published reference is dropped after the grace period
+//! (by whichever thread ends it), and the version is freed then or with its
+//! last snapshot, whichever comes later.
 //!
 //! User code and the writer lock: a batch's closure and the `Hash`, `Eq` and
 //! `Clone` calls of building the copy run under the lock (they are the
@@ -71,7 +85,8 @@ use version::Version;
 use watch::Watch;
 use writer::WriterLock;
 
-use crate::sync::{Arc, Published};
+use crate::reclaim::{ArcSwapCell, ArcSwapPublish, AtomicArc, Publish};
+use crate::sync::Arc;
 
 /// A concurrent map for tables that are read constantly and rewritten as a
 /// whole — routing tables, configuration, feature flags — where every reader
@@ -95,6 +110,38 @@ use crate::sync::{Arc, Published};
 /// The price: every publish copies the table, so a single-key write costs
 /// O(len). Batch writes, or use [`SyncMap`](crate::SyncMap) when keys change one
 /// at a time and often.
+///
+/// # Publication schemes
+///
+/// How the current version is published — and so what a read costs and when a
+/// replaced version is freed — is the type parameter `P`
+/// ([`Publish`](crate::reclaim::Publish)), chosen at construction with
+/// [`with_hasher_and_publish`](SnapshotMap::with_hasher_and_publish) or
+/// [`with_publish`](SnapshotMap::with_publish):
+///
+/// * [`ArcSwapPublish`] (the default; [`new`](SnapshotMap::new) and every
+///   other constructor): arc-swap, reference counting with *debts*. A read
+///   writes a debt slot of its own thread and clears it; a writer's swap pays
+///   the debts of readers still on the old version. A replaced version is freed
+///   the moment its last holder drops it, on that holder's thread: memory comes
+///   back at once, with nothing to flush.
+/// * [`CrossbeamEpoch`](crate::reclaim::CrossbeamEpoch) (feature
+///   `crossbeam-epoch`) or [`Seize`](crate::reclaim::Seize) (feature `seize`):
+///   epoch-style reclamation. A read pins the backend (a thread-local
+///   announcement; no shared count is touched) and loads the pointer; a swap
+///   retires the old version's published reference, which the backend drops
+///   after its grace period, on whichever thread ends it. A replaced version
+///   therefore lives until the readers that might see it have moved on — even
+///   if no [`Snapshot`] holds it — and longer while a thread stays pinned (a
+///   held [`SnapshotRef`]), or, with seize, until the retiring thread's batch
+///   fills (`Seize::with_batch_size` bounds it). [`flush`](SnapshotMap::flush)
+///   hurries it; dropping the map ends every grace period of its versions.
+///   The keys, values and hasher must be `Send + Sync`, and a replaced
+///   version's `Drop` runs inside the backend's reclamation, where a panic is
+///   contained and a write to the same map may find the writer lock held (and
+///   panic, contained too).
+///
+/// Snapshots, batches and watchers behave the same under every scheme.
 ///
 /// Writes need `K: Clone, V: Clone` (the copy). For large or costly values,
 /// store `Arc<V>`: the copy then bumps reference counts instead of cloning.
@@ -151,14 +198,47 @@ use crate::sync::{Arc, Published};
 /// assert_eq!(snapshot.len(), 2); // still the version it was taken from
 /// assert_eq!(routes.len(), 1);
 /// ```
-pub struct SnapshotMap<K, V, S = RandomState> {
+pub struct SnapshotMap<K, V, S = RandomState, P: Publish = ArcSwapPublish> {
     /// The current version: what every read touches, and only publish writes.
-    current: CachePadded<Published<Version<K, V, S>>>,
+    current: CachePadded<P::Cell<Version<K, V, S>>>,
     /// Serializes writers: at most one batch is open at a time.
     writer: WriterLock,
     watch: Watch,
     ledger: Arc<Ledger>,
 }
+
+// SAFETY: the publication cell is `Send + Sync` when the version is (the
+// `Publish` contract), and `Version<K, V, S>` is when `K`, `V` and `S` are; the
+// writer lock, the watch state and the ledger are `Send + Sync` (mutexes,
+// atomics and an `Arc` of them). These are the bounds the default scheme's
+// `ArcSwap<Version>` gave the map as auto traits.
+unsafe impl<K, V, S, P> Send for SnapshotMap<K, V, S, P>
+where
+    K: Send + Sync,
+    V: Send + Sync,
+    S: Send + Sync,
+    P: Publish,
+{
+}
+
+// SAFETY: as for `Send`: every field is `Sync` under these bounds.
+unsafe impl<K, V, S, P> Sync for SnapshotMap<K, V, S, P>
+where
+    K: Send + Sync,
+    V: Send + Sync,
+    S: Send + Sync,
+    P: Publish,
+{
+}
+
+/// The fields the impls above vouch for without the cell: checked here, so a
+/// change that made one of them `!Send` or `!Sync` fails to compile.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<WriterLock>();
+    send_sync::<Watch>();
+    send_sync::<Arc<Ledger>>();
+};
 
 impl<K, V> SnapshotMap<K, V> {
     /// An empty map (version 0) with the default hasher.
@@ -198,10 +278,80 @@ impl<K, V, S> SnapshotMap<K, V, S> {
 
     /// A map whose version 0 is `table`, of `allocation` bytes.
     fn from_table(table: HashMap<K, V, S>, allocation: usize) -> Self {
+        Self::from_table_in(table, allocation, ArcSwapCell::new)
+    }
+}
+
+impl<K, V, P: Publish> SnapshotMap<K, V, RandomState, P>
+where
+    K: Send + Sync,
+    V: Send + Sync,
+{
+    /// An empty map with the default hasher that publishes its versions through
+    /// `publish` (see [`with_hasher_and_publish`](SnapshotMap::with_hasher_and_publish)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::{reclaim::DefaultReclaim, SnapshotMap};
+    ///
+    /// let map = SnapshotMap::with_publish(DefaultReclaim::default());
+    /// map.insert("k", 1);
+    /// assert_eq!(map.get_cloned("k"), Some(1));
+    /// ```
+    pub fn with_publish(publish: P) -> Self {
+        Self::with_hasher_and_publish(RandomState::new(), publish)
+    }
+}
+
+impl<K, V, S, P: Publish> SnapshotMap<K, V, S, P>
+where
+    K: Send + Sync,
+    V: Send + Sync,
+    S: Send + Sync,
+{
+    /// An empty map with `hasher` that publishes its versions through the
+    /// scheme `publish`: [`ArcSwapPublish`] (what [`SnapshotMap::new`] uses),
+    /// or a reclamation backend —
+    /// [`CrossbeamEpoch`](crate::reclaim::CrossbeamEpoch) (feature
+    /// `crossbeam-epoch`), [`Seize`](crate::reclaim::Seize) (feature `seize`).
+    /// See [the type's docs](SnapshotMap#publication-schemes) for what each
+    /// costs.
+    ///
+    /// The keys, values and hasher must be `Send + Sync`: a backend may drop a
+    /// replaced version on whichever thread ends its grace period.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::{reclaim::DefaultReclaim, SnapshotMap};
+    /// use std::collections::hash_map::RandomState;
+    ///
+    /// let map = SnapshotMap::with_hasher_and_publish(RandomState::new(), DefaultReclaim::default());
+    /// map.insert("a", 1);
+    /// let old = map.snapshot();
+    /// map.insert("a", 2);
+    /// assert_eq!((old.get("a"), map.get_cloned("a")), (Some(&1), Some(2)));
+    /// ```
+    pub fn with_hasher_and_publish(hasher: S, publish: P) -> Self {
+        Self::from_table_in(HashMap::with_hasher(hasher), 0, |first| {
+            publish.publish(first)
+        })
+    }
+}
+
+impl<K, V, S, P: Publish> SnapshotMap<K, V, S, P> {
+    /// A map whose version 0 is `table`, of `allocation` bytes, published in
+    /// the cell that `cell` makes.
+    fn from_table_in(
+        table: HashMap<K, V, S>,
+        allocation: usize,
+        cell: impl FnOnce(Arc<Version<K, V, S>>) -> P::Cell<Version<K, V, S>>,
+    ) -> Self {
         let ledger = Arc::new(Ledger::default());
         let first = Version::new(table, allocation, 0, &ledger);
         SnapshotMap {
-            current: CachePadded::new(Published::new(first)),
+            current: CachePadded::new(cell(first)),
             writer: WriterLock::new(),
             watch: Watch::new(0),
             ledger,
@@ -313,8 +463,30 @@ impl<K, V, S> SnapshotMap<K, V, S> {
     /// map.insert("k", 1);
     /// assert_eq!(watcher.wait().version(), 1);
     /// ```
-    pub fn watch(&self) -> Watcher<'_, K, V, S> {
+    pub fn watch(&self) -> Watcher<'_, K, V, S, P> {
         Watcher::new(self)
+    }
+
+    /// Tries to end the grace period of replaced versions now, so that those no
+    /// [`Snapshot`] holds are freed: [`Reclaim::flush`](crate::reclaim::Reclaim::flush)
+    /// of the publication backend (see there for what each can reach). A no-op
+    /// for the default scheme, [`ArcSwapPublish`], which has no grace period.
+    ///
+    /// Never needed for correctness; for tests and memory-bound tools.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::{reclaim::DefaultReclaim, SnapshotMap};
+    ///
+    /// let map = SnapshotMap::with_publish(DefaultReclaim::default());
+    /// map.insert(1, 1);
+    /// map.insert(1, 2); // version 1 is retired: freed after its grace period
+    /// map.flush();
+    /// assert!(map.stats().held <= 2);
+    /// ```
+    pub fn flush(&self) {
+        self.current.flush();
     }
 }
 
@@ -329,7 +501,13 @@ where
         let allocation = table.allocation_size();
         Self::from_table(table, allocation)
     }
+}
 
+impl<K, V, S, P: Publish> SnapshotMap<K, V, S, P>
+where
+    K: Hash + Eq,
+    S: BuildHasher,
+{
     /// `key`'s value in the current version, as a short-lived reference that
     /// keeps that version alive (see [`SnapshotRef`]). Takes no lock and
     /// touches no shared reference count.
@@ -345,7 +523,7 @@ where
     /// assert!(map.get("x").is_none());
     /// ```
     #[inline]
-    pub fn get<Q>(&self, key: &Q) -> Option<SnapshotRef<K, V, S>>
+    pub fn get<Q>(&self, key: &Q) -> Option<SnapshotRef<'_, K, V, S, P>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -489,7 +667,7 @@ where
     }
 }
 
-impl<K, V, S> SnapshotMap<K, V, S>
+impl<K, V, S, P: Publish> SnapshotMap<K, V, S, P>
 where
     K: Hash + Eq + Clone,
     V: Clone,
@@ -723,7 +901,7 @@ where
     }
 }
 
-impl<K, V, S> SnapshotMap<K, V, S>
+impl<K, V, S, P: Publish> SnapshotMap<K, V, S, P>
 where
     K: Clone + 'static,
     V: Clone + 'static,
@@ -746,7 +924,7 @@ where
     }
 }
 
-impl<K, V, S> Drop for SnapshotMap<K, V, S> {
+impl<K, V, S, P: Publish> Drop for SnapshotMap<K, V, S, P> {
     fn drop(&mut self) {
         // The current version stops being current; snapshots may keep it alive.
         self.ledger.record_retire(self.current.load().bytes());

@@ -12,7 +12,8 @@ use hashbrown::hash_map;
 
 use super::diff::Diff;
 use super::version::Version;
-use crate::sync::{Arc, Loaded};
+use crate::reclaim::{ArcSwapPublish, AtomicArc, Publish};
+use crate::sync::Arc;
 
 /// One version of a [`SnapshotMap`](crate::SnapshotMap), frozen: every lookup and
 /// iteration through it sees exactly the entries that version was published
@@ -26,9 +27,11 @@ use crate::sync::{Arc, Loaded};
 /// should take one snapshot and reuse it.
 ///
 /// A version's memory is freed when its last snapshot (and the map, if it is
-/// still current) lets go of it; holding a snapshot for long keeps a whole old
-/// table alive, which [`SnapshotMap::stats`](crate::SnapshotMap::stats) reports
-/// as `held`.
+/// still current) lets go of it — and, when the map publishes through a
+/// reclamation backend, once the grace period after it was replaced has ended;
+/// holding a snapshot for long keeps a whole old table alive, which
+/// [`SnapshotMap::stats`](crate::SnapshotMap::stats) reports as `held`. A
+/// snapshot is the same under every publication scheme: an `Arc` of its version.
 ///
 /// # Examples
 ///
@@ -461,9 +464,13 @@ impl<K: 'static, V: 'static, S> fmt::Debug for SnapshotIntoIter<K, V, S> {
 /// [`SnapshotMap::get`](crate::SnapshotMap::get); dereferences to the value.
 ///
 /// It keeps its version alive without touching the version's shared reference
-/// count (an arc-swap guard). Meant to be short-lived: read the value and drop
-/// it. To keep a value across an `.await` or for long, take a
-/// [`Snapshot`] or [`get_cloned`](crate::SnapshotMap::get_cloned).
+/// count: it holds what the map's publication scheme loaded — an arc-swap guard
+/// by default, a pinned guard of the backend with
+/// [`CrossbeamEpoch`](crate::reclaim::CrossbeamEpoch) or
+/// [`Seize`](crate::reclaim::Seize), which holds back that backend's
+/// reclamation while it lives. It borrows the map. Meant to be short-lived:
+/// read the value and drop it. To keep a value across an `.await` or for long,
+/// take a [`Snapshot`] or [`get_cloned`](crate::SnapshotMap::get_cloned).
 ///
 /// # Examples
 ///
@@ -476,16 +483,20 @@ impl<K: 'static, V: 'static, S> fmt::Debug for SnapshotIntoIter<K, V, S> {
 /// map.insert("k", String::from("w")); // `value` still reads its own version
 /// assert_eq!(*value, "v");
 /// ```
-pub struct SnapshotRef<K, V, S = RandomState> {
+pub struct SnapshotRef<'a, K: 'a, V: 'a, S: 'a = RandomState, P: Publish = ArcSwapPublish> {
     /// Points into `*_version`'s table.
     value: NonNull<V>,
-    _version: Loaded<Version<K, V, S>>,
+    _version: Loaded<'a, K, V, S, P>,
 }
 
-impl<K, V, S> SnapshotRef<K, V, S> {
+/// A version loaded from the map's publication cell.
+type Loaded<'a, K, V, S, P> =
+    <<P as Publish>::Cell<Version<K, V, S>> as AtomicArc<Version<K, V, S>>>::Loaded<'a>;
+
+impl<'a, K, V, S, P: Publish> SnapshotRef<'a, K, V, S, P> {
     /// Looks `key` up in `version`, keeping the version alive in the result.
     #[inline]
-    pub(crate) fn find<Q>(version: Loaded<Version<K, V, S>>, key: &Q) -> Option<Self>
+    pub(crate) fn find<Q>(version: Loaded<'a, K, V, S, P>, key: &Q) -> Option<Self>
     where
         K: Hash + Eq + Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -499,25 +510,27 @@ impl<K, V, S> SnapshotRef<K, V, S> {
     }
 }
 
-impl<K, V, S> Deref for SnapshotRef<K, V, S> {
+impl<K, V, S, P: Publish> Deref for SnapshotRef<'_, K, V, S, P> {
     type Target = V;
 
     #[inline]
     fn deref(&self) -> &V {
         // SAFETY: `value` points into the table of the version `_version` keeps
         // alive; a published version is never mutated, and its table lives in
-        // the `Arc`'s heap block, which does not move when this struct does.
+        // the `Arc`'s heap block, which does not move when this struct does
+        // (the `Publish` contract's stable loads: `_version` dereferences to
+        // that block, not to a copy inside itself).
         unsafe { self.value.as_ref() }
     }
 }
 
-impl<K, V: fmt::Debug, S> fmt::Debug for SnapshotRef<K, V, S> {
+impl<K, V: fmt::Debug, S, P: Publish> fmt::Debug for SnapshotRef<'_, K, V, S, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
     }
 }
 
-impl<K, V: fmt::Display, S> fmt::Display for SnapshotRef<K, V, S> {
+impl<K, V: fmt::Display, S, P: Publish> fmt::Display for SnapshotRef<'_, K, V, S, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&**self, f)
     }

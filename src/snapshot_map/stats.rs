@@ -7,9 +7,15 @@ use crate::sync::{AtomicU64, Ordering};
 /// A *version* is one immutable table. Each write publishes a new one; the one it
 /// replaces is *retired*, and is *freed* when its last [`Snapshot`] (or in-flight
 /// read) lets go of it. `held` versions are retired but not yet freed: old
-/// versions that snapshots keep alive. This is the map's whole garbage story —
-/// there is no collector to flush: a version is freed on the thread that drops
-/// its last holder.
+/// versions that snapshots keep alive. With the default publication scheme
+/// (arc-swap) this is the map's whole garbage story — there is no collector to
+/// flush: a version is freed on the thread that drops its last holder. With a
+/// reclamation backend as the scheme ([`SnapshotMap::with_publish`]), a
+/// retired version is also held until its grace period ends;
+/// [`SnapshotMap::flush`] hurries that.
+///
+/// [`SnapshotMap::with_publish`]: crate::SnapshotMap::with_publish
+/// [`SnapshotMap::flush`]: crate::SnapshotMap::flush
 ///
 /// Counters are cumulative since the map was created and are read one by one
 /// without stopping writers, so stats taken while writers run may mix moments.
@@ -54,7 +60,8 @@ pub struct SnapshotStats {
     pub retired: u64,
     /// Retired versions freed (their last holder dropped them).
     pub freed: u64,
-    /// Retired versions still alive, kept by snapshots or in-flight reads.
+    /// Retired versions still alive, kept by snapshots or in-flight reads (or,
+    /// under a reclamation backend, waiting for their grace period).
     pub held: u64,
     /// Bytes of those held versions: each one's own heap cell and its table's
     /// bucket array (not memory that keys and values own further down).

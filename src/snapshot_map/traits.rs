@@ -8,6 +8,7 @@ use core::hash::{BuildHasher, Hash};
 use hashbrown::HashMap;
 
 use super::SnapshotMap;
+use crate::reclaim::{AtomicArc, Publish};
 
 impl<K, V> Default for SnapshotMap<K, V> {
     /// Same as [`SnapshotMap::new`].
@@ -16,14 +17,14 @@ impl<K, V> Default for SnapshotMap<K, V> {
     }
 }
 
-impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for SnapshotMap<K, V, S> {
+impl<K: fmt::Debug, V: fmt::Debug, S, P: Publish> fmt::Debug for SnapshotMap<K, V, S, P> {
     /// Lists the current version's entries.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.snapshot(), f)
     }
 }
 
-impl<K, V, S> Clone for SnapshotMap<K, V, S>
+impl<K, V, S, P: Publish> Clone for SnapshotMap<K, V, S, P>
 where
     K: Hash + Eq + Clone,
     V: Clone,
@@ -32,7 +33,9 @@ where
     /// A new, independent map whose version 0 holds a copy of this map's
     /// current version (same entries, same capacity, a clone of the hasher).
     /// It has its own versions, watchers and stats: writes to either map do not
-    /// show in the other. Takes no lock; O(len) clones.
+    /// show in the other. Takes no lock; O(len) clones. It publishes through
+    /// the same scheme, configured by default (a [`Seize`](crate::reclaim::Seize)
+    /// backend gets a collector of its own, with the default batch size).
     ///
     /// To share one version cheaply instead, take a [`snapshot`](SnapshotMap::snapshot).
     ///
@@ -52,11 +55,11 @@ where
     fn clone(&self) -> Self {
         let table = self.current.load().table.clone();
         let allocation = table.allocation_size();
-        Self::from_table(table, allocation)
+        Self::from_table_in(table, allocation, |first| self.current.new_like(first))
     }
 }
 
-impl<K, V, S> PartialEq for SnapshotMap<K, V, S>
+impl<K, V, S, P: Publish> PartialEq for SnapshotMap<K, V, S, P>
 where
     K: Hash + Eq,
     V: PartialEq,
@@ -87,7 +90,7 @@ where
     }
 }
 
-impl<K: Hash + Eq, V: Eq, S: BuildHasher> Eq for SnapshotMap<K, V, S> {}
+impl<K: Hash + Eq, V: Eq, S: BuildHasher, P: Publish> Eq for SnapshotMap<K, V, S, P> {}
 
 impl<K, V, S> FromIterator<(K, V)> for SnapshotMap<K, V, S>
 where
@@ -112,7 +115,7 @@ where
     }
 }
 
-impl<K, V, S> Extend<(K, V)> for &SnapshotMap<K, V, S>
+impl<K, V, S, P: Publish> Extend<(K, V)> for &SnapshotMap<K, V, S, P>
 where
     K: Hash + Eq + Clone,
     V: Clone,
@@ -137,7 +140,7 @@ where
     }
 }
 
-impl<K, V, S> Extend<(K, V)> for SnapshotMap<K, V, S>
+impl<K, V, S, P: Publish> Extend<(K, V)> for SnapshotMap<K, V, S, P>
 where
     K: Hash + Eq + Clone,
     V: Clone,
@@ -150,7 +153,7 @@ where
     }
 }
 
-impl<'a, K, V, S> Extend<(&'a K, &'a V)> for &SnapshotMap<K, V, S>
+impl<'a, K, V, S, P: Publish> Extend<(&'a K, &'a V)> for &SnapshotMap<K, V, S, P>
 where
     K: Hash + Eq + Copy,
     V: Copy,
@@ -175,7 +178,7 @@ where
     }
 }
 
-impl<'a, K, V, S> Extend<(&'a K, &'a V)> for SnapshotMap<K, V, S>
+impl<'a, K, V, S, P: Publish> Extend<(&'a K, &'a V)> for SnapshotMap<K, V, S, P>
 where
     K: Hash + Eq + Copy,
     V: Copy,

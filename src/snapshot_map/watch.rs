@@ -18,6 +18,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use super::{Snapshot, SnapshotMap};
+use crate::reclaim::{ArcSwapPublish, Publish};
 use crate::sync::{self, Condvar, Mutex};
 
 /// The map's side of waiting: the last published number and who waits for more.
@@ -178,13 +179,13 @@ impl Watch {
 ///     assert_eq!(old.diff(&new).count(), 1);
 /// });
 /// ```
-pub struct Watcher<'m, K, V, S> {
-    map: &'m SnapshotMap<K, V, S>,
+pub struct Watcher<'m, K, V, S, P: Publish = ArcSwapPublish> {
+    map: &'m SnapshotMap<K, V, S, P>,
     seen: u64,
 }
 
-impl<'m, K, V, S> Watcher<'m, K, V, S> {
-    pub(crate) fn new(map: &'m SnapshotMap<K, V, S>) -> Self {
+impl<'m, K, V, S, P: Publish> Watcher<'m, K, V, S, P> {
+    pub(crate) fn new(map: &'m SnapshotMap<K, V, S, P>) -> Self {
         Watcher {
             map,
             seen: map.version(),
@@ -320,7 +321,7 @@ impl<'m, K, V, S> Watcher<'m, K, V, S> {
     ///     assert_eq!(snapshot.get("beta"), Some(&true));
     /// });
     /// ```
-    pub fn changed(&mut self) -> Changed<'_, 'm, K, V, S> {
+    pub fn changed(&mut self) -> Changed<'_, 'm, K, V, S, P> {
         Changed {
             watcher: self,
             id: None,
@@ -328,7 +329,7 @@ impl<'m, K, V, S> Watcher<'m, K, V, S> {
     }
 }
 
-impl<K, V, S> fmt::Debug for Watcher<'_, K, V, S> {
+impl<K, V, S, P: Publish> fmt::Debug for Watcher<'_, K, V, S, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Watcher").field("seen", &self.seen).finish()
     }
@@ -360,13 +361,13 @@ impl<K, V, S> fmt::Debug for Watcher<'_, K, V, S> {
 /// assert!(matches!(changed.poll(&mut cx), Poll::Ready(s) if s.version() == 1));
 /// ```
 #[must_use = "futures do nothing unless polled"]
-pub struct Changed<'w, 'm, K, V, S> {
-    watcher: &'w mut Watcher<'m, K, V, S>,
+pub struct Changed<'w, 'm, K, V, S, P: Publish = ArcSwapPublish> {
+    watcher: &'w mut Watcher<'m, K, V, S, P>,
     /// This future's waker slot in the map's `Watch`, once registered.
     id: Option<u64>,
 }
 
-impl<K, V, S> Future for Changed<'_, '_, K, V, S> {
+impl<K, V, S, P: Publish> Future for Changed<'_, '_, K, V, S, P> {
     type Output = Snapshot<K, V, S>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Snapshot<K, V, S>> {
@@ -383,7 +384,7 @@ impl<K, V, S> Future for Changed<'_, '_, K, V, S> {
     }
 }
 
-impl<K, V, S> Drop for Changed<'_, '_, K, V, S> {
+impl<K, V, S, P: Publish> Drop for Changed<'_, '_, K, V, S, P> {
     fn drop(&mut self) {
         if let Some(id) = self.id {
             self.watcher.map.watch.forget(id);
@@ -391,7 +392,7 @@ impl<K, V, S> Drop for Changed<'_, '_, K, V, S> {
     }
 }
 
-impl<K, V, S> fmt::Debug for Changed<'_, '_, K, V, S> {
+impl<K, V, S, P: Publish> fmt::Debug for Changed<'_, '_, K, V, S, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Changed")
             .field("seen", &self.watcher.seen)

@@ -109,8 +109,9 @@ fn an_owned_guard_holds_only_what_was_retired_after_it() {
     map.insert(1, values.track(3)); // retires value 2 before the hold
     let pinned = map.pin_owned();
     let held = pinned.get(&1).unwrap().id();
-    map.insert(1, values.track(4)); // retires value 3 after the hold
-                                    // (Flushing the map's own reclaimer too: seize's collector is per map.)
+    // Retires value 3 after the hold.
+    map.insert(1, values.track(4));
+    // (Flushing the map's own reclaimer too: seize's collector is per map.)
     common::flush_until(
         || {
             map.flush();

@@ -7,17 +7,76 @@
 //! * Every value clone the map makes is dropped exactly once, including the
 //!   partial copies of aborted and panicking batches.
 //!
-//! Scale with `SNAPSHOT_STRESS_BATCHES` (batches per writer; default 10,000).
+//! Both run once per publication scheme (`reclaim::Publish`) the build has:
+//! arc-swap (the default), crossbeam-epoch, seize. Under the reclamation
+//! backends a replaced version waits for its grace period, so the counts are
+//! checked after flushing.
+//!
+//! Scale with `SNAPSHOT_STRESS_BATCHES` (batches per writer; default 10,000 for
+//! the default scheme, a quarter of that for each backend).
 
 mod common;
 
+use std::collections::hash_map::RandomState;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Once;
 use std::thread;
+use std::time::{Duration, Instant};
 
-use common::{DropLedger, Rng};
+use common::{seize_batch_size, DropLedger, Rng};
+use readmostly::reclaim::{ArcSwapPublish, Publish};
 use readmostly::{Snapshot, SnapshotMap};
+
+type Map<K, V, P> = SnapshotMap<K, V, RandomState, P>;
+
+/// How a scheme's replaced versions are freed, for the checks after the threads
+/// that replaced them have exited.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Frees {
+    /// By their last holder, at once (arc-swap).
+    AtOnce,
+    /// After a grace period; flushing from any thread reaches them all
+    /// (crossbeam-epoch's global collector).
+    Flushed,
+    /// After a grace period; a flush reaches only this thread's partial batch,
+    /// so at most one partial batch per exited thread stays until the map is
+    /// dropped (seize).
+    FlushedPerThread,
+}
+
+/// Flushes `map` until no replaced version is held, as far as `frees` allows,
+/// and returns how many are still held.
+fn settle<K, V, P: Publish>(map: &Map<K, V, P>, frees: Frees, threads: usize) -> u64 {
+    match frees {
+        Frees::AtOnce => {}
+        Frees::Flushed => {
+            let start = Instant::now();
+            while map.stats().held > 0 {
+                map.flush();
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "versions still held: {:?}",
+                    map.stats()
+                );
+                thread::yield_now();
+            }
+        }
+        Frees::FlushedPerThread => {
+            for _ in 0..3 {
+                map.flush();
+            }
+            let held = map.stats().held;
+            let bound = (threads * seize_batch_size()) as u64;
+            assert!(
+                held <= bound,
+                "{held} versions held after flushing, over {bound}"
+            );
+            return held;
+        }
+    }
+    map.stats().held
+}
 
 const ACCOUNTS: u64 = 64;
 const START: i64 = 1_000;
@@ -40,9 +99,34 @@ fn total(snapshot: &Snapshot<u64, i64>) -> i64 {
 
 #[test]
 fn readers_never_see_half_a_batch() {
-    silence_deliberate_panics();
     let map: SnapshotMap<u64, i64> = (0..ACCOUNTS).map(|k| (k, START)).collect();
-    let batches = batches_per_writer();
+    readers_never_see_half_a_batch_in(map, batches_per_writer(), Frees::AtOnce);
+}
+
+#[cfg(feature = "crossbeam-epoch")]
+#[test]
+fn readers_never_see_half_a_batch_crossbeam_epoch() {
+    let map = SnapshotMap::with_publish(readmostly::reclaim::CrossbeamEpoch);
+    readers_never_see_half_a_batch_in(map, batches_per_writer() / 4, Frees::Flushed);
+}
+
+#[cfg(feature = "seize")]
+#[test]
+fn readers_never_see_half_a_batch_seize() {
+    let map = SnapshotMap::with_publish(readmostly::reclaim::Seize::new());
+    readers_never_see_half_a_batch_in(map, batches_per_writer() / 4, Frees::FlushedPerThread);
+}
+
+fn readers_never_see_half_a_batch_in<P: Publish>(
+    map: Map<u64, i64, P>,
+    batches: u64,
+    frees: Frees,
+) {
+    silence_deliberate_panics();
+    if map.is_empty() {
+        map.batch(|txn| txn.extend((0..ACCOUNTS).map(|k| (k, START))));
+    }
+    let published_before = map.stats().published;
     let writers_done = AtomicBool::new(false);
     let checks = AtomicU64::new(0);
     let aborted = AtomicU64::new(0);
@@ -65,6 +149,8 @@ fn readers_never_see_half_a_batch() {
                     // Other read paths see whole versions too.
                     if mine.is_multiple_of(16) {
                         assert_eq!(map.iter().map(|(_, v)| v).sum::<i64>(), TOTAL);
+                        let key = mine % ACCOUNTS;
+                        assert!(map.get(&key).is_some(), "account {key} missing");
                     }
                     mine += 1;
                     if done {
@@ -148,8 +234,14 @@ fn readers_never_see_half_a_batch() {
     assert_eq!(total(&map.snapshot()), TOTAL);
     let stats = map.stats();
     assert_eq!(stats.aborted, aborted.load(Ordering::Relaxed));
-    assert_eq!(stats.published + stats.aborted, WRITERS * batches);
-    assert_eq!(stats.held, 0, "no reader holds an old version any more");
+    assert_eq!(
+        stats.published - published_before + stats.aborted,
+        WRITERS * batches
+    );
+    let held = settle(&map, frees, WRITERS as usize);
+    if frees != Frees::FlushedPerThread {
+        assert_eq!(held, 0, "no reader holds an old version any more");
+    }
 }
 
 /// Marks the panics these tests raise on purpose.
@@ -177,9 +269,29 @@ fn silence_deliberate_panics() {
 
 #[test]
 fn every_clone_is_dropped_once_and_aborted_batches_leak_nothing() {
+    every_clone_is_dropped_once_in(ArcSwapPublish, Frees::AtOnce);
+}
+
+#[cfg(feature = "crossbeam-epoch")]
+#[test]
+fn every_clone_is_dropped_once_crossbeam_epoch() {
+    every_clone_is_dropped_once_in(readmostly::reclaim::CrossbeamEpoch, Frees::Flushed);
+}
+
+#[cfg(feature = "seize")]
+#[test]
+fn every_clone_is_dropped_once_seize() {
+    // One thread retires everything here, so a flush reaches it all.
+    every_clone_is_dropped_once_in(readmostly::reclaim::Seize::new(), Frees::Flushed);
+}
+
+fn every_clone_is_dropped_once_in<P: Publish>(publish: P, frees: Frees) {
     silence_deliberate_panics();
     let ledger = DropLedger::new();
-    let map: SnapshotMap<u32, _> = (0..100).map(|k| (k, ledger.track(k))).collect();
+    let map = SnapshotMap::with_publish(publish);
+    map.batch(|txn| txn.extend((0..100).map(|k| (k, ledger.track(k)))));
+    // Version 0 (empty) was replaced by version 1, which holds the 100 values.
+    settle(&map, frees, 1);
     assert_eq!(ledger.alive(), 100);
 
     // Each version owns its own clones: two versions alive, 200 values.
@@ -187,10 +299,11 @@ fn every_clone_is_dropped_once_and_aborted_batches_leak_nothing() {
     map.insert(100, ledger.track(100));
     assert_eq!(ledger.alive(), 100 + 101);
     drop(v0);
+    settle(&map, frees, 1);
     assert_eq!(
         ledger.alive(),
         101,
-        "version 0 freed with its last snapshot"
+        "version 1 freed with its last snapshot (and grace period)"
     );
 
     // Aborted and panicking batches drop their partial copies.
@@ -209,7 +322,7 @@ fn every_clone_is_dropped_once_and_aborted_batches_leak_nothing() {
     }));
     assert!(panicked.is_err());
     assert_eq!(ledger.alive(), 101);
-    assert_eq!(map.version(), 1);
+    assert_eq!(map.version(), 2);
 
     // Many publishes with snapshots held at some of them.
     let mut held = Vec::new();
@@ -223,6 +336,11 @@ fn every_clone_is_dropped_once_and_aborted_batches_leak_nothing() {
         }
     }
     let expected: usize = held.iter().map(|s| s.len()).sum::<usize>() + map.len();
+    let start = Instant::now();
+    while ledger.alive() != expected && start.elapsed() < Duration::from_secs(60) {
+        map.flush();
+        thread::yield_now();
+    }
     assert_eq!(
         ledger.alive(),
         expected,
@@ -230,10 +348,13 @@ fn every_clone_is_dropped_once_and_aborted_batches_leak_nothing() {
     );
     assert_eq!(map.stats().held, held.len() as u64);
     drop(held);
+    settle(&map, frees, 1);
     assert_eq!(ledger.alive(), map.len());
 
-    // Dropping the map drops the last version; a snapshot outliving the map
-    // keeps its values until it goes.
+    // Dropping the map drops the last version, and ends the grace period of
+    // every version it replaced; a snapshot outliving the map keeps its values
+    // until it goes.
+    map.insert(5000, ledger.track(5000));
     let last = map.snapshot();
     let len = last.len();
     drop(map);

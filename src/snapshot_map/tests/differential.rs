@@ -1,11 +1,13 @@
 //! Differential test against `std::collections::HashMap`: random sequences of
 //! every write, each checked against a model, with old snapshots re-checked
-//! against the model of their own version.
+//! against the model of their own version. Runs once per publication scheme.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 
 use proptest::prelude::*;
 
+use crate::reclaim::Publish;
 use crate::{Change, Snapshot, SnapshotMap};
 
 #[derive(Clone, Debug)]
@@ -82,8 +84,7 @@ fn check(snapshot: &Snapshot<u8, u16>, model: &Model) {
     assert_eq!(&listed, model);
 }
 
-fn run(ops: Vec<Op>) {
-    let map: SnapshotMap<u8, u16> = SnapshotMap::new();
+fn run<P: Publish>(map: SnapshotMap<u8, u16, RandomState, P>, ops: Vec<Op>) {
     let mut model = Model::new();
     let mut history: Vec<(Snapshot<u8, u16>, Model)> = vec![(map.snapshot(), model.clone())];
     for op in &ops {
@@ -215,6 +216,26 @@ proptest! {
 
     #[test]
     fn matches_std_hash_map(ops in prop::collection::vec(op(), 0..60)) {
-        run(ops);
+        run(SnapshotMap::new(), ops);
+    }
+}
+
+#[cfg(feature = "crossbeam-epoch")]
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn matches_std_hash_map_crossbeam_epoch(ops in prop::collection::vec(op(), 0..60)) {
+        run(SnapshotMap::with_publish(crate::reclaim::CrossbeamEpoch), ops);
+    }
+}
+
+#[cfg(feature = "seize")]
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn matches_std_hash_map_seize(ops in prop::collection::vec(op(), 0..60)) {
+        run(SnapshotMap::with_publish(crate::reclaim::Seize::new()), ops);
     }
 }

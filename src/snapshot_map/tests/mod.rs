@@ -11,5 +11,6 @@ mod conditional;
 mod diff;
 mod differential;
 mod locks;
+mod schemes;
 mod traits;
 mod watch;
