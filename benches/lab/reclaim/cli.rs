@@ -46,7 +46,8 @@ pub struct Args {
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     scenarios: Option<Vec<Scenario>>,
     /// Comma-separated subjects: syncmap-crossbeam, syncmap-seize,
-    /// snapshotmap-arcswap [default: all]
+    /// snapshotmap-arcswap, snapshotmap-crossbeam, snapshotmap-seize
+    /// [default: all]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     subjects: Option<Vec<String>>,
     /// Keys of the churn, stall and burst scenarios (SyncMaps) [default: 1M]
@@ -195,7 +196,13 @@ impl Config {
 }
 
 /// The subject ids, in run order.
-pub const SUBJECTS: [&str; 3] = ["syncmap-crossbeam", "syncmap-seize", "snapshotmap-arcswap"];
+pub const SUBJECTS: [&str; 5] = [
+    "syncmap-crossbeam",
+    "syncmap-seize",
+    "snapshotmap-arcswap",
+    "snapshotmap-crossbeam",
+    "snapshotmap-seize",
+];
 
 /// Flags of the `lab` target that this one does not take. `cargo bench -p
 /// readmostly-lab -- FLAGS` (no `--bench NAME`) runs both targets with the same

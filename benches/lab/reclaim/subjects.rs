@@ -7,7 +7,7 @@
 
 use std::collections::hash_map::RandomState;
 
-use readmostly::reclaim::{CrossbeamEpoch, Reclaim, Seize};
+use readmostly::reclaim::{ArcSwapPublish, CrossbeamEpoch, Publish, Reclaim, Seize};
 use readmostly::{Snapshot, SnapshotMap, SyncMap};
 
 use crate::keys::{KeyType, LabKey};
@@ -222,18 +222,43 @@ impl<V: Value, R: Backend> Subject<V> for SyncSubject<V, R> {
     }
 }
 
-/// `SnapshotMap<u64, V, Hasher>` (versions published through arc-swap, freed
-/// by reference counting): writes in batches, reads through `get` (fresh) or a
-/// held `Snapshot`.
-pub struct SnapshotSubject<V>(SnapshotMap<u64, V, Hasher>);
+/// A publication scheme of SnapshotMap, as a subject.
+pub trait Scheme: Publish + Default + 'static {
+    const ID: &'static str;
+    const SCHEME: &'static str;
+}
 
-impl<V: Value> Subject<V> for SnapshotSubject<V> {
-    type Held<'a> = Snapshot<u64, V, Hasher>;
+impl Scheme for ArcSwapPublish {
     const ID: &'static str = "snapshotmap-arcswap";
     const SCHEME: &'static str = "arc-swap (reference-counted versions)";
+}
+
+impl Scheme for CrossbeamEpoch {
+    const ID: &'static str = "snapshotmap-crossbeam";
+    const SCHEME: &'static str =
+        "crossbeam-epoch (a version's last reference dropped after the grace period)";
+}
+
+impl Scheme for Seize {
+    const ID: &'static str = "snapshotmap-seize";
+    const SCHEME: &'static str =
+        "seize (a version's last reference dropped after the grace period)";
+}
+
+/// `SnapshotMap<u64, V, Hasher, P>` (versions published through the scheme
+/// `P`): writes in batches, reads through `get` (fresh) or a held `Snapshot`.
+pub struct SnapshotSubject<V, P: Publish>(SnapshotMap<u64, V, Hasher, P>);
+
+impl<V: Value, P: Scheme> Subject<V> for SnapshotSubject<V, P> {
+    type Held<'a> = Snapshot<u64, V, Hasher>;
+    const ID: &'static str = P::ID;
+    const SCHEME: &'static str = P::SCHEME;
 
     fn new() -> Self {
-        SnapshotSubject(SnapshotMap::with_hasher(Hasher::default()))
+        SnapshotSubject(SnapshotMap::with_hasher_and_publish(
+            Hasher::default(),
+            P::default(),
+        ))
     }
     fn write_batch(snapshot_batch: usize) -> usize {
         snapshot_batch
@@ -289,7 +314,9 @@ impl<V: Value> Subject<V> for SnapshotSubject<V> {
             freed: s.freed,
         }
     }
-    fn flush(&self) {}
+    fn flush(&self) {
+        self.0.flush();
+    }
 }
 
 /// Receives each subject type in turn (see [`for_each`]).
@@ -302,5 +329,7 @@ pub trait Visit<V: Value> {
 pub fn for_each<V: Value, T: Visit<V>>(v: &mut T) {
     v.visit::<SyncSubject<V, CrossbeamEpoch>>();
     v.visit::<SyncSubject<V, Seize>>();
-    v.visit::<SnapshotSubject<V>>();
+    v.visit::<SnapshotSubject<V, ArcSwapPublish>>();
+    v.visit::<SnapshotSubject<V, CrossbeamEpoch>>();
+    v.visit::<SnapshotSubject<V, Seize>>();
 }
