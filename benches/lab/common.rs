@@ -45,7 +45,8 @@ pub fn target_dir() -> PathBuf {
 /// README's commands (`--plots-dir docs/lab`) name paths from the root.
 pub fn from_repo_root(path: PathBuf) -> PathBuf {
     if path.is_relative() {
-        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join(path)
+        let lab = Path::new(env!("CARGO_MANIFEST_DIR"));
+        lab.ancestors().nth(2).unwrap_or(lab).join(path)
     } else {
         path
     }

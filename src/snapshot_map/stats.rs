@@ -34,7 +34,9 @@ use crate::sync::{AtomicU64, Ordering};
 /// let stats = map.stats();
 /// assert_eq!((stats.published, stats.retired, stats.held), (2, 2, 1));
 /// drop(old);
-/// assert_eq!(map.stats().held, 0);
+/// let stats = map.stats();
+/// assert_eq!((stats.held, stats.peak_held), (0, 1));
+/// assert_eq!(stats.retired_bytes, stats.freed_bytes);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -68,6 +70,14 @@ pub struct SnapshotStats {
     pub held_bytes: u64,
     /// Bytes of the current version, counted the same way.
     pub current_bytes: u64,
+    /// Bytes of every version retired so far, counted as `held_bytes` counts.
+    pub retired_bytes: u64,
+    /// Bytes of the retired versions freed so far.
+    pub freed_bytes: u64,
+    /// The most versions ever held at once (measured at each retirement).
+    pub peak_held: u64,
+    /// The most bytes ever held at once (measured at each retirement).
+    pub peak_held_bytes: u64,
 }
 
 /// Counts versions retired and freed. Shared by the map and each version (which
@@ -80,6 +90,8 @@ pub(crate) struct Ledger {
     retired_bytes: AtomicU64,
     freed: AtomicU64,
     freed_bytes: AtomicU64,
+    peak_held: AtomicU64,
+    peak_held_bytes: AtomicU64,
     pub(crate) copies: AtomicU64,
     pub(crate) copied_entries: AtomicU64,
     pub(crate) aborted: AtomicU64,
@@ -102,6 +114,15 @@ impl Ledger {
     pub(crate) fn record_retire(&self, bytes: usize) {
         Self::add(&self.retired, 1);
         Self::add(&self.retired_bytes, bytes as u64);
+        // What is held right after this retirement (frees read first, as in
+        // `fill`); with frees racing, a value it passed through, never more.
+        let (freed, freed_bytes) = (Self::read(&self.freed), Self::read(&self.freed_bytes));
+        let held = Self::read(&self.retired).saturating_sub(freed);
+        let held_bytes = Self::read(&self.retired_bytes).saturating_sub(freed_bytes);
+        // Relaxed: statistics.
+        self.peak_held.fetch_max(held, Ordering::Relaxed);
+        self.peak_held_bytes
+            .fetch_max(held_bytes, Ordering::Relaxed);
     }
 
     /// A version of `bytes` bytes is being freed.
@@ -122,6 +143,10 @@ impl Ledger {
         stats.freed = freed;
         stats.held = retired.saturating_sub(freed);
         stats.held_bytes = retired_bytes.saturating_sub(freed_bytes);
+        stats.retired_bytes = retired_bytes;
+        stats.freed_bytes = freed_bytes;
+        stats.peak_held = Self::read(&self.peak_held);
+        stats.peak_held_bytes = Self::read(&self.peak_held_bytes);
         stats.copies = Self::read(&self.copies);
         stats.copied_entries = Self::read(&self.copied_entries);
         stats.aborted = Self::read(&self.aborted);

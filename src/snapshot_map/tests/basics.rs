@@ -162,7 +162,31 @@ fn stats_count_bytes_of_held_and_current_versions() {
     assert_eq!(stats.held_bytes, big);
     assert!(stats.current_bytes < big);
     drop(held);
-    assert_eq!(map.stats().held_bytes, 0);
+    let stats = map.stats();
+    assert_eq!(stats.held_bytes, 0);
+    assert_eq!((stats.retired_bytes, stats.freed_bytes), (big, big));
+    assert_eq!((stats.peak_held, stats.peak_held_bytes), (1, big));
+}
+
+#[test]
+fn stats_keep_the_high_water_mark_of_held_versions() {
+    let map: SnapshotMap<u64, u64> = SnapshotMap::new();
+    let mut snapshots = Vec::new();
+    for i in 0..5 {
+        snapshots.push(map.snapshot());
+        map.insert(i, i);
+    }
+    let stats = map.stats();
+    assert_eq!((stats.held, stats.peak_held), (5, 5));
+    let peak_bytes = stats.peak_held_bytes;
+    assert_eq!(peak_bytes, stats.held_bytes);
+    snapshots.clear();
+    map.insert(9, 9); // a retirement with nothing else held: the peak stays
+    let stats = map.stats();
+    assert_eq!((stats.held, stats.peak_held), (0, 5));
+    assert_eq!(stats.peak_held_bytes, peak_bytes);
+    assert_eq!(stats.retired, stats.freed);
+    assert_eq!(stats.retired_bytes, stats.freed_bytes);
 }
 
 #[test]
