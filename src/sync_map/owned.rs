@@ -125,6 +125,32 @@ where
         &self.map
     }
 
+    /// Ends this guard's hold and takes a new one in place, so that what was
+    /// retired meanwhile can be freed: for a task that keeps one guard across
+    /// many operations. Takes `&mut self`, so no reference obtained before
+    /// outlives it. What only the old hold kept is freed at once, on this
+    /// thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::SyncMap;
+    /// use std::sync::Arc;
+    ///
+    /// let map = Arc::new(SyncMap::new());
+    /// map.insert(1, vec![0u8; 1024]);
+    /// let mut pinned = map.pin_owned();
+    /// pinned.insert(1, vec![1u8; 1024]); // the old vector waits for the hold
+    /// pinned.refresh(); // ... and is freed here
+    /// assert_eq!(pinned.get(&1).map(|v| v[0]), Some(1));
+    /// ```
+    pub fn refresh(&mut self) {
+        // The new hold first: nothing retired in between escapes both.
+        let ticket = self.map.ledger.hold();
+        let old = core::mem::replace(&mut self.hold.ticket, ticket);
+        self.map.ledger.release(old);
+    }
+
     /// `key`'s value; see [`Pinned::get`](crate::Pinned::get).
     ///
     /// # Examples

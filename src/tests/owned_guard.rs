@@ -234,3 +234,36 @@ fn update_or_insert_with_closures_may_use_the_map() {
         assert_eq!(map.get_or_insert_with(4, || map.len() as u64), 3);
     });
 }
+
+/// `refresh` lets go of what the old hold kept, and keeps what the new one must.
+#[test]
+fn refresh_frees_what_only_the_old_hold_kept() {
+    let values = DropLedger::new();
+    let map = Arc::new(SyncMap::new());
+    map.insert(1, values.track(1));
+    map.promote();
+    let mut pinned = map.pin_owned();
+    let first = pinned.get(&1).unwrap().id();
+    let two = values.track(2);
+    let second = two.id();
+    map.insert(1, two); // value 1 stays inline in the read table
+    map.insert(1, values.track(3)); // retires value 2's cell, after the hold
+    map.promote(); // retires the table holding value 1, after the hold
+    for _ in 0..100 {
+        map.flush();
+    }
+    assert!(
+        !values.is_dropped(first) && !values.is_dropped(second),
+        "freed under the hold"
+    );
+    pinned.refresh();
+    common::flush_until(
+        || {
+            map.flush();
+            values.is_dropped(first) && values.is_dropped(second)
+        },
+        TIMEOUT,
+        "freed after the refresh",
+    );
+    assert_eq!(pinned.get(&1).map(|v| v.payload), Some(3));
+}
