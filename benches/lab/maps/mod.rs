@@ -77,8 +77,10 @@ pub trait Visit<K: LabKey, S: LabHasher> {
 /// "against the best peer" table).
 pub fn for_each_map<K: LabKey, S: LabHasher, V: Visit<K, S>>(v: &mut V) {
     v.visit::<readmostly::SyncMapLab<K, S>>();
-    // A second SyncMap implementation (an earlier revision kept under a hidden
-    // path, say) goes here, with its adapter in maps/readmostly.rs.
+    // Other SyncMap implementations (another backend; an earlier revision kept
+    // under a hidden path, say) go here, with their adapters in
+    // maps/readmostly.rs.
+    v.visit::<readmostly::SyncMapSeizeLab<K, S>>();
     v.visit::<readmostly::ClassicSyncMapLab<K, S>>();
     v.visit::<readmostly::SnapshotMapLab<K, S>>();
     v.visit::<locked::StdRwLock<K, S>>();

@@ -1,7 +1,7 @@
 //! readmostly's maps: `SyncMap`, the classic protocol and `SnapshotMap`.
 
 use readmostly::classic::ClassicSyncMap;
-use readmostly::reclaim::CrossbeamEpoch;
+use readmostly::reclaim::{CrossbeamEpoch, Seize};
 use readmostly::{SnapshotMap, SyncMap};
 
 use super::LabMap;
@@ -74,6 +74,15 @@ sync_map_adapter!(
     SyncMap<CrossbeamEpoch>,
     "SyncMap",
     "syncmap"
+);
+
+sync_map_adapter!(
+    /// `readmostly::SyncMap` on seize (a collector per map), pinned per
+    /// operation: the same map on the other reclamation backend.
+    SyncMapSeizeLab,
+    SyncMap<Seize>,
+    "SyncMap (seize)",
+    "syncmap-seize"
 );
 
 sync_map_adapter!(
