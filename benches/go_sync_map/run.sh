@@ -4,6 +4,10 @@
 #
 #   benches/go_sync_map/run.sh [ROUNDS] [THREADS] [DURATION_MS]
 #
+# LAB_ARGS adds lab flags: LAB_ARGS="--hasher foldhash" gives the Rust maps a
+# fast hash like the AES-based one Go's runtime uses for strings (the lab's
+# default, std's SipHash-1-3, is DoS-resistant and slower).
+#
 # Each round runs the lab (`--workloads routing`, one run per cell) and then the
 # Go program (one run per thread count); the script prints each round's Mops/s
 # and, per thread count and map, the median over rounds of the per-round ratio to
@@ -28,7 +32,7 @@ echo "::: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(go version)"
 for round in $(seq 1 "$rounds"); do
     cargo bench -q -p readmostly-lab -- --workloads routing --maps "$maps" \
         --threads "$threads" --runs 1 --duration-ms "$duration" \
-        --no-latency --no-memory --no-plots --out "$out/lab$round" >/dev/null 2>&1
+        --no-latency --no-memory --no-plots --out "$out/lab$round" ${LAB_ARGS:-} >/dev/null 2>&1
     "$out/go_sync_map" -threads "$threads" -runs 1 -duration-ms "$duration" >"$out/go$round.txt"
     echo "round $round (load $(cut -d' ' -f1 /proc/loadavg)):"
     python3 - "$out/lab$round/results.csv" "$out/go$round.txt" <<'PY'

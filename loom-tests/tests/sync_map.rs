@@ -300,6 +300,30 @@ fn delta_growth_vs_read<M: ModelMap>() {
     );
 }
 
+/// Model 10: a write seen is never lost to a later read (`SyncMap` only). Key 1
+/// is in the read table, untouched. A writer overwrites it: one CAS on its link,
+/// then it sets the slot's touched bit, which is what sends readers to the link.
+/// The main thread's `compare_exchange` that cannot match reads the link; if it
+/// saw the new value, the same thread's next `get` must return it, even while
+/// the writer has not set the bit yet (every thread that acts on a link it
+/// loaded sets the bit first).
+fn observed_write_stays_visible<M: ModelMap>() {
+    let map = setup::<M>(&[(1, 10)], &[]);
+    let writer = {
+        let map = Arc::clone(&map);
+        thread::spawn(move || assert_eq!(map.insert(1, 11), Some(10)))
+    };
+    let seen = map.compare_exchange(1, 99, 100);
+    let now = map.get(1);
+    match seen {
+        Err(Some(11)) => assert_eq!(now, Some(11), "a value seen by a CAS, then lost"),
+        Err(Some(10)) => assert!(matches!(now, Some(10 | 11)), "key 1: {now:?}"),
+        other => panic!("the CAS cannot match: {other:?}"),
+    }
+    writer.join().unwrap();
+    check_quiescent(&*map, &[(1, 11)]);
+}
+
 models! {
     get_vs_promotion: v3 { loom 3, crossbeam 1 } classic { loom 5, crossbeam 1 };
     revive_vs_promotion: v3 { loom 4, crossbeam 1 } classic { loom 5, crossbeam 1 };
@@ -307,6 +331,7 @@ models! {
     get_or_insert_new_key: v3 { loom unbounded, crossbeam 1 } classic { loom unbounded, crossbeam 1 };
     get_or_insert_deleted_key: v3 { loom unbounded, crossbeam 1 } classic { loom unbounded, crossbeam 1 };
     compare_exchange_race: v3 { loom unbounded, crossbeam 1 };
+    observed_write_stays_visible: v3 { loom unbounded, crossbeam 1 };
     remove_insert_vs_promotion: v3 { loom 3 } classic { loom 3 };
     reclamation: v3 { loom 4, crossbeam 1 } classic { loom 5, crossbeam 1 };
     iteration: v3 { loom 5, crossbeam 1 } classic { loom 5, crossbeam 1 };

@@ -24,6 +24,14 @@
 //! `&value` at once, and the value it returns stays valid until the table is
 //! freed, after the reader's guard is gone.
 //!
+//! A read-table slot also has a *touched* bit (see `read`): readers that find it
+//! clear return the inline value without loading the link. A write therefore
+//! takes effect for readers when the bit is set — by its writer just after the
+//! CAS, or earlier by any thread that loads the non-null link and acts on it
+//! (writers, declined writes, seals), which sets the bit first. Without that
+//! help, a thread could see a value through the link and then the older inline
+//! value through the still-clear bit.
+//!
 //! *Sealing* is how a promotion copies a slot without losing a write: it sets the
 //! `SEALED` bit with one CAS, and from then on every write's CAS fails (writers
 //! compare against the unsealed link they loaded). The promotion then clones the
@@ -215,6 +223,15 @@ impl<'a, K, V> SlotRef<'a, K, V> {
         unsafe { self.resolve(self.load()) }
     }
 
+    /// [`touch`](Self::touch), unless the mutant that skips helping is on.
+    #[inline]
+    fn touch_for(self, _seen: *mut V) {
+        // (Mutant: a thread that saw another's link does not set the bit.)
+        if !mutant!("observer_skips_touch" => true, else false) {
+            self.touch();
+        }
+    }
+
     /// Marks a read-table slot as touched after a write left its link non-null;
     /// no-op for a delta node, or if the bit is set already (so a hot key's
     /// overwrites write no shared line besides its link).
@@ -250,6 +267,16 @@ impl<'a, K, V> SlotRef<'a, K, V> {
     ) -> Write<V> {
         let mut current = self.load();
         loop {
+            // A write takes effect for readers when its slot's touched bit is
+            // set, which its writer does just after the CAS. A write (or a
+            // failed CAS, or a declined decision) that has seen a non-inline link
+            // sets the bit itself before acting on it: otherwise a thread could
+            // see a value through the link and then, in a later read, the older
+            // inline value through the clear bit (a stale read, found by the
+            // linearizability histories).
+            if !link::is_inline(current) {
+                self.touch_for(current);
+            }
             if link::is_sealed(current) {
                 return Write::Sealed;
             }
@@ -297,7 +324,14 @@ impl<'a, K, V> SlotRef<'a, K, V> {
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return current,
+                Ok(_) => {
+                    // The next table gets the value the link points to: readers
+                    // of this one must see it too (see `write`).
+                    if !link::is_inline(current) {
+                        self.touch_for(current);
+                    }
+                    return current;
+                }
                 Err(actual) => current = actual,
             }
         }

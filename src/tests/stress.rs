@@ -21,6 +21,21 @@ use readmostly::{CompareExchangeError, LoadOrStore, SyncMap};
 
 const THREADS: usize = 8;
 
+/// The share of each test's rounds to run, in percent:
+/// `READMOSTLY_STRESS_PERCENT` (default 100). CI runs the tests again under
+/// valgrind, which runs the 8 threads one at a time and some 50x slower, with
+/// a quarter of the rounds; the checks are the same.
+fn rounds<T: TryFrom<u64> + TryInto<u64> + Copy>(full: T) -> T {
+    let percent: u64 = std::env::var("READMOSTLY_STRESS_PERCENT")
+        .ok()
+        .map(|v| v.parse().expect("READMOSTLY_STRESS_PERCENT: a number"))
+        .unwrap_or(100);
+    let full: u64 = full.try_into().ok().expect("a count");
+    T::try_from((full * percent / 100).max(1))
+        .ok()
+        .expect("no larger than the full count")
+}
+
 // ---------------------------------------------------------------------------
 // Mixed operations with an exact final state.
 // ---------------------------------------------------------------------------
@@ -92,7 +107,7 @@ fn mixed_thread(map: &SyncMap<u64, u64>, t: usize, start: &Rendezvous) -> MixedO
             stored[s as usize] += 1;
         }
     }
-    for _ in 0..MIXED_OPS {
+    for _ in 0..rounds(MIXED_OPS) {
         let pinned = map.pin();
         let k = own_key(t, rng.below(OWN_KEYS));
         let s = rng.below(SHARED_KEYS);
@@ -467,7 +482,7 @@ fn a_value_is_visible_to_every_thread_once_insert_returns() {
                 let mut rng = Rng::new(0xF00D + w as u64);
                 let _guard = start.guard();
                 start.wait();
-                for i in 0..PUBLISHED_KEYS {
+                for i in 0..rounds(PUBLISHED_KEYS) {
                     let k = published_key(w, i);
                     let v = versioned(i, 0);
                     // Every insertion path, in turn.
@@ -558,7 +573,7 @@ fn a_value_is_visible_to_every_thread_once_insert_returns() {
                 }
                 // Everything, once more, after the writers finished.
                 for w in 0..WRITERS {
-                    for i in 0..PUBLISHED_KEYS {
+                    for i in 0..rounds(PUBLISHED_KEYS) {
                         check(w, i, i);
                     }
                 }
@@ -578,7 +593,7 @@ fn a_value_is_visible_to_every_thread_once_insert_returns() {
         .iter()
         .filter(|(k, _)| (**k >> 31) & 1 == 0)
         .count();
-    assert_eq!(published_len, WRITERS * PUBLISHED_KEYS as usize);
+    assert_eq!(published_len, WRITERS * rounds(PUBLISHED_KEYS) as usize);
 }
 
 // ---------------------------------------------------------------------------
@@ -667,7 +682,7 @@ fn iteration_yields_each_key_at_most_once_and_every_key_present_throughout() {
             scope.spawn(move || {
                 let _guard = start.guard();
                 start.wait();
-                for round in 0..ITERATIONS {
+                for round in 0..rounds(ITERATIONS) {
                     let pinned = map.pin();
                     let mut seen = HashSet::new();
                     let mut stable = 0;
@@ -745,7 +760,7 @@ fn removes_and_reinserts_racing_with_compaction_never_lose_a_key() {
                 let _guard = start.guard();
                 let _round_guard = round_barrier.guard();
                 start.wait();
-                for round in 0..COMPACT_ROUNDS {
+                for round in 0..rounds(COMPACT_ROUNDS) {
                     // Fill: every key present, then all in the read table.
                     for j in 0..COMPACT_KEYS {
                         let k = own_key(t, j);
