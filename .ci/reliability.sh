@@ -242,6 +242,20 @@ heavy_tier() {
             step "valgrind-$target" env -u READMOSTLY_FUZZ_SECS READMOSTLY_STRESS_PERCENT=25 \
                 "${vg[@]}" "$bin"
         done
+        # The seize backend's own target, in a build with seize alone.
+        local build_seize=$logs/valgrind-build-seize.log
+        cargo test --locked --no-run --no-default-features --features seize \
+            --test seize_backend >"$build_seize" 2>&1 || {
+            tail -n 50 "$build_seize" >&2
+            echo "FAILED: reliability/valgrind build (seize)" >&2
+            exit 1
+        }
+        bin=$(sed -n "s|^ *Executable src/tests/seize_backend.rs (\(.*\))$|\1|p" "$build_seize")
+        [[ -n $bin ]] || {
+            echo "FAILED: no test binary for seize_backend in $build_seize" >&2
+            exit 1
+        }
+        step valgrind-seize "${vg[@]}" "$bin"
     else
         skip_tool valgrind "valgrind is not installed and apt-get could not install it"
     fi
