@@ -115,7 +115,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `crossbeam-epoch` | on | the default reclamation backend, [`reclaim::CrossbeamEpoch`] |
+//! | `crossbeam-epoch` | on | the default reclamation backend, `reclaim::CrossbeamEpoch` |
 //! | `seize` | off | a second backend, `reclaim::Seize` (Hyaline, one collector per map); the default when `crossbeam-epoch` is off (`default-features = false, features = ["seize"]`) |
 //! | `serde` | off | `Serialize` for [`SnapshotMap`] (its current version), [`Snapshot`] and [`SyncMap`] (what an iteration sees), as a map; `Deserialize` for [`SnapshotMap`] (version 0 holds the entries) and [`SyncMap`] (promoted once) |
 //! | `rayon` | off | parallel iteration over a [`Snapshot`] (`snapshot.par_iter()`, rayon's `IntoParallelRefIterator`, through `SnapshotParIter`) and over a pinned [`SyncMap`] (`pinned.par_iter()`) |

@@ -18,8 +18,8 @@
 //!
 //! | backend | feature | scheme |
 //! |---|---|---|
-//! | [`CrossbeamEpoch`] | `crossbeam-epoch` (default) | epoch-based, crossbeam's global collector |
-//! | [`Seize`] | `seize` | Hyaline (reference-counted batches), one collector per map |
+//! | `CrossbeamEpoch` | `crossbeam-epoch` (default) | epoch-based, crossbeam's global collector |
+//! | `Seize` | `seize` | Hyaline (reference-counted batches), one collector per map |
 //! | `LoomReclaim` | `--cfg loom` only | reference-counted guards that loom models, with use-after-free checks |
 //!
 //! The rest of the crate only ever talks to these traits, so adding a scheme is
@@ -132,7 +132,7 @@ pub unsafe trait Reclaim: Default + Send + Sync + 'static {
     /// * `CrossbeamEpoch`: collects crossbeam-epoch's global collector from this
     ///   thread; flushing repeatedly frees every object retired by any thread
     ///   once the guards pinned before its retirement are gone.
-    /// * [`Seize`]: retires only the calling thread's partial batch (if it holds
+    /// * `Seize`: retires only the calling thread's partial batch (if it holds
     ///   at least as many objects as there are active threads) in the map's own
     ///   collector. Partial batches of other threads — including threads that
     ///   have exited — are not reached: they stay pending until a thread with

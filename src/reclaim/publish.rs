@@ -14,15 +14,15 @@ pub use self::reclaim_cell::{ReclaimCell, ReclaimLoaded};
 /// [`AtomicArc`] holds the current version.
 ///
 /// Implemented by [`ArcSwapPublish`] (the default) and by every [`Reclaim`]
-/// backend ([`CrossbeamEpoch`](super::CrossbeamEpoch),
-/// [`Seize`](super::Seize)). A scheme value is what a map is built with
+/// backend (`CrossbeamEpoch`,
+/// `Seize`). A scheme value is what a map is built with
 /// ([`SnapshotMap::with_hasher_and_publish`](crate::SnapshotMap::with_hasher_and_publish)):
 /// a marker, or a backend with its own collector.
 ///
 /// | scheme ([`Publish`]) | cell ([`AtomicArc`]) | a read | a replaced version is freed |
 /// |---|---|---|---|
 /// | [`ArcSwapPublish`] (default) | [`ArcSwapCell`] | writes a *debt* in a slot of the reading thread; the writer pays the debts of readers still holding the old version | when its last holder drops it, on that holder's thread |
-/// | any [`Reclaim`] backend: [`CrossbeamEpoch`](super::CrossbeamEpoch), [`Seize`](super::Seize) | [`ReclaimCell`] | pins the backend (the guard lives in the loaded value) and loads the pointer | the published reference is retired: dropped after the grace period, so a replaced version lives until readers move on even if no snapshot holds it |
+/// | any [`Reclaim`] backend: `CrossbeamEpoch`, `Seize` | [`ReclaimCell`] | pins the backend (the guard lives in the loaded value) and loads the pointer | the published reference is retired: dropped after the grace period, so a replaced version lives until readers move on even if no snapshot holds it |
 ///
 /// [`Reclaim`]: super::Reclaim
 ///

@@ -12,8 +12,8 @@
 //!   reading thread instead of incrementing the version's shared reference
 //!   count, so concurrent readers write no common cache line; a swapping writer
 //!   pays the debts of readers still on the old version.
-//! * a reclamation backend ([`CrossbeamEpoch`](crate::reclaim::CrossbeamEpoch),
-//!   [`Seize`](crate::reclaim::Seize)): the pointer is `Arc::into_raw` in an
+//! * a reclamation backend (`CrossbeamEpoch`,
+//!   `Seize`): the pointer is `Arc::into_raw` in an
 //!   `AtomicPtr` (`reclaim::ReclaimCell`). A read pins the backend and loads
 //!   the pointer; a swap retires the old version's published reference, which
 //!   the backend drops after its grace period.
@@ -125,8 +125,8 @@ use crate::sync::Arc;
 ///   the debts of readers still on the old version. A replaced version is freed
 ///   the moment its last holder drops it, on that holder's thread: memory comes
 ///   back at once, with nothing to flush.
-/// * [`CrossbeamEpoch`](crate::reclaim::CrossbeamEpoch) (feature
-///   `crossbeam-epoch`) or [`Seize`](crate::reclaim::Seize) (feature `seize`):
+/// * `CrossbeamEpoch` (feature
+///   `crossbeam-epoch`) or `Seize` (feature `seize`):
 ///   epoch-style reclamation. A read pins the backend (a thread-local
 ///   announcement; no shared count is touched) and loads the pointer; a swap
 ///   retires the old version's published reference, which the backend drops
@@ -313,8 +313,8 @@ where
     /// An empty map with `hasher` that publishes its versions through the
     /// scheme `publish`: [`ArcSwapPublish`] (what [`SnapshotMap::new`] uses),
     /// or a reclamation backend —
-    /// [`CrossbeamEpoch`](crate::reclaim::CrossbeamEpoch) (feature
-    /// `crossbeam-epoch`), [`Seize`](crate::reclaim::Seize) (feature `seize`).
+    /// `CrossbeamEpoch` (feature
+    /// `crossbeam-epoch`), `Seize` (feature `seize`).
     /// See [the type's docs](SnapshotMap#publication-schemes) for what each
     /// costs.
     ///

@@ -466,8 +466,8 @@ impl<K: 'static, V: 'static, S> fmt::Debug for SnapshotIntoIter<K, V, S> {
 /// It keeps its version alive without touching the version's shared reference
 /// count: it holds what the map's publication scheme loaded — an arc-swap guard
 /// by default, a pinned guard of the backend with
-/// [`CrossbeamEpoch`](crate::reclaim::CrossbeamEpoch) or
-/// [`Seize`](crate::reclaim::Seize), which holds back that backend's
+/// `CrossbeamEpoch` or
+/// `Seize`, which holds back that backend's
 /// reclamation while it lives. It borrows the map. Meant to be short-lived:
 /// read the value and drop it. To keep a value across an `.await` or for long,
 /// take a [`Snapshot`] or [`get_cloned`](crate::SnapshotMap::get_cloned).

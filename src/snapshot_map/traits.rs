@@ -34,7 +34,7 @@ where
     /// current version (same entries, same capacity, a clone of the hasher).
     /// It has its own versions, watchers and stats: writes to either map do not
     /// show in the other. Takes no lock; O(len) clones. It publishes through
-    /// the same scheme, configured by default (a [`Seize`](crate::reclaim::Seize)
+    /// the same scheme, configured by default (a `Seize`
     /// backend gets a collector of its own, with the default batch size).
     ///
     /// To share one version cheaply instead, take a [`snapshot`](SnapshotMap::snapshot).

@@ -412,7 +412,7 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
     ///   flushes, from any thread, free everything this map retired once no guard
     ///   (of any map) that was pinned before it was retired is still held:
     ///   `stats().pending` reaches 0.
-    /// * **seize** ([`Seize`](crate::reclaim::Seize)): the collector is this
+    /// * **seize** (`Seize`): the collector is this
     ///   map's own, and a flush retires only the *calling* thread's batch. A
     ///   partial batch that another thread left — one that has since exited
     ///   included — stays pending until that thread (or a new one reusing its

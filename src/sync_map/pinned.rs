@@ -14,7 +14,7 @@ use crate::reclaim::Reclaim;
 /// Created by [`SyncMap::pin`]. Holding it keeps the reclaimer from freeing
 /// what is retired while it lives: with the default crossbeam-epoch backend,
 /// anything any map of the process retires (one global collector); with
-/// [`Seize`](crate::reclaim::Seize), what this map retires (its collector is
+/// `Seize`, what this map retires (its collector is
 /// its own). Either way the held-back garbage grows with the writes made
 /// meanwhile, so keep a guard for a request or a batch of lookups, not for the
 /// life of a thread, or call [`refresh`](Pinned::refresh) in long loops
