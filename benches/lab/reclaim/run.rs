@@ -95,6 +95,31 @@ pub struct Load<'a, M> {
     pub limit: Option<u64>,
 }
 
+impl<'a, M> Load<'a, M> {
+    /// `mix` on `map`'s keys `0..keys`, one guard per operation, until `stop`.
+    pub fn new(
+        map: &'a M,
+        mix: Mix,
+        keys: usize,
+        seed: u64,
+        write_batch: usize,
+        stop: &'a AtomicBool,
+        ops: &'a AtomicU64,
+    ) -> Self {
+        Load {
+            map,
+            mix,
+            keys,
+            seed,
+            write_batch,
+            held: false,
+            stop,
+            ops,
+            limit: None,
+        }
+    }
+}
+
 /// What one worker did.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Tally {

@@ -121,17 +121,7 @@ pub fn churn<V: Value, M: Subject<V>>(
     let stop = AtomicBool::new(false);
     let ops = AtomicU64::new(0);
     let write_batch = M::write_batch(cfg.snapshot_batch);
-    let load = Load {
-        map: &map,
-        mix: CHURN,
-        keys,
-        seed: cfg.seed,
-        write_batch,
-        held: false,
-        stop: &stop,
-        ops: &ops,
-        limit: None,
-    };
+    let load = Load::new(&map, CHURN, keys, cfg.seed, write_batch, &stop, &ops);
     let load_1m = crate::machine::load_average_1m();
     let rec = Recorder::new(heap_base, "churn");
     alloc::reset_peak();
@@ -222,17 +212,7 @@ pub fn stall<V: Value, M: Subject<V>>(
     let stop = AtomicBool::new(false);
     let ops = AtomicU64::new(0);
     let write_batch = M::write_batch(cfg.snapshot_batch);
-    let load = Load {
-        map: &map,
-        mix: WRITES,
-        keys,
-        seed: cfg.seed,
-        write_batch,
-        held: false,
-        stop: &stop,
-        ops: &ops,
-        limit: None,
-    };
+    let load = Load::new(&map, WRITES, keys, cfg.seed, write_batch, &stop, &ops);
     let pre = if cfg.quick {
         Duration::from_millis(60)
     } else {
@@ -413,15 +393,8 @@ pub fn burst<V: Value, M: Subject<V>>(cfg: &Config, series: &mut Vec<TsRow>) -> 
         let writers: Vec<_> = (0..threads)
             .map(|t| {
                 let load = Load {
-                    map: &map,
-                    mix: OVERWRITES,
-                    keys,
-                    seed: cfg.seed,
-                    write_batch,
-                    held: false,
-                    stop: &stop,
-                    ops: &ops,
                     limit: Some(burst_ops / threads + u64::from(t < burst_ops % threads)),
+                    ..Load::new(&map, OVERWRITES, keys, cfg.seed, write_batch, &stop, &ops)
                 };
                 spawn(s, "burst", move || run::work::<V, M>(&load, t as usize))
             })
@@ -444,17 +417,7 @@ pub fn burst<V: Value, M: Subject<V>>(cfg: &Config, series: &mut Vec<TsRow>) -> 
         rec.set_phase("gets");
         let gets_from = ops.load(std::sync::atomic::Ordering::Relaxed);
         let gets_start = rec.now();
-        let reader = Load {
-            map: &map,
-            mix: READ_ONLY,
-            keys,
-            seed: cfg.seed,
-            write_batch,
-            held: false,
-            stop: &stop,
-            ops: &ops,
-            limit: None,
-        };
+        let reader = Load::new(&map, READ_ONLY, keys, cfg.seed, write_batch, &stop, &ops);
         let (tallies, _) = run::run_workers::<V, M>(&reader, 1, || thread::sleep(cfg.phase));
         out.gets_run = Tally::sum(&tallies).ops;
         // Sampled: the gets done by the first sample of phase B that saw
@@ -582,15 +545,16 @@ impl<V: Value, M: Subject<V>> TpCell for Built<V, M> {
             let stop = AtomicBool::new(false);
             let ops = AtomicU64::new(0);
             let load = Load {
-                map: &self.map,
-                mix,
-                keys: cfg.tp_keys,
-                seed: cfg.seed,
-                write_batch,
                 held,
-                stop: &stop,
-                ops: &ops,
-                limit: None,
+                ..Load::new(
+                    &self.map,
+                    mix,
+                    cfg.tp_keys,
+                    cfg.seed,
+                    write_batch,
+                    &stop,
+                    &ops,
+                )
             };
             let (tallies, elapsed) =
                 run::run_workers::<V, M>(&load, cfg.tp_threads, || thread::sleep(duration));
