@@ -49,10 +49,10 @@ where
         // SAFETY: any other live pointer is a cell; the caller's contract.
         return unsafe { retire_cell(guard, ledger, ptr) };
     }
-    // SAFETY: `ptr` is `first`, derived in `Entry::new_shared` from the `Arc`'s
-    // own pointer, so `from_first` gives the pointer `Arc::as_ptr` gave there,
-    // and the caller's `&Entry` proves a strong reference is alive now. Its
-    // bytes are the entry's, counted when the entry goes: 0 here.
+    // `ptr` is `first`, derived in `Entry::new_shared` from the `Arc`'s own
+    // pointer; its bytes are the entry's, counted when the entry goes: 0 here.
+    // SAFETY: `from_first` gives back the pointer `Arc::as_ptr` gave, and the
+    // caller's `&Entry` proves a strong reference is alive now.
     unsafe {
         Arc::increment_strong_count(Entry::<K, V>::from_first(ptr));
         let retired = Retired::new(

@@ -196,11 +196,10 @@ pub trait AtomicArc<T> {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ArcSwapPublish;
 
-// SAFETY: (1) a load is an arc-swap guard (or, under loom, an `Arc` clone),
-// which dereferences to the value inside the published `Arc`'s heap block and
-// keeps it alive while it lives. (2) `ArcSwapCell<T>` is `Send + Sync` when
-// `T: Send + Sync`: its only field is `ArcSwap<T>` (a loom `Mutex<Arc<T>>`),
-// which is.
+// A load is an arc-swap guard (under loom, an `Arc` clone); the cell's only
+// field is `ArcSwap<T>` (under loom, `Mutex<Arc<T>>`).
+// SAFETY: (1) the guard derefs to, and keeps alive, the value in the `Arc`'s
+// heap block; (2) that field is `Send + Sync` when `T: Send + Sync`.
 unsafe impl Publish for ArcSwapPublish {
     type Cell<T> = ArcSwapCell<T>;
 
@@ -316,12 +315,10 @@ mod reclaim_cell {
     use crate::reclaim::{Guard, Kind, Ledger, Reclaim, Retired};
     use crate::sync::{Arc, AtomicPtr, Ordering};
 
-    // SAFETY: (1) a `ReclaimLoaded` dereferences to `*ptr`, the value inside the
-    // published `Arc`'s heap block, which its guard keeps alive (see
-    // `ReclaimLoaded::deref`); moving the `ReclaimLoaded` moves only the pointer.
-    // (2) `ReclaimCell<T, R>`'s fields are an `AtomicPtr`, `R` (`Reclaim:
-    // Send + Sync`), an `Arc<Ledger>` (`Send + Sync`) and `PhantomData<Arc<T>>`,
-    // which is `Send + Sync` when `T: Send + Sync`.
+    // `ReclaimCell<T, R>`'s fields: an `AtomicPtr`, `R` (`Reclaim: Send +
+    // Sync`), an `Arc<Ledger>` and `PhantomData<Arc<T>>`.
+    // SAFETY: (1) a `ReclaimLoaded` derefs to `*ptr`, in the `Arc`'s heap block,
+    // which its guard keeps alive; (2) those fields are `Send + Sync` for `T: Send + Sync`.
     unsafe impl<R: Reclaim> Publish for R {
         type Cell<T> = ReclaimCell<T, R>;
 
@@ -415,10 +412,10 @@ mod reclaim_cell {
 
         fn load_full(&self) -> Arc<T> {
             let loaded = self.load();
+            // The reference keeping the count at 1 or more is the cell's, or the
+            // retired one, which the backend drops only after this guard is gone.
             // SAFETY: `loaded.ptr` is an `Arc::into_raw` pointer whose strong
-            // count is at least 1 while the guard protects it: the cell's
-            // published reference, or the retired one, which the backend drops
-            // only after this guard is gone. The new reference is ours.
+            // count is at least 1 while the guard protects it; the new one is ours.
             unsafe {
                 Arc::increment_strong_count(loaded.ptr);
                 Arc::from_raw(loaded.ptr)
@@ -439,12 +436,10 @@ mod reclaim_cell {
                 Arc::increment_strong_count(old);
                 Arc::from_raw(old)
             };
-            // SAFETY: (`Retired::new`) `drop_reference::<T>` drops the
-            // published reference once; that is sound on any thread because a
-            // `ReclaimCell` exists only for `T: Send + Sync` (see `new`), and
-            // sound once no reader can reach the pointer: after the backend's
-            // grace period, or when the cell is dropped (`&mut self`: no
-            // `ReclaimLoaded` is alive).
+            // Any thread may run it: a `ReclaimCell` exists only for `T: Send +
+            // Sync` (see `new`); it runs after the grace period or at the cell's drop.
+            // SAFETY: (`Retired::new`) `drop_reference::<T>` drops the published
+            // reference once, when no reader can reach the pointer any more.
             let retired = unsafe {
                 Retired::new(
                     NonNull::new_unchecked(old.cast::<()>()),

@@ -125,15 +125,15 @@ unsafe fn reclaim_boxed(ptr: *mut Retired, _: &seize::Collector) {
     unsafe { retired.reclaim() }
 }
 
-// SAFETY: (1) seize runs a retired object's reclaimer only once every guard that
-// was active when it was retired has been dropped or refreshed (its documented
-// guarantee for `Guard::defer_retire` and `Guard::protect`), and `retire` below
+// The contract, point by point: (1) seize runs a retired object's reclaimer only
+// once every guard active at its retirement has been dropped or refreshed (its
+// documented guarantee for `defer_retire` and `protect`), and `retire` below
 // retires through such a guard. (2) A batch reaches the thread that frees it
 // through its reference count, decremented with release and read with acquire
-// ordering by the last releaser, so the retiring thread's writes happen-before
-// the reclaimer. When the collector is dropped, `&mut` access orders everything.
-// (3) Each reclaimer runs once: a batch is freed by the one thread that drops its
-// count to zero, or by the collector's drop.
+// by the last releaser; the collector's drop has `&mut` access. (3) A batch is
+// freed by the one thread that drops its count to zero, or by the collector's drop.
+// SAFETY: grace period, retire happens-before reclaim and at most once: (1)-(3)
+// above.
 unsafe impl Reclaim for Seize {
     type Guard<'a> = seize::LocalGuard<'a>;
 

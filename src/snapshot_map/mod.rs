@@ -207,11 +207,10 @@ pub struct SnapshotMap<K, V, S = RandomState, P: Publish = ArcSwapPublish> {
     ledger: Arc<Ledger>,
 }
 
-// SAFETY: the publication cell is `Send + Sync` when the version is (the
-// `Publish` contract), and `Version<K, V, S>` is when `K`, `V` and `S` are; the
-// writer lock, the watch state and the ledger are `Send + Sync` (mutexes,
-// atomics and an `Arc` of them). These are the bounds the default scheme's
-// `ArcSwap<Version>` gave the map as auto traits.
+// These are the bounds the default scheme's `ArcSwap<Version>` gave the map as
+// auto traits; the other fields are checked by the `const _` below.
+// SAFETY: the cell is `Send + Sync` when `Version<K, V, S>` is (the `Publish`
+// contract), which it is when `K`, `V` and `S` are; the other fields always are.
 unsafe impl<K, V, S, P> Send for SnapshotMap<K, V, S, P>
 where
     K: Send + Sync,

@@ -515,11 +515,10 @@ impl<K, V, S, P: Publish> Deref for SnapshotRef<'_, K, V, S, P> {
 
     #[inline]
     fn deref(&self) -> &V {
+        // `_version` dereferences to the `Arc`'s heap block, not to a copy
+        // inside itself (the `Publish` contract's stable loads).
         // SAFETY: `value` points into the table of the version `_version` keeps
-        // alive; a published version is never mutated, and its table lives in
-        // the `Arc`'s heap block, which does not move when this struct does
-        // (the `Publish` contract's stable loads: `_version` dereferences to
-        // that block, not to a copy inside itself).
+        // alive; published versions are never mutated, and that block never moves.
         unsafe { self.value.as_ref() }
     }
 }
