@@ -312,113 +312,114 @@ fn zero_sized_keys_and_values_with_destructors_drop_exactly_once() {
     assert_eq!(alive(), (0, 0), "left behind by the map's drop");
 }
 
-/// Where a gated destructor is: (started, released, finished). (These helpers
-/// serve the crossbeam-epoch-only test below.)
+/// crossbeam-epoch only: its global collector runs a map's destructors from a
+/// thread that no longer holds the map; seize's collector is the map's own and
+/// runs them only inside a call on the map, which its drop cannot race.
 #[cfg(feature = "crossbeam-epoch")]
-#[derive(Default)]
-struct Gate {
-    state: std::sync::Mutex<(bool, bool, bool)>,
-    changed: std::sync::Condvar,
-}
+mod collector_running_a_destructor {
+    use std::thread;
 
-#[cfg(feature = "crossbeam-epoch")]
-impl Gate {
-    fn update(&self, f: impl FnOnce(&mut (bool, bool, bool))) {
-        f(&mut self.state.lock().unwrap());
-        self.changed.notify_all();
+    use crate::reclaim::{DefaultReclaim, Reclaim};
+    use crate::SyncMap;
+
+    /// Where a gated destructor is: (started, released, finished).
+    #[derive(Default)]
+    struct Gate {
+        state: std::sync::Mutex<(bool, bool, bool)>,
+        changed: std::sync::Condvar,
     }
 
-    /// Waits until `done` holds, or `timeout` passes; the state then.
-    fn wait(
-        &self,
-        done: impl Fn(&(bool, bool, bool)) -> bool,
-        timeout: std::time::Duration,
-    ) -> (bool, bool, bool) {
-        let state = self.state.lock().unwrap();
-        *self
-            .changed
-            .wait_timeout_while(state, timeout, |state| !done(state))
-            .unwrap()
-            .0
-    }
-}
+    impl Gate {
+        fn update(&self, f: impl FnOnce(&mut (bool, bool, bool))) {
+            f(&mut self.state.lock().unwrap());
+            self.changed.notify_all();
+        }
 
-/// A value whose destructor, if gated, announces that it started, waits to be
-/// released, and records that it finished. Clones are not gated.
-#[cfg(feature = "crossbeam-epoch")]
-struct SlowDrop(Option<std::sync::Arc<Gate>>);
-
-#[cfg(feature = "crossbeam-epoch")]
-impl Clone for SlowDrop {
-    fn clone(&self) -> Self {
-        SlowDrop(None)
-    }
-}
-
-#[cfg(feature = "crossbeam-epoch")]
-impl Drop for SlowDrop {
-    fn drop(&mut self) {
-        if let Some(gate) = &self.0 {
-            gate.update(|state| state.0 = true);
-            gate.wait(|state| state.1, std::time::Duration::from_secs(60));
-            gate.update(|state| state.2 = true);
+        /// Waits until `done` holds, or `timeout` passes; the state then.
+        fn wait(
+            &self,
+            done: impl Fn(&(bool, bool, bool)) -> bool,
+            timeout: std::time::Duration,
+        ) -> (bool, bool, bool) {
+            let state = self.state.lock().unwrap();
+            *self
+                .changed
+                .wait_timeout_while(state, timeout, |state| !done(state))
+                .unwrap()
+                .0
         }
     }
-}
 
-/// "Dropping the map drops every key and value at once": also one whose
-/// destructor the collector had started on another thread just before. Here
-/// another thread's flush runs the destructor of a retired value and it blocks;
-/// meanwhile the map is dropped, and the drop returns only once that destructor
-/// has finished. (The destructor is released after a second if `drop` waits for
-/// it, at once after `drop` returns otherwise; nothing here depends on how long
-/// anything takes.)
-#[test]
-// crossbeam-epoch only: its global collector runs a map's destructors from a
-// thread that no longer holds the map; seize's collector is the map's own and
-// runs them only inside a call on the map, which its drop cannot race.
-#[cfg(feature = "crossbeam-epoch")]
-fn dropping_the_map_waits_for_a_destructor_the_collector_is_running() {
-    let gate = std::sync::Arc::new(Gate::default());
-    let map: std::sync::Arc<SyncMap<u32, SlowDrop>> = std::sync::Arc::new(SyncMap::new());
-    map.insert(1, SlowDrop(None));
-    map.pin().insert(1, SlowDrop(Some(gate.clone()))); // in a cell
-    let finished_when_dropped = thread::scope(|s| {
-        // Another thread retires the gated cell (into its own garbage bag), lets
-        // go of the map and collects until the destructor runs (and blocks).
-        s.spawn({
-            let (map, gate) = (map.clone(), gate.clone());
-            move || {
-                map.pin().insert(1, SlowDrop(None));
-                drop(map);
-                let reclaim = DefaultReclaim::default();
-                while !gate.state.lock().unwrap().0 {
-                    reclaim.flush();
-                    thread::yield_now();
-                }
+    /// A value whose destructor, if gated, announces that it started, waits to be
+    /// released, and records that it finished. Clones are not gated.
+    struct SlowDrop(Option<std::sync::Arc<Gate>>);
+
+    impl Clone for SlowDrop {
+        fn clone(&self) -> Self {
+            SlowDrop(None)
+        }
+    }
+
+    impl Drop for SlowDrop {
+        fn drop(&mut self) {
+            if let Some(gate) = &self.0 {
+                gate.update(|state| state.0 = true);
+                gate.wait(|state| state.1, std::time::Duration::from_secs(60));
+                gate.update(|state| state.2 = true);
             }
+        }
+    }
+
+    /// "Dropping the map drops every key and value at once": also one whose
+    /// destructor the collector had started on another thread just before. Here
+    /// another thread's flush runs the destructor of a retired value and it blocks;
+    /// meanwhile the map is dropped, and the drop returns only once that destructor
+    /// has finished. (The destructor is released after a second if `drop` waits for
+    /// it, at once after `drop` returns otherwise; nothing here depends on how long
+    /// anything takes.)
+    #[test]
+    fn dropping_the_map_waits_for_a_destructor_the_collector_is_running() {
+        let gate = std::sync::Arc::new(Gate::default());
+        let map: std::sync::Arc<SyncMap<u32, SlowDrop>> = std::sync::Arc::new(SyncMap::new());
+        map.insert(1, SlowDrop(None));
+        map.pin().insert(1, SlowDrop(Some(gate.clone()))); // in a cell
+        let finished_when_dropped = thread::scope(|s| {
+            // Another thread retires the gated cell (into its own garbage bag), lets
+            // go of the map and collects until the destructor runs (and blocks).
+            s.spawn({
+                let (map, gate) = (map.clone(), gate.clone());
+                move || {
+                    map.pin().insert(1, SlowDrop(None));
+                    drop(map);
+                    let reclaim = DefaultReclaim::default();
+                    while !gate.state.lock().unwrap().0 {
+                        reclaim.flush();
+                        thread::yield_now();
+                    }
+                }
+            });
+            let started = gate.wait(|state| state.0, std::time::Duration::from_secs(60));
+            assert!(started.0, "the collector never ran the destructor");
+            // The releaser: lets the destructor finish once `drop` has returned, or
+            // after a second if `drop` is waiting for it.
+            let dropped = std::sync::Arc::new(Gate::default());
+            let releaser = {
+                let (gate, dropped) = (gate.clone(), dropped.clone());
+                s.spawn(move || {
+                    dropped.wait(|state| state.0, std::time::Duration::from_secs(1));
+                    gate.update(|state| state.1 = true);
+                })
+            };
+            let map = std::sync::Arc::into_inner(map).expect("the last reference");
+            drop(map);
+            let finished = gate.state.lock().unwrap().2;
+            dropped.update(|state| state.0 = true);
+            releaser.join().unwrap();
+            finished
         });
-        let started = gate.wait(|state| state.0, std::time::Duration::from_secs(60));
-        assert!(started.0, "the collector never ran the destructor");
-        // The releaser: lets the destructor finish once `drop` has returned, or
-        // after a second if `drop` is waiting for it.
-        let dropped = std::sync::Arc::new(Gate::default());
-        let releaser = {
-            let (gate, dropped) = (gate.clone(), dropped.clone());
-            s.spawn(move || {
-                dropped.wait(|state| state.0, std::time::Duration::from_secs(1));
-                gate.update(|state| state.1 = true);
-            })
-        };
-        let map = std::sync::Arc::into_inner(map).expect("the last reference");
-        drop(map);
-        let finished = gate.state.lock().unwrap().2;
-        dropped.update(|state| state.0 = true);
-        releaser.join().unwrap();
-        finished
-    });
-    assert!(
-        finished_when_dropped,
-        "drop(map) returned while the destructor of one of its values was still running"
-    );
+        assert!(
+            finished_when_dropped,
+            "drop(map) returned while the destructor of one of its values was still running"
+        );
+    }
 }
