@@ -221,22 +221,35 @@ heavy_tier() {
         { apt-get update -qq && apt-get install -y -qq valgrind; } >"$logs/valgrind-install.log" 2>&1 || true
     fi
     if command -v valgrind >/dev/null 2>&1; then
-        local build=$logs/valgrind-build.log
-        cargo test --locked --no-run --test stress --test drop_counting --test fuzz_differential \
-            --test hostile >"$build" 2>&1 || {
-            tail -n 50 "$build" >&2
-            echo "FAILED: reliability/valgrind build" >&2
-            exit 1
+        # test_binaries LOG CARGO_ARGS...: builds the test targets CARGO_ARGS name
+        # (debug, stable) with cargo's output in LOG; fails loudly.
+        test_binaries() {
+            local log=$1
+            shift
+            cargo test --locked --no-run "$@" >"$log" 2>&1 || {
+                tail -n 50 "$log" >&2
+                echo "FAILED: reliability/valgrind build ($*)" >&2
+                exit 1
+            }
         }
+        # test_binary LOG TARGET: the path of TARGET's test binary in LOG.
+        test_binary() {
+            local bin
+            bin=$(sed -n "s|^ *Executable src/tests/$2.rs (\(.*\))$|\1|p" "$1")
+            [[ -n $bin ]] || {
+                echo "FAILED: no test binary for $2 in $1" >&2
+                exit 1
+            }
+            echo "$bin"
+        }
+        local build=$logs/valgrind-build.log
+        test_binaries "$build" --test stress --test drop_counting --test fuzz_differential \
+            --test hostile
         local vg=(valgrind --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite
             --show-leak-kinds=definite --error-exitcode=1 --fair-sched=yes -q)
         local target bin
         for target in drop_counting fuzz_differential hostile stress; do
-            bin=$(sed -n "s|^ *Executable src/tests/$target.rs (\(.*\))$|\1|p" "$build")
-            [[ -n $bin ]] || {
-                echo "FAILED: no test binary for $target in $build" >&2
-                exit 1
-            }
+            bin=$(test_binary "$build" "$target")
             # The stress tests' 8 threads run one at a time under valgrind: a
             # quarter of their rounds (the same checks) keeps the step to minutes.
             step "valgrind-$target" env -u READMOSTLY_FUZZ_SECS READMOSTLY_STRESS_PERCENT=25 \
@@ -244,17 +257,8 @@ heavy_tier() {
         done
         # The seize backend's own target, in a build with seize alone.
         local build_seize=$logs/valgrind-build-seize.log
-        cargo test --locked --no-run --no-default-features --features seize \
-            --test seize_backend >"$build_seize" 2>&1 || {
-            tail -n 50 "$build_seize" >&2
-            echo "FAILED: reliability/valgrind build (seize)" >&2
-            exit 1
-        }
-        bin=$(sed -n "s|^ *Executable src/tests/seize_backend.rs (\(.*\))$|\1|p" "$build_seize")
-        [[ -n $bin ]] || {
-            echo "FAILED: no test binary for seize_backend in $build_seize" >&2
-            exit 1
-        }
+        test_binaries "$build_seize" --no-default-features --features seize --test seize_backend
+        bin=$(test_binary "$build_seize" seize_backend)
         step valgrind-seize "${vg[@]}" "$bin"
     else
         skip_tool valgrind "valgrind is not installed and apt-get could not install it"
