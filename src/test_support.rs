@@ -98,35 +98,14 @@ pub(crate) fn flush_until_quiet(map: &impl Garbage) {
     }
 }
 
-// What a flush can free after the threads that retired on a map have exited,
-// per backend: one file for unit and integration tests, included by path.
-#[path = "tests/common/settle.rs"]
-mod settle;
-#[allow(unused_imports)] // what a given test build uses varies
-pub(crate) use settle::seize_batch_size;
-
-/// Flushes `map` (a map with the default reclaimer) after `threads` threads that
-/// retired garbage on it have exited, and checks that `alive()` tracked values
-/// are alive, `expected` of them live in the map. With crossbeam-epoch it
-/// flushes until nothing is pending and the count is exact. With seize a flush
-/// cannot reach the partial batches the exited threads left in the map's
-/// collector: it checks that at most one batch per thread is pending and that no
-/// live value was dropped; the exact check is the caller's `drop(map)` followed
-/// by "nothing alive" (the map's drop frees every retired object).
+/// Flushes `map` until nothing it retired is pending — on every backend a
+/// flush frees what was retired before it once no guard live during it remains,
+/// whatever threads retired it — and checks that exactly `expected` tracked
+/// values are alive.
 #[track_caller]
-pub(crate) fn settle_after_threads(
-    map: &impl Garbage,
-    threads: usize,
-    alive: impl Fn() -> usize,
-    expected: usize,
-) {
-    let left = settle::flush_after_threads(
-        || map.flush(),
-        || map.stats().pending,
-        threads,
-        FLUSH_TIMEOUT,
-    );
-    settle::assert_alive_after_flush(alive(), expected, left);
+pub(crate) fn settle(map: &impl Garbage, alive: impl Fn() -> usize, expected: usize) {
+    flush_until_quiet(map);
+    assert_eq!(alive(), expected, "values alive after flushing");
 }
 
 /// Flushes the default reclaimer until `done()` holds (for garbage left by a map

@@ -233,7 +233,7 @@ impl<K, V, S, R: Reclaim> ClassicSyncMap<K, V, S, R> {
     /// map.flush();
     /// ```
     pub fn flush(&self) {
-        self.read_side.reclaim.flush();
+        self.ledger.flush(&self.read_side.reclaim);
     }
 }
 

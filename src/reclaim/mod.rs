@@ -56,7 +56,7 @@ pub use publish::{ReclaimCell, ReclaimLoaded};
 pub use retired::Retired;
 pub(crate) use retired::{Kind, Ledger};
 #[cfg(all(feature = "seize", not(loom)))]
-pub use seize::Seize;
+pub use seize::{Seize, SeizeGuard};
 
 use crate::sync::{AtomicPtr, Ordering};
 

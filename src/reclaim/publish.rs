@@ -462,7 +462,7 @@ mod reclaim_cell {
         }
 
         fn flush(&self) {
-            self.reclaim.flush();
+            self.ledger.flush(&self.reclaim);
         }
     }
 

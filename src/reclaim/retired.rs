@@ -87,6 +87,9 @@ struct State {
     retired_bytes: u64,
     peak_pending: u64,
     peak_pending_bytes: u64,
+    /// Every object retired before this sequence has been taken out of
+    /// `waiting` by a sweep (see [`Retired::sweep`]).
+    swept: u64,
     /// Set when the map is dropped: everything waiting was freed then.
     closed: bool,
     /// Objects taken out by [`Retired::reclaim`] whose destructors are running.
@@ -303,28 +306,123 @@ impl Ledger {
         // reach them is left; taken out of the ledger, so freed once.
         unsafe { self.free_all(free) };
     }
+
+    /// Takes every object retired before `through` out of `waiting` and frees
+    /// it, or moves it to `held` if a hold may still reach it: what a sweep
+    /// record does when its scheme reclaims it.
+    ///
+    /// # Safety
+    ///
+    /// The grace period of every object retired before `through` is over (the
+    /// sweep record was retired after them and its own grace period is over).
+    unsafe fn sweep(&self, through: u64) {
+        let free = {
+            let mut state = self.lock();
+            if state.closed || state.swept >= through {
+                return;
+            }
+            state.swept = through;
+            let due: Vec<usize> = state
+                .waiting
+                .iter()
+                .filter(|(_, object)| object.sequence < through)
+                .map(|(index, _)| index)
+                .collect();
+            let oldest = state.holds.keys().next().copied().unwrap_or(u64::MAX);
+            let mut free = Vec::with_capacity(due.len());
+            for index in due {
+                let object = state.waiting.remove(index);
+                if object.sequence < oldest {
+                    free.push(object);
+                } else {
+                    state.held.push(object);
+                }
+            }
+            if state.waiting.is_empty() && state.waiting.capacity() > 0 {
+                state.waiting = Slab::new();
+            }
+            // Counted as in flight, so that `close` waits for these frees.
+            state.freeing += free.len();
+            free
+        };
+        for object in free {
+            // SAFETY: the caller's contract (their grace period is over) and
+            // `oldest` above (no hold reaches them); taken out of the ledger
+            // and counted in `freeing`, so freed once.
+            unsafe { self.free_in_flight(object) };
+        }
+    }
+
+    /// Frees, through `reclaim`, everything retired into this ledger before the
+    /// call, once no guard live during the call can still reach it: at once if
+    /// no such guard is left by the time this returns, otherwise as soon as the
+    /// last one is gone (the sweep record retired here runs then).
+    ///
+    /// This is what lets a map's `flush` reach garbage the scheme keeps where a
+    /// flush on this thread cannot (seize's per-thread batches of other threads,
+    /// crossbeam-epoch's thread-local bags): the sweep record needs only its own
+    /// grace period to end, and that ends for every object retired before it.
+    pub(crate) fn flush<R: super::Reclaim>(self: &Arc<Self>, reclaim: &R) {
+        use super::Guard as _;
+        // A scheme needs a few rounds: crossbeam-epoch two epoch advances,
+        // seize a batch with an entry per active thread (each round pads one).
+        const ROUNDS: usize = 32;
+        // The loom backend frees at the last guard's release: nothing to sweep.
+        if cfg!(loom) {
+            reclaim.flush();
+            return;
+        }
+        let Some(sweep) = Retired::sweep(self) else {
+            reclaim.flush();
+            return;
+        };
+        let through = sweep.sequence;
+        {
+            let guard = reclaim.pin();
+            // SAFETY: a sweep record owns nothing; what it frees was unlinked
+            // before its retirement (see `Retired::sweep`), and it is retired once.
+            unsafe { guard.retire(sweep) };
+        }
+        for _ in 0..ROUNDS {
+            reclaim.flush();
+            if self.lock().swept >= through {
+                return;
+            }
+        }
+    }
 }
 
 /// An object unlinked from a map, waiting for its reclamation scheme to call
 /// [`reclaim`](Retired::reclaim).
 ///
-/// Two words: the map's ledger, which owns the object meanwhile, and the object's
-/// place in it — small enough that crossbeam-epoch stores it inline in its
+/// Three words: the map's ledger, which owns the object meanwhile, the object's
+/// place in it and its sequence number (which tells it from a later object in
+/// the same place) — small enough that crossbeam-epoch stores it inline in its
 /// garbage bags.
 ///
 /// A `Retired` dropped without `reclaim` leaves its object to the ledger, which
 /// frees it when the map is dropped; a scheme calls `reclaim` at most once, when
 /// no guard can reach the object any more.
+///
+/// A map's `flush` also retires *sweep records*, which own no object: reclaiming
+/// one frees every object of its ledger retired before it (their grace periods
+/// ended no later than its own).
 #[must_use = "a retired object is freed by `reclaim`, or only when its map is dropped"]
 pub struct Retired {
     ledger: Arc<Ledger>,
+    /// The object's place in `waiting`, or [`SWEEP`] for a sweep record.
     index: usize,
+    /// The object's sequence; for a sweep record, the sequence it sweeps up to.
+    sequence: u64,
     /// For the loom backend's checks.
     #[cfg(loom)]
     addr: usize,
     #[cfg(loom)]
     kind: Kind,
 }
+
+/// The `index` of a sweep record.
+const SWEEP: usize = usize::MAX;
 
 impl core::fmt::Debug for Retired {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -350,7 +448,7 @@ impl Retired {
         ledger: &Arc<Ledger>,
     ) -> Self {
         let bytes = bytes as u64;
-        let index = {
+        let (index, sequence) = {
             let mut state = ledger.lock();
             debug_assert!(!state.closed, "retire into a dropped map's ledger");
             state.retired[kind as usize] += 1;
@@ -365,21 +463,48 @@ impl Retired {
             state.peak_pending_bytes = state.peak_pending_bytes.max(pending_bytes);
             let sequence = state.sequence;
             state.sequence += 1;
-            state.waiting.insert(Object {
+            let index = state.waiting.insert(Object {
                 ptr,
                 free,
                 bytes,
                 sequence,
-            })
+            });
+            (index, sequence)
         };
         Retired {
             ledger: Arc::clone(ledger),
             index,
+            sequence,
             #[cfg(loom)]
             addr: ptr.as_ptr().addr(),
             #[cfg(loom)]
             kind,
         }
+    }
+
+    /// A sweep record for `ledger`: reclaimed, it frees every object retired
+    /// into `ledger` before this call. `None` if nothing waits that it would
+    /// sweep.
+    ///
+    /// Retiring it is sound wherever retiring those objects was: each was
+    /// unlinked before its own `Retired::new`, which took the ledger's lock
+    /// before this call did, so every unlink happens-before this record's
+    /// retirement (the [`Reclaim`](super::Reclaim) contract's "unlinked
+    /// before", across threads).
+    fn sweep(ledger: &Arc<Ledger>) -> Option<Self> {
+        let state = ledger.lock();
+        if state.closed || state.sequence <= state.swept || state.waiting.is_empty() {
+            return None;
+        }
+        Some(Retired {
+            ledger: Arc::clone(ledger),
+            index: SWEEP,
+            sequence: state.sequence,
+            #[cfg(loom)]
+            addr: 0,
+            #[cfg(loom)]
+            kind: Kind::Table,
+        })
     }
 
     /// The object's address.
@@ -406,11 +531,23 @@ impl Retired {
     /// Call at most once, and only when no guard can still reach the object (the
     /// [`Reclaim`](super::Reclaim) contract).
     pub unsafe fn reclaim(self) {
-        // Taken out under the lock, so that this and `Ledger::close` never both
-        // free it; freed outside the lock (a destructor is user code).
+        if self.index == SWEEP {
+            // SAFETY: this record's grace period is over, and with it that of
+            // every object retired before it (`Retired::sweep`).
+            unsafe { self.ledger.sweep(self.sequence) };
+            return;
+        }
+        // Taken out under the lock, so that this, a sweep and `Ledger::close`
+        // never both free it; freed outside the lock (a destructor is user code).
         let object = {
             let mut state = self.ledger.lock();
-            let object = state.waiting.try_remove(self.index);
+            // A sweep may have freed it, and its place may hold a later object.
+            let object = match state.waiting.get(self.index) {
+                Some(object) if object.sequence == self.sequence => {
+                    Some(state.waiting.remove(self.index))
+                }
+                _ => None,
+            };
             if state.waiting.is_empty() && state.waiting.capacity() > 0 {
                 // Give the record array back too: after a burst of garbage, an
                 // idle map holds no more than an empty one.

@@ -117,13 +117,21 @@ impl Seize {
 ///
 /// `ptr` came from `Box::into_raw` in `retire`, and seize calls this once, after
 /// every guard active at the retirement has been dropped or refreshed.
-unsafe fn reclaim_boxed(ptr: *mut Retired, _: &seize::Collector) {
+unsafe fn reclaim_boxed(ptr: *mut Retired, collector: &seize::Collector) {
+    tsan::acquire(collector);
     // SAFETY: the function's contract: a box made by `retire`, taken back once.
     let retired = unsafe { Box::from_raw(ptr) };
     // SAFETY: seize's grace period has ended for it (the contract above), and
     // the box is consumed, so this is the one call.
     unsafe { retired.reclaim() }
 }
+
+/// The reclaimer of the records `Reclaim::flush` pads a batch with.
+///
+/// # Safety
+///
+/// Always safe; `unsafe` only to have the type seize's `defer_retire` takes.
+unsafe fn reclaim_nothing(_: *mut (), _: &seize::Collector) {}
 
 // The contract, point by point: (1) seize runs a retired object's reclaimer only
 // once every guard active at its retirement has been dropped or refreshed (its
@@ -135,39 +143,122 @@ unsafe fn reclaim_boxed(ptr: *mut Retired, _: &seize::Collector) {
 // SAFETY: grace period, retire happens-before reclaim and at most once: (1)-(3)
 // above.
 unsafe impl Reclaim for Seize {
-    type Guard<'a> = seize::LocalGuard<'a>;
+    type Guard<'a> = SeizeGuard<'a>;
 
     #[inline]
-    fn pin(&self) -> seize::LocalGuard<'_> {
-        self.collector.enter()
+    fn pin(&self) -> SeizeGuard<'_> {
+        SeizeGuard {
+            guard: self.collector.enter(),
+        }
     }
 
     fn flush(&self) {
-        // A flush hands this thread's partial batch to the active threads; with
-        // none active (the guard below aside) it is freed when that guard leaves.
+        // A flush hands this thread's partial batch to the active threads, and
+        // seize does so only once it holds an entry per active thread (this one
+        // included): pad it with one record that owns nothing, so that flushing
+        // repeatedly gets any batch handed over however many threads are in a
+        // guard. With none active but this one, it is freed when the guard leaves.
         let guard = self.collector.enter();
+        // SAFETY: the null pointer owns nothing and `reclaim_nothing` ignores it.
+        unsafe { guard.defer_retire(core::ptr::null_mut::<()>(), reclaim_nothing) };
         guard.flush();
+    }
+}
+
+/// A pinned read of a [`Seize`] backend: seize's guard for the map's collector.
+///
+/// # Examples
+///
+/// ```
+/// use readmostly::reclaim::{Guard, Reclaim, Seize};
+///
+/// let backend = Seize::new();
+/// let mut guard = backend.pin();
+/// guard.refresh(); // ends this read and starts another
+/// ```
+pub struct SeizeGuard<'a> {
+    guard: seize::LocalGuard<'a>,
+}
+
+impl core::fmt::Debug for SeizeGuard<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SeizeGuard").finish_non_exhaustive()
     }
 }
 
 // SAFETY: `protect` loads through seize's `protect` (the ordering its protocol
 // needs), and `retire` hands the object to the same collector through this
 // active guard, so seize frees it only after every guard active now is gone.
-unsafe impl Guard for seize::LocalGuard<'_> {
+unsafe impl Guard for SeizeGuard<'_> {
     #[inline]
     fn protect<T>(&self, src: &AtomicPtr<T>, order: Ordering) -> *mut T {
-        seize::Guard::protect(self, src, order)
+        seize::Guard::protect(&self.guard, src, order)
     }
 
     unsafe fn retire(&self, retired: Retired) {
-        // seize retires a typed pointer: box the record (two words) to get one.
+        tsan::release(self.guard.collector());
+        // seize retires a typed pointer: box the record (three words) to get one.
         let ptr = Box::into_raw(Box::new(retired));
         // SAFETY: the caller unlinked the object before retiring it (the trait's
         // contract); `reclaim_boxed` matches the box made here.
-        unsafe { self.defer_retire(ptr, reclaim_boxed) }
+        unsafe { self.guard.defer_retire(ptr, reclaim_boxed) }
     }
 
     fn refresh(&mut self) {
-        seize::Guard::refresh(self);
+        tsan::release(self.guard.collector());
+        seize::Guard::refresh(&mut self.guard);
+    }
+}
+
+impl Drop for SeizeGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // seize's own guard leaves the collector right after this.
+        tsan::release(self.guard.collector());
+    }
+}
+
+/// What seize's protocol orders, told to ThreadSanitizer (builds with `--cfg
+/// readmostly_tsan`, which CI's `tsan-seize` step sets; no-ops otherwise).
+///
+/// seize orders a reader's last access to an object before the object's free
+/// through a `membarrier` system call, relaxed loads and standalone fences, none
+/// of which TSan models: without help it reports every such free as a race. So
+/// each guard's end and each retirement *releases* a sync object (the map's
+/// collector), and each free *acquires* it first. That claims only what seize
+/// guarantees — a free happens after every retirement before it and after the
+/// end of every guard that could reach the object — and nothing about a guard
+/// still live: a free while a reader is still inside its guard (retiring an
+/// object still linked, freeing without retiring) stays a race TSan reports.
+mod tsan {
+    #[cfg(readmostly_tsan)]
+    extern "C" {
+        fn __tsan_acquire(addr: *mut core::ffi::c_void);
+        fn __tsan_release(addr: *mut core::ffi::c_void);
+    }
+
+    /// Everything this thread did so far happens-before a later [`acquire`]
+    /// of `collector`, for TSan.
+    #[inline(always)]
+    pub(super) fn release(collector: &seize::Collector) {
+        #[cfg(readmostly_tsan)]
+        // SAFETY: TSan's annotation takes any address as a sync object's name
+        // and never dereferences it.
+        unsafe {
+            __tsan_release(core::ptr::from_ref(collector).cast_mut().cast())
+        };
+        let _ = collector;
+    }
+
+    /// Every [`release`] of `collector` so far happens-before what this thread
+    /// does next, for TSan.
+    #[inline(always)]
+    pub(super) fn acquire(collector: &seize::Collector) {
+        #[cfg(readmostly_tsan)]
+        // SAFETY: as in `release`.
+        unsafe {
+            __tsan_acquire(core::ptr::from_ref(collector).cast_mut().cast())
+        };
+        let _ = collector;
     }
 }

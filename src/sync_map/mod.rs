@@ -438,7 +438,7 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
     /// }
     /// ```
     pub fn flush(&self) {
-        self.read_side.reclaim.flush();
+        self.ledger.flush(&self.read_side.reclaim);
     }
 }
 

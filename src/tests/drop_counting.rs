@@ -28,10 +28,7 @@ use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{
-    assert_alive_after_flush, flush_after_threads, flush_until, flush_until_quiet, DropLedger, Rng,
-    Tracked,
-};
+use common::{flush_until, flush_until_quiet, DropLedger, Rng, Tracked};
 use readmostly::{LoadOrStore, SyncMap};
 
 type Map = SyncMap<Tracked<u64>, Tracked<u64>>;
@@ -61,43 +58,23 @@ fn settle(map: &Map, ledger: &DropLedger, alive: usize) {
     ledger.assert_alive(alive);
 }
 
-/// [`settle`] after `threads` threads that retired garbage on `map` have exited;
-/// returns the objects left pending. With crossbeam-epoch that is 0 and the
-/// checks are `settle`'s, exact. With seize the partial batches the exited
-/// threads left in the map's collector stay pending until the map's drop
-/// (`common::flush_after_threads` bounds them): then at least `alive` values are
-/// alive, and the caller's `drop(map)` and `assert_alive(0)` are the exact check.
+/// [`settle`] after the threads that retired garbage on `map` have exited
+/// (a flush reaches what they left, on every backend), then checks that the
+/// stats add up.
 #[track_caller]
-fn settle_after_threads(map: &Map, ledger: &DropLedger, alive: usize, threads: usize) -> u64 {
-    let left = flush_after_threads(|| map.flush(), || map.stats().pending, threads, TIMEOUT);
-    if left == 0 {
-        settle(map, ledger, alive);
-    } else {
-        assert_alive_after_flush(ledger.alive(), alive, left);
-        assert_eq!(ledger.double_drops(), 0, "a value was dropped twice");
-    }
-    assert_stats_add_up(map, left);
-    left
+fn settle_after_threads(map: &Map, ledger: &DropLedger, alive: usize) {
+    settle(map, ledger, alive);
+    assert_stats_consistent(map);
 }
 
 /// Asserts the reclamation ledger adds up: nothing pending, every retired object
 /// freed once.
 #[track_caller]
 fn assert_stats_consistent(map: &Map) {
-    assert_stats_add_up(map, 0);
-}
-
-/// Asserts the reclamation ledger adds up with `left` objects pending: every
-/// retired object is either freed once or pending.
-#[track_caller]
-fn assert_stats_add_up(map: &Map, left: u64) {
     let stats = map.stats();
-    assert_eq!(stats.pending, left, "{stats:?}");
-    if left == 0 {
-        assert_eq!(stats.pending_bytes, 0, "{stats:?}");
-    }
+    assert_eq!((stats.pending, stats.pending_bytes), (0, 0), "{stats:?}");
     assert_eq!(
-        stats.freed + left,
+        stats.freed,
         stats.values_retired + stats.entries_retired + stats.tables_retired,
         "{stats:?}"
     );
@@ -406,9 +383,8 @@ fn compare_exchange_drops_the_replaced_value_and_hands_back_the_rejected_one() {
     );
     // A promotion leaves the key and its current value (clones) alone.
     map.promote();
-    if settle_after_threads(&map, &ledger, 2, THREADS as usize) == 0 {
-        assert!(ledger.is_dropped(inline_id));
-    }
+    settle_after_threads(&map, &ledger, 2);
+    assert!(ledger.is_dropped(inline_id));
     drop(map);
     ledger.assert_alive(0);
     probes.assert_alive(0);
@@ -487,9 +463,8 @@ fn update_drops_the_replaced_value_and_the_values_of_lost_races() {
     assert_eq!(map.pin().get(&1).unwrap().payload, 12 + THREADS * UPDATES);
     // A promotion leaves each key and its current value (clones) alone.
     map.promote();
-    if settle_after_threads(&map, &ledger, 4, THREADS as usize) == 0 {
-        assert!(ledger.is_dropped(inline_id));
-    }
+    settle_after_threads(&map, &ledger, 4);
+    assert!(ledger.is_dropped(inline_id));
     drop(map);
     ledger.assert_alive(0);
 }
@@ -567,7 +542,7 @@ fn get_or_insert_drops_the_unused_candidate_and_key() {
     // racing new keys may have caused one), which leaves exactly a key and a
     // value per live key.
     map.promote();
-    settle_after_threads(&map, &ledger, 2 + 2 * 10 + 2 * KEYS as usize, THREADS);
+    settle_after_threads(&map, &ledger, 2 + 2 * 10 + 2 * KEYS as usize);
     drop(map);
     ledger.assert_alive(0);
 }
@@ -796,7 +771,7 @@ fn concurrent_mixed_operations_drop_every_key_and_value_exactly_once() {
     map.promote();
     let len = map.len();
     assert_eq!(map.pin().iter().count(), len);
-    settle_after_threads(&map, &ledger, 2 * len, MIXED_THREADS);
+    settle_after_threads(&map, &ledger, 2 * len);
     drop(map);
     ledger.assert_alive(0);
     flush_until(|| probes.alive() == 0, TIMEOUT, "probes dropped");
@@ -898,20 +873,12 @@ fn zero_sized_values_are_dropped_exactly_once() {
     // A promotion leaves one inline unit per live key; everything else —
     // replaced and removed units, the old table's — goes to the reclaimer.
     map.promote();
-    // The four writers retired units and have exited.
-    let left = flush_after_threads(|| map.flush(), || map.stats().pending, 4, TIMEOUT);
-    if left == 0 {
-        flush_until(
-            || alive() <= 50,
-            TIMEOUT,
-            "replaced and removed units dropped",
-        );
-    }
-    assert_alive_after_flush(alive(), 50, left);
+    // The four writers retired units and have exited: a flush reaches them.
+    flush_until_quiet(&map, TIMEOUT);
+    assert_eq!(alive(), 50, "replaced and removed units dropped");
     map.clear();
-    if left == 0 {
-        flush_until(|| alive() == 0, TIMEOUT, "cleared units dropped");
-    }
+    flush_until_quiet(&map, TIMEOUT);
+    assert_eq!(alive(), 0, "cleared units dropped");
     drop(map);
     assert_eq!(alive(), 0, "left behind by the map's drop");
 }
@@ -977,7 +944,7 @@ fn a_value_seen_through_a_live_pinned_is_not_dropped_under_heavy_flushing() {
     let len = map.len();
     assert!(len > 0);
     // The churning thread retired garbage and has exited.
-    settle_after_threads(&map, &ledger, 2 * len, 1);
+    settle_after_threads(&map, &ledger, 2 * len);
     drop(map);
     ledger.assert_alive(0);
 }

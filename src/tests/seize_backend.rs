@@ -6,9 +6,10 @@
 //!   `std::collections::HashMap`, with small and default batch sizes;
 //! * a value read through a live guard is never dropped while another thread
 //!   churns the map and flushes (drop counting);
-//! * seize's partial batches: what an exited thread retired stays in its batch
-//!   in the map's collector — a flush on another thread cannot free it — and the
-//!   map's drop frees it, every object exactly once;
+//! * seize's partial batches: what a thread retired stays in its batch in the
+//!   map's collector, out of reach of seize's own flush, yet the map's `flush`
+//!   frees it — after the thread exited or while it idles — and what a live
+//!   guard may reach is freed when that guard goes, every object exactly once;
 //! * `Pinned::refresh` lets go of what the guard held.
 
 mod common;
@@ -283,13 +284,14 @@ fn a_value_read_through_a_live_guard_survives_churn_and_flushes_on_another_threa
 }
 
 /// seize keeps what a thread retires in a batch of that thread's, inside the
-/// map's collector, and retires the batch once it is full. Here threads retire
-/// fewer objects than a batch and exit: flushing from this thread cannot free
-/// what they left (a flush hands over only the calling thread's batch), and
-/// dropping the map frees all of it, each object exactly once. One more thread
-/// retires more than a batch, so some of its garbage is freed before the drop.
+/// map's collector, and hands the batch over only once it is full. Here threads
+/// retire fewer objects than a batch and exit: no flush of seize's can reach
+/// what they left, but the map's `flush` retires a sweep record that frees
+/// everything retired before it — one flush from this thread frees it all, each
+/// object exactly once. One more thread retires more than a batch, so some of
+/// its garbage is freed before the flush.
 #[test]
-fn dropping_the_map_frees_what_exited_threads_left_in_partial_batches() {
+fn a_flush_frees_what_exited_threads_left_in_partial_batches() {
     let batch = seize_batch_size();
     let ledger = DropLedger::new();
     let map: Map<u64, Tracked<u64>> =
@@ -321,18 +323,97 @@ fn dropping_the_map_frees_what_exited_threads_left_in_partial_batches() {
     });
     let retired: u64 = counts.iter().sum();
     assert_eq!(map.stats().values_retired - retired_before, retired);
-    for _ in 0..100 {
-        map.flush();
-    }
+    // Left in the exited threads' partial batches: 1, 5 and 9 cells and the
+    // last thread's remainder (3).
+    assert_eq!(map.stats().pending, 1 + 5 + 9 + 3, "{:?}", map.stats());
+    map.flush();
     let stats = map.stats();
-    // Pending: the small partial batches (1, 5 and 9 cells) and the last
-    // thread's remainder (3): it retired two full batches, freed once every
-    // thread active at their retirement had left. (Were a thread id reused by a
-    // later thread, its batch would carry over: the total pending is the same,
-    // as only full batches are ever retired.)
-    assert_eq!(stats.pending, 1 + 5 + 9 + 3, "{stats:?}");
-    // Alive: 4 current values, 4 stale inline ones, and every pending cell.
-    assert_eq!(ledger.alive() as u64, 8 + stats.pending);
+    assert_eq!(stats.pending, 0, "{stats:?}");
+    // Alive: 4 current values and 4 stale inline ones.
+    assert_eq!(ledger.alive(), 8);
+    drop(map);
+    ledger.assert_alive(0);
+    assert_eq!(ledger.double_drops(), 0);
+}
+
+/// Threads that retired on the map and then sit idle — alive, holding no
+/// guard — keep their partial batches in the collector, where only they could
+/// hand them over. One flush from another thread frees what they retired.
+#[test]
+fn a_flush_frees_what_idle_threads_left_in_partial_batches() {
+    let ledger = DropLedger::new();
+    let map: Map<u64, Tracked<u64>> =
+        SyncMap::with_hasher_and_reclaim(RandomState::new(), Seize::new());
+    for k in 0..3 {
+        map.insert(k, ledger.track(0));
+    }
+    map.promote();
+    let retired = std::sync::Barrier::new(4);
+    let flushed = std::sync::Barrier::new(4);
+    thread::scope(|scope| {
+        for k in 0..3u64 {
+            let (map, ledger, retired, flushed) = (&map, &ledger, &retired, &flushed);
+            scope.spawn(move || {
+                for i in 0..=k + 2 {
+                    map.insert(k, ledger.track(i + 1));
+                }
+                retired.wait();
+                // Idle, alive, no guard: the main thread flushes now.
+                flushed.wait();
+            });
+        }
+        retired.wait();
+        assert!(map.stats().pending > 0, "{:?}", map.stats());
+        map.flush();
+        let stats = map.stats();
+        assert_eq!(stats.pending, 0, "{stats:?}");
+        // Alive: 3 current values and 3 stale inline ones.
+        assert_eq!(ledger.alive(), 6);
+        flushed.wait();
+    });
+    drop(map);
+    ledger.assert_alive(0);
+    assert_eq!(ledger.double_drops(), 0);
+}
+
+/// A flush while another thread holds a guard cannot free what that guard may
+/// reach; it hands its sweep over, and the sweep runs when the guard is
+/// dropped, with no further flush.
+#[test]
+fn what_a_flush_leaves_to_a_live_guard_is_freed_when_the_guard_goes() {
+    let ledger = DropLedger::new();
+    let map: Map<u64, Tracked<u64>> =
+        SyncMap::with_hasher_and_reclaim(RandomState::new(), Seize::new());
+    map.insert(1, ledger.track(0));
+    map.insert(1, ledger.track(1)); // a cell
+    map.flush();
+    let pinned_now = std::sync::Barrier::new(2);
+    let flushed = std::sync::Barrier::new(2);
+    thread::scope(|scope| {
+        let (map, pinned_now, flushed) = (&map, &pinned_now, &flushed);
+        let reader = scope.spawn(move || {
+            let pinned = map.pin();
+            let held = pinned.get(&1).unwrap().id();
+            pinned_now.wait();
+            flushed.wait();
+            drop(pinned);
+            held
+        });
+        pinned_now.wait();
+        let old = map.insert(1, ledger.track(2)).unwrap();
+        assert_eq!(old.payload, 1);
+        drop(old);
+        map.flush();
+        // The reader's guard may still reach the replaced cell.
+        assert_eq!(map.stats().pending, 1, "{:?}", map.stats());
+        flushed.wait();
+        let held = reader.join().unwrap();
+        assert!(
+            ledger.is_dropped(held),
+            "the sweep did not run at the guard's drop"
+        );
+    });
+    assert_eq!(map.stats().pending, 0, "{:?}", map.stats());
     drop(map);
     ledger.assert_alive(0);
 }

@@ -24,7 +24,7 @@ use std::sync::Once;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{seize_batch_size, DropLedger, Rng};
+use common::{DropLedger, Rng};
 use readmostly::reclaim::{ArcSwapPublish, Publish};
 use readmostly::{Snapshot, SnapshotMap};
 
@@ -36,43 +36,24 @@ type Map<K, V, P> = SnapshotMap<K, V, RandomState, P>;
 enum Frees {
     /// By their last holder, at once (arc-swap).
     AtOnce,
-    /// After a grace period; flushing from any thread reaches them all
-    /// (crossbeam-epoch's global collector).
+    /// After a grace period; a flush from any thread reaches them all, whatever
+    /// thread replaced them (crossbeam-epoch, seize).
     Flushed,
-    /// After a grace period; a flush reaches only this thread's partial batch,
-    /// so at most one partial batch per exited thread stays until the map is
-    /// dropped (seize).
-    FlushedPerThread,
 }
 
-/// Flushes `map` until no replaced version is held, as far as `frees` allows,
-/// and returns how many are still held.
-fn settle<K, V, P: Publish>(map: &Map<K, V, P>, frees: Frees, threads: usize) -> u64 {
-    match frees {
-        Frees::AtOnce => {}
-        Frees::Flushed => {
-            let start = Instant::now();
-            while map.stats().held > 0 {
-                map.flush();
-                assert!(
-                    start.elapsed() < Duration::from_secs(60),
-                    "versions still held: {:?}",
-                    map.stats()
-                );
-                thread::yield_now();
-            }
-        }
-        Frees::FlushedPerThread => {
-            for _ in 0..3 {
-                map.flush();
-            }
-            let held = map.stats().held;
-            let bound = (threads * seize_batch_size()) as u64;
+/// Flushes `map` until no replaced version is held (with `Frees::Flushed`), and
+/// returns how many are still held.
+fn settle<K, V, P: Publish>(map: &Map<K, V, P>, frees: Frees) -> u64 {
+    if frees == Frees::Flushed {
+        let start = Instant::now();
+        while map.stats().held > 0 {
+            map.flush();
             assert!(
-                held <= bound,
-                "{held} versions held after flushing, over {bound}"
+                start.elapsed() < Duration::from_secs(60),
+                "versions still held: {:?}",
+                map.stats()
             );
-            return held;
+            thread::yield_now();
         }
     }
     map.stats().held
@@ -114,7 +95,7 @@ fn readers_never_see_half_a_batch_crossbeam_epoch() {
 #[test]
 fn readers_never_see_half_a_batch_seize() {
     let map = SnapshotMap::with_publish(readmostly::reclaim::Seize::new());
-    readers_never_see_half_a_batch_in(map, batches_per_writer() / 4, Frees::FlushedPerThread);
+    readers_never_see_half_a_batch_in(map, batches_per_writer() / 4, Frees::Flushed);
 }
 
 fn readers_never_see_half_a_batch_in<P: Publish>(
@@ -238,10 +219,8 @@ fn readers_never_see_half_a_batch_in<P: Publish>(
         stats.published - published_before + stats.aborted,
         WRITERS * batches
     );
-    let held = settle(&map, frees, WRITERS as usize);
-    if frees != Frees::FlushedPerThread {
-        assert_eq!(held, 0, "no reader holds an old version any more");
-    }
+    let held = settle(&map, frees);
+    assert_eq!(held, 0, "no reader holds an old version any more");
 }
 
 /// Marks the panics these tests raise on purpose.
@@ -281,7 +260,6 @@ fn every_clone_is_dropped_once_crossbeam_epoch() {
 #[cfg(feature = "seize")]
 #[test]
 fn every_clone_is_dropped_once_seize() {
-    // One thread retires everything here, so a flush reaches it all.
     every_clone_is_dropped_once_in(readmostly::reclaim::Seize::new(), Frees::Flushed);
 }
 
@@ -291,7 +269,7 @@ fn every_clone_is_dropped_once_in<P: Publish>(publish: P, frees: Frees) {
     let map = SnapshotMap::with_publish(publish);
     map.batch(|txn| txn.extend((0..100).map(|k| (k, ledger.track(k)))));
     // Version 0 (empty) was replaced by version 1, which holds the 100 values.
-    settle(&map, frees, 1);
+    settle(&map, frees);
     assert_eq!(ledger.alive(), 100);
 
     // Each version owns its own clones: two versions alive, 200 values.
@@ -299,7 +277,7 @@ fn every_clone_is_dropped_once_in<P: Publish>(publish: P, frees: Frees) {
     map.insert(100, ledger.track(100));
     assert_eq!(ledger.alive(), 100 + 101);
     drop(v0);
-    settle(&map, frees, 1);
+    settle(&map, frees);
     assert_eq!(
         ledger.alive(),
         101,
@@ -348,7 +326,7 @@ fn every_clone_is_dropped_once_in<P: Publish>(publish: P, frees: Frees) {
     );
     assert_eq!(map.stats().held, held.len() as u64);
     drop(held);
-    settle(&map, frees, 1);
+    settle(&map, frees);
     assert_eq!(ledger.alive(), map.len());
 
     // Dropping the map drops the last version, and ends the grace period of

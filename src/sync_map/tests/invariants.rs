@@ -15,7 +15,7 @@ use super::super::slot::Write;
 use super::{Link, Place};
 use crate::raw::cell::Owned;
 use crate::reclaim::Reclaim;
-use crate::test_support::{flush_until_quiet, settle_after_threads, Counted, DropLog, Rng};
+use crate::test_support::{flush_until_quiet, settle, Counted, DropLog, Rng};
 use crate::SyncMap;
 
 // ---------------------------------------------------------------------------
@@ -902,7 +902,7 @@ fn invariant_4_writes_racing_a_promotion_lose_nothing() {
     assert_eq!(map.pin().iter().count(), live);
     map.promote();
     // The writers and the promoter retired garbage and have exited.
-    settle_after_threads(&map, WRITERS as usize + 1, || log.alive(), live);
+    settle(&map, || log.alive(), live);
     assert_eq!(log.double_drops(), 0);
     drop(map);
     assert_eq!(log.alive(), 0);
@@ -1048,7 +1048,7 @@ fn clear_racing_with_writers_keeps_len_exact() {
     let len = map.len();
     map.promote();
     // The writers and the clearer retired garbage and have exited.
-    settle_after_threads(&map, WRITERS as usize + 1, || log.alive(), len);
+    settle(&map, || log.alive(), len);
     drop(map);
     assert_eq!(log.alive(), 0);
     assert_eq!(log.double_drops(), 0);

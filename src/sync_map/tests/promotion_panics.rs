@@ -28,7 +28,7 @@ use super::super::policy::{MIN_PROMOTION_LEN, SAMPLE};
 use super::{Link, Place};
 use crate::reclaim::Reclaim;
 use crate::sync;
-use crate::test_support::{flush_until_quiet, settle_after_threads, Counted, DropLog, Rng};
+use crate::test_support::{flush_until_quiet, settle, Counted, DropLog, Rng};
 use crate::SyncMap;
 
 /// A countdown to a panic: disarmed (negative), or the number of calls it lets
@@ -720,7 +720,7 @@ fn writes_racing_abandoned_promotions_lose_nothing() {
     assert_eq!(map.pin().iter().count(), live);
     map.promote();
     // The writers and the promoter retired garbage and have exited.
-    settle_after_threads(&map, WRITERS as usize + 1, || f.log.alive(), 2 * live);
+    settle(&map, || f.log.alive(), 2 * live);
     assert_eq!(f.log.double_drops(), 0);
     drop(map);
     assert_eq!(f.log.alive(), 0);

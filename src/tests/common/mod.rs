@@ -6,10 +6,6 @@ mod watchdog;
 #[allow(unused_imports)] // each target uses what it needs
 pub use watchdog::{no_hang, watchdog, HANG_LIMIT};
 
-mod settle;
-#[allow(unused_imports)] // each target uses what it needs
-pub use settle::{assert_alive_after_flush, flush_after_threads, seize_batch_size};
-
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -273,4 +269,12 @@ impl Drop for BreakOnPanic<'_> {
             self.0.changed.notify_all();
         }
     }
+}
+
+/// The batch size of a seize collector made by `Collector::new` (what
+/// `reclaim::Seize::new` uses): 32 objects, or the CPU count if that is larger.
+pub fn seize_batch_size() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .max(32)
 }
