@@ -176,13 +176,40 @@ heavy_tier() {
 
     # ThreadSanitizer needs std rebuilt with it (-Zbuild-std, so rust-src):
     # without it, crossbeam-utils fails to link (ABI mismatch) and std's
-    # uninstrumented Arc shows up as false races. No suppressions.
+    # uninstrumented Arc shows up as false races. No suppressions on
+    # crossbeam-epoch.
     if [[ $have_nightly == 1 ]] && nightly_with rust-src; then
         step tsan env -u READMOSTLY_FUZZ_SECS READMOSTLY_LIN_HISTORIES=200 \
             CARGO_TARGET_DIR="$root/tsan" RUSTFLAGS="-Zsanitizer=thread" \
             TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
             cargo +nightly test --locked -Zbuild-std --target "$host" \
             --test stress --test drop_counting --test linearizability
+        # The seize backend. seize orders frees through `membarrier` and
+        # standalone fences, which TSan does not model: `--cfg readmostly_tsan`
+        # tells TSan what seize guarantees (src/reclaim/seize.rs, `mod tsan`),
+        # and .ci/tsan-seize.supp silences races on seize's own records only.
+        local tsan_seize=(env -u READMOSTLY_FUZZ_SECS READMOSTLY_LIN_HISTORIES=200
+            CARGO_TARGET_DIR="$root/tsan-seize"
+            RUSTFLAGS="-Zsanitizer=thread --cfg readmostly_tsan"
+            TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/.ci/tsan-seize.supp"
+            cargo +nightly test --locked -Zbuild-std --target "$host"
+            --no-default-features --features seize)
+        step tsan-seize "${tsan_seize[@]}" \
+            --test stress --test drop_counting --test linearizability --test seize_backend
+        # ...and that it still reports a free without a grace period.
+        tsan_seize_mutant() {
+            local log="$logs/tsan-seize-mutant.log"
+            if READMOSTLY_TSAN_MUTANT=1 "${tsan_seize[@]}" --test drop_counting >"$log" 2>&1; then
+                echo "the mutant without a grace period passed under TSan" >&2
+                return 1
+            fi
+            grep -q "ThreadSanitizer: heap-use-after-free\|ThreadSanitizer: data race" "$log" || {
+                tail -n 30 "$log" >&2
+                echo "the mutant failed, but not by a TSan report" >&2
+                return 1
+            }
+        }
+        step tsan-seize-mutant tsan_seize_mutant
     else
         skip_tool tsan "needs the nightly toolchain with rust-src"
     fi

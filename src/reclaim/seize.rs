@@ -199,6 +199,12 @@ unsafe impl Guard for SeizeGuard<'_> {
         tsan::release(self.guard.collector());
         // seize retires a typed pointer: box the record (three words) to get one.
         let ptr = Box::into_raw(Box::new(retired));
+        #[cfg(readmostly_tsan)]
+        if tsan::mutant_without_grace_period() {
+            // SAFETY: none — the mutant CI runs to show that TSan reports it.
+            unsafe { reclaim_boxed(ptr, self.guard.collector()) };
+            return;
+        }
         // SAFETY: the caller unlinked the object before retiring it (the trait's
         // contract); `reclaim_boxed` matches the box made here.
         unsafe { self.guard.defer_retire(ptr, reclaim_boxed) }
@@ -248,6 +254,15 @@ mod tsan {
             __tsan_release(core::ptr::from_ref(collector).cast_mut().cast())
         };
         let _ = collector;
+    }
+
+    /// Whether this run is the mutant that CI's `tsan-seize` step checks TSan
+    /// catches: `READMOSTLY_TSAN_MUTANT` set makes `retire` free at once, with
+    /// no grace period.
+    #[cfg(readmostly_tsan)]
+    pub(super) fn mutant_without_grace_period() -> bool {
+        static MUTANT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *MUTANT.get_or_init(|| std::env::var_os("READMOSTLY_TSAN_MUTANT").is_some())
     }
 
     /// Every [`release`] of `collector` so far happens-before what this thread
