@@ -92,12 +92,22 @@ compile_error!(
 ///    can still be dereferenced. Reclaiming later, or never, is allowed (it leaks
 ///    until the map is dropped, which frees it); reclaiming earlier is a
 ///    use-after-free in every map of this crate.
-/// 2. **Retire happens-before reclaim.** The `retire` call, and everything the
+/// 2. **Unlinks on other threads count.** Clause 1 must hold when the object
+///    was unlinked by a write that only happens-before the `retire` call — made
+///    on another thread that then synchronized with the retiring one — and not
+///    only when the retiring thread unlinked it itself: a guard pinned after the
+///    call must not load it. A map's `flush` relies on it, retiring one sweep
+///    record for everything other threads unlinked and entered in the map's
+///    ledger (under the ledger's lock). crossbeam-epoch and seize give it: after
+///    the call and before reading which threads are pinned, the retiring side
+///    issues a `SeqCst` fence (crossbeam-epoch, sealing a bag) or a process-wide
+///    barrier (seize, handing a batch over).
+/// 3. **Retire happens-before reclaim.** The `retire` call, and everything the
 ///    retiring thread did before it, happens-before the `reclaim` call, on
 ///    whichever thread that runs. The maps' destructors rely on it: they read,
 ///    with `Relaxed` loads, flags the retiring thread wrote just before retiring
 ///    (a delta handed over to its grown copy, a root's links), and must see them.
-/// 3. **At most once.** `reclaim` is called at most once per retired object.
+/// 4. **At most once.** `reclaim` is called at most once per retired object.
 ///
 /// # Examples
 ///
@@ -123,21 +133,21 @@ pub unsafe trait Reclaim: Default + Send + Sync + 'static {
     /// is dropped.
     fn pin(&self) -> Self::Guard<'_>;
 
-    /// Tries to reclaim what was retired so far and no live guard protects.
+    /// Pushes what this thread retired toward reclamation, and frees what it can.
     ///
-    /// Best effort: garbage protected by a guard on another thread stays. Maps call
-    /// this only from explicit maintenance (tests, [`SyncMap::stats`]-driven tools),
-    /// never on their hot paths. What each backend guarantees:
+    /// Best effort, and about this thread only: garbage a live guard protects
+    /// stays, and what other threads hold back in their own bags or batches is
+    /// not reached. Maps call this from their own `flush`
+    /// ([`SyncMap::flush`]), which retires a sweep record first and calls this
+    /// until the sweep has run — that is what frees everything a map retired,
+    /// whatever thread retired it. What one call does:
     ///
-    /// * `CrossbeamEpoch`: collects crossbeam-epoch's global collector from this
-    ///   thread; flushing repeatedly frees every object retired by any thread
-    ///   once the guards pinned before its retirement are gone.
-    /// * `Seize`: retires only the calling thread's partial batch (if it holds
-    ///   at least as many objects as there are active threads) in the map's own
-    ///   collector. Partial batches of other threads — including threads that
-    ///   have exited — are not reached: they stay pending until a thread with
-    ///   the same thread id retires on the collector again, or until the map
-    ///   (and its collector) is dropped.
+    /// * `CrossbeamEpoch`: moves this thread's bag to crossbeam-epoch's global
+    ///   queue and collects from it, a few times (an object needs two epoch
+    ///   advancements).
+    /// * `Seize`: adds one record that owns nothing to this thread's batch in
+    ///   the map's collector and hands the batch over if it now holds an entry
+    ///   per active thread.
     ///
     /// Every backend frees all of a map's garbage when the map is dropped.
     ///
@@ -150,7 +160,7 @@ pub unsafe trait Reclaim: Default + Send + Sync + 'static {
     /// DefaultReclaim::default().flush();
     /// ```
     ///
-    /// [`SyncMap::stats`]: crate::SyncMap::stats
+    /// [`SyncMap::flush`]: crate::SyncMap::flush
     fn flush(&self) {}
 }
 

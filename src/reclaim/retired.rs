@@ -87,8 +87,8 @@ struct State {
     retired_bytes: u64,
     peak_pending: u64,
     peak_pending_bytes: u64,
-    /// Every object retired before this sequence has been taken out of
-    /// `waiting` by a sweep (see [`Retired::sweep`]).
+    /// Every object retired before this sequence has been freed (or moved to
+    /// `held`) by a sweep (see [`Retired::sweep`]).
     swept: u64,
     /// Set when the map is dropped: everything waiting was freed then.
     closed: bool,
@@ -321,7 +321,6 @@ impl Ledger {
             if state.closed || state.swept >= through {
                 return;
             }
-            state.swept = through;
             let due: Vec<usize> = state
                 .waiting
                 .iter()
@@ -351,6 +350,10 @@ impl Ledger {
             // and counted in `freeing`, so freed once.
             unsafe { self.free_in_flight(object) };
         }
+        // Marked once the frees are done, so that a flush waiting for this
+        // sweep returns with its garbage gone, not going.
+        let mut state = self.lock();
+        state.swept = state.swept.max(through);
     }
 
     /// Frees, through `reclaim`, everything retired into this ledger before the
@@ -364,9 +367,12 @@ impl Ledger {
     /// grace period to end, and that ends for every object retired before it.
     pub(crate) fn flush<R: super::Reclaim>(self: &Arc<Self>, reclaim: &R) {
         use super::Guard as _;
-        // A scheme needs a few rounds: crossbeam-epoch two epoch advances,
+        // A scheme needs a few rounds: crossbeam-epoch two epoch advances and
+        // as many collections as there are bags queued before the sweep's,
         // seize a batch with an entry per active thread (each round pads one).
-        const ROUNDS: usize = 32;
+        // Keep going while frees make progress; stop after this many rounds
+        // without any (a guard live on another thread holds the sweep back).
+        const IDLE_ROUNDS: usize = 32;
         // The loom backend frees at the last guard's release: nothing to sweep.
         if cfg!(loom) {
             reclaim.flush();
@@ -383,11 +389,16 @@ impl Ledger {
             // before its retirement (see `Retired::sweep`), and it is retired once.
             unsafe { guard.retire(sweep) };
         }
-        for _ in 0..ROUNDS {
+        let mut idle = 0;
+        let mut freed = self.lock().freed;
+        while idle < IDLE_ROUNDS {
             reclaim.flush();
-            if self.lock().swept >= through {
+            let state = self.lock();
+            if state.swept >= through {
                 return;
             }
+            idle = if state.freed > freed { 0 } else { idle + 1 };
+            freed = state.freed;
         }
     }
 }

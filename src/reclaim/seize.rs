@@ -20,27 +20,23 @@ use seize::Guard as _;
 /// pairs it with a process-wide barrier on the reclaiming side, `membarrier` on
 /// Linux). Each retirement allocates a small record.
 ///
-/// # What `flush` can and cannot free
+/// # Batches, and what a flush reaches
 ///
 /// Retired objects wait in a batch that belongs to the retiring thread — kept
 /// *per thread id, inside the map's collector* — until the batch is full (32
 /// objects with [`Seize::new`], or the machine's CPU count if that is larger; see
-/// [`Seize::with_batch_size`]). [`SyncMap::flush`](crate::SyncMap::flush)
-/// ([`Reclaim::flush`]) retires only the **calling** thread's batch, and only if
-/// it holds at least as many objects as there are threads active in the
-/// collector at that moment; the retired batch is then freed once every thread
-/// active at that moment has left its guard (at once, if the caller is the only
-/// one).
+/// [`Seize::with_batch_size`]), and seize hands a batch over only once it holds
+/// an entry per thread active in the collector. seize's own flush reaches only
+/// the calling thread's batch, so a thread that retired fewer objects than a
+/// batch and then exited or went idle would leave them pending for good.
 ///
-/// So a flush cannot free a partial batch that *another* thread left: a thread
-/// that retired fewer objects than a batch and then exited leaves them pending
-/// until a new thread that reuses its thread id retires on the same map, or until
-/// the map is dropped. After worker threads have exited, a flush from the
-/// remaining thread leaves at most one partial batch per thread that retired
-/// (`pending` in [`SyncMap::stats`](crate::SyncMap::stats) stays below threads x
-/// batch size); it is not certain to reach zero, as it is with the
-/// `CrossbeamEpoch` backend, whose global collector any thread's flush can
-/// drain.
+/// A map's `flush` ([`SyncMap::flush`](crate::SyncMap::flush)) does not depend
+/// on that: it retires a *sweep record* that frees everything the map retired
+/// before it, and pads this thread's batch until seize hands it over (this
+/// backend's [`Reclaim::flush`] adds one entry that owns nothing, and the map
+/// repeats it). Once every guard live during the flush is gone, all of it is
+/// freed — at once if none was live on another thread, and otherwise by the
+/// last of those guards as it is dropped, with no further call.
 ///
 /// **The map's drop frees everything.** Every map owns its collector, so nothing
 /// a map retired outlives it: dropping the map frees every object it ever
@@ -156,8 +152,8 @@ unsafe impl Reclaim for Seize {
         // A flush hands this thread's partial batch to the active threads, and
         // seize does so only once it holds an entry per active thread (this one
         // included): pad it with one record that owns nothing, so that flushing
-        // repeatedly gets any batch handed over however many threads are in a
-        // guard. With none active but this one, it is freed when the guard leaves.
+        // repeatedly hands the batch over however many threads are in a guard.
+        // With none active but this one, it is freed when the guard leaves.
         let guard = self.collector.enter();
         // SAFETY: the null pointer owns nothing and `reclaim_nothing` ignores it.
         unsafe { guard.defer_retire(core::ptr::null_mut::<()>(), reclaim_nothing) };

@@ -466,10 +466,12 @@ impl<K, V, S, P: Publish> SnapshotMap<K, V, S, P> {
         Watcher::new(self)
     }
 
-    /// Tries to end the grace period of replaced versions now, so that those no
-    /// [`Snapshot`] holds are freed: [`Reclaim::flush`](crate::reclaim::Reclaim::flush)
-    /// of the publication backend (see there for what each can reach). A no-op
-    /// for the default scheme, [`ArcSwapPublish`], which has no grace period.
+    /// Ends the grace period of every version replaced before the call, so that
+    /// those no [`Snapshot`] holds are freed — at once if no reader is inside
+    /// a load on another thread, otherwise when the last such reader is done;
+    /// whichever threads replaced them (see [`SyncMap::flush`](crate::SyncMap::flush),
+    /// which works the same way). A no-op for the default scheme,
+    /// [`ArcSwapPublish`], which has no grace period.
     ///
     /// Never needed for correctness; for tests and memory-bound tools.
     ///

@@ -402,25 +402,27 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
         }
     }
 
-    /// Asks the reclaimer to free what it can now (see [`Reclaim::flush`]): garbage
-    /// that no live guard protects. For tests and memory diagnostics; the map never
-    /// needs it.
+    /// Frees everything this map retired before the call — replaced and removed
+    /// values, old tables — once no guard that was live during the call can
+    /// still reach it. For tests and memory diagnostics; the map never needs it.
     ///
-    /// What a flush can reach depends on the backend:
+    /// * If no guard of this map is live on another thread (with the default
+    ///   backend, crossbeam-epoch, whose collector is global: no guard of any
+    ///   map pinned before the call), everything retired before the call is
+    ///   freed when `flush` returns and `stats().pending` counts only what
+    ///   other threads retired meanwhile.
+    /// * Otherwise what such a guard may reach waits for it: it is freed once
+    ///   the last of those guards is dropped — on seize by that guard's own
+    ///   drop; on crossbeam-epoch by the next collection, which any thread's
+    ///   pin or flush may run.
     ///
-    /// * **crossbeam-epoch** (the default): the collector is global, so repeated
-    ///   flushes, from any thread, free everything this map retired once no guard
-    ///   (of any map) that was pinned before it was retired is still held:
-    ///   `stats().pending` reaches 0.
-    /// * **seize** (`Seize`): the collector is this
-    ///   map's own, and a flush retires only the *calling* thread's batch. A
-    ///   partial batch that another thread left — one that has since exited
-    ///   included — stays pending until that thread (or a new one reusing its
-    ///   thread id) retires more on this map, or until the map is dropped; so
-    ///   after worker threads exit, `pending` is bounded (below one batch per
-    ///   thread that retired) but need not reach 0.
+    /// It reaches garbage wherever the backend keeps it, whichever thread
+    /// retired it — threads that have exited or sit idle included: the map
+    /// retires a *sweep record* through its backend, which frees everything it
+    /// retired before it once the record's own grace period is over, and flushes
+    /// the backend until the record has run (a bounded number of times).
     ///
-    /// With either, dropping the map frees everything it ever retired, at once.
+    /// Dropping the map frees everything it ever retired, at once.
     ///
     /// # Examples
     ///

@@ -388,7 +388,8 @@ pub fn burst<V: Value, M: Subject<V>>(cfg: &Config, series: &mut Vec<TsRow>) -> 
         let sampler = spawn(s, "sampler", || rec.run(cfg.sample, || map.garbage(), &ops));
         // The burst: each writer does its share and exits (thread exit is
         // part of the story: crossbeam hands an exiting thread's bag to the
-        // global queue; seize leaves its partial batch in the map's collector).
+        // global queue; seize leaves its partial batch in the map's collector,
+        // out of reach of everything but the map's flush and drop).
         let started = Instant::now();
         let writers: Vec<_> = (0..threads)
             .map(|t| {
