@@ -233,7 +233,7 @@ impl<K, V, S, R: Reclaim> ClassicSyncMap<K, V, S, R> {
     /// map.flush();
     /// ```
     pub fn flush(&self) {
-        self.ledger.flush(&self.read_side.reclaim);
+        Ledger::flush(&self.ledger, &self.read_side.reclaim);
     }
 }
 

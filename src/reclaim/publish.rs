@@ -462,7 +462,7 @@ mod reclaim_cell {
         }
 
         fn flush(&self) {
-            self.ledger.flush(&self.reclaim);
+            Ledger::flush(&self.ledger, &self.reclaim);
         }
     }
 

@@ -365,7 +365,7 @@ impl Ledger {
     /// flush on this thread cannot (seize's per-thread batches of other threads,
     /// crossbeam-epoch's thread-local bags): the sweep record needs only its own
     /// grace period to end, and that ends for every object retired before it.
-    pub(crate) fn flush<R: super::Reclaim>(self: &Arc<Self>, reclaim: &R) {
+    pub(crate) fn flush<R: super::Reclaim>(ledger: &Arc<Self>, reclaim: &R) {
         use super::Guard as _;
         // A scheme needs a few rounds: crossbeam-epoch two epoch advances and
         // as many collections as there are bags queued before the sweep's,
@@ -378,7 +378,7 @@ impl Ledger {
             reclaim.flush();
             return;
         }
-        let Some(sweep) = Retired::sweep(self) else {
+        let Some(sweep) = Retired::sweep(ledger) else {
             reclaim.flush();
             return;
         };
@@ -390,10 +390,10 @@ impl Ledger {
             unsafe { guard.retire(sweep) };
         }
         let mut idle = 0;
-        let mut freed = self.lock().freed;
+        let mut freed = ledger.lock().freed;
         while idle < IDLE_ROUNDS {
             reclaim.flush();
-            let state = self.lock();
+            let state = ledger.lock();
             if state.swept >= through {
                 return;
             }

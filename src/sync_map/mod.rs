@@ -440,7 +440,7 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
     /// }
     /// ```
     pub fn flush(&self) {
-        self.ledger.flush(&self.read_side.reclaim);
+        Ledger::flush(&self.ledger, &self.read_side.reclaim);
     }
 }
 
