@@ -235,7 +235,8 @@ heavy_tier() {
         # (About 5 minutes on 2 cores: the rest of the suite is the same code
         # over a different `Guard`, which ASan covers above.)
         step miri-seize "${miri[@]}" cargo +nightly miri test --locked \
-            --no-default-features --features seize --test seize_backend
+            --no-default-features --features seize --test seize_backend \
+            --test hostile --test fuzz_differential --test linearizability
         step miri-seize-drop "${miri[@]}" cargo +nightly miri test --locked \
             --no-default-features --features seize --test drop_counting -- \
             overwrite_drops remove_drops dropping_a_map

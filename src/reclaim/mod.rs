@@ -145,7 +145,7 @@ pub unsafe trait Reclaim: Default + Send + Sync + 'static {
     /// * `CrossbeamEpoch`: moves this thread's bag to crossbeam-epoch's global
     ///   queue and collects from it, a few times (an object needs two epoch
     ///   advancements).
-    /// * `Seize`: adds one record that owns nothing to this thread's batch in
+    /// * `Seize`: adds four records that own nothing to this thread's batch in
     ///   the map's collector and hands the batch over if it now holds an entry
     ///   per active thread.
     ///

@@ -369,10 +369,11 @@ impl Ledger {
         use super::Guard as _;
         // A scheme needs a few rounds: crossbeam-epoch two epoch advances and
         // as many collections as there are bags queued before the sweep's,
-        // seize a batch with an entry per active thread (each round pads one).
-        // Keep going while frees make progress; stop after this many rounds
-        // without any (a guard live on another thread holds the sweep back).
-        const IDLE_ROUNDS: usize = 32;
+        // seize a batch with an entry per active thread (each round pads a
+        // few). Keep going while frees make progress; stop after this many
+        // rounds without any (a live guard holds the sweep back, and the last
+        // such guard will run it).
+        const IDLE_ROUNDS: usize = 8;
         // The loom backend frees at the last guard's release: nothing to sweep.
         if cfg!(loom) {
             reclaim.flush();

@@ -33,10 +33,13 @@ use seize::Guard as _;
 /// A map's `flush` ([`SyncMap::flush`](crate::SyncMap::flush)) does not depend
 /// on that: it retires a *sweep record* that frees everything the map retired
 /// before it, and pads this thread's batch until seize hands it over (this
-/// backend's [`Reclaim::flush`] adds one entry that owns nothing, and the map
-/// repeats it). Once every guard live during the flush is gone, all of it is
-/// freed — at once if none was live on another thread, and otherwise by the
-/// last of those guards as it is dropped, with no further call.
+/// backend's [`Reclaim::flush`] adds four entries that own nothing, and the
+/// map repeats it while that makes progress, and a few times more). Once
+/// every guard live during the flush is gone, all of it is freed — at once if
+/// none was live on another thread, and otherwise by the last of those guards
+/// as it is dropped, with no further call. (With more than 32 threads inside a
+/// guard during the flush, the padding may not reach seize's threshold; the
+/// sweep then waits in this thread's batch for its next flush or retirements.)
 ///
 /// **The map's drop frees everything.** Every map owns its collector, so nothing
 /// a map retired outlives it: dropping the map frees every object it ever
@@ -151,12 +154,15 @@ unsafe impl Reclaim for Seize {
     fn flush(&self) {
         // A flush hands this thread's partial batch to the active threads, and
         // seize does so only once it holds an entry per active thread (this one
-        // included): pad it with one record that owns nothing, so that flushing
+        // included): pad it with records that own nothing, so that flushing
         // repeatedly hands the batch over however many threads are in a guard.
         // With none active but this one, it is freed when the guard leaves.
+        const PADDING: usize = 4;
         let guard = self.collector.enter();
-        // SAFETY: the null pointer owns nothing and `reclaim_nothing` ignores it.
-        unsafe { guard.defer_retire(core::ptr::null_mut::<()>(), reclaim_nothing) };
+        for _ in 0..PADDING {
+            // SAFETY: the null pointer owns nothing; `reclaim_nothing` ignores it.
+            unsafe { guard.defer_retire(core::ptr::null_mut::<()>(), reclaim_nothing) };
+        }
         guard.flush();
     }
 }

@@ -253,7 +253,11 @@ fn a_value_read_through_a_live_guard_survives_churn_and_flushes_on_another_threa
                     if round % (CHURN / 10) == 0 {
                         map.promote();
                     }
-                    map.flush();
+                    // Each flush waits a few rounds for the sweep this thread's
+                    // guard holds back: under Miri, every fourth round only.
+                    if !cfg!(miri) || round % 4 == 0 {
+                        map.flush();
+                    }
                 }
                 stop.store(true, Ordering::Release);
             });
