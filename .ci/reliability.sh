@@ -231,9 +231,8 @@ heavy_tier() {
         # Inline values stay valid under a guard after their table is replaced and freed.
         step miri-inline "${miri[@]}" cargo +nightly miri test --locked --lib -- \
             inline_values_outlive
-        # The seize backend: its own tests and the single-threaded drop counts.
-        # (About 5 minutes on 2 cores: the rest of the suite is the same code
-        # over a different `Guard`, which ASan covers above.)
+        # The seize backend: its own tests, the targets the step above runs, and
+        # the single-threaded drop counts (about 9 minutes on 2 cores).
         step miri-seize "${miri[@]}" cargo +nightly miri test --locked \
             --no-default-features --features seize --test seize_backend \
             --test hostile --test fuzz_differential --test linearizability
