@@ -830,6 +830,43 @@ impl Drop for Unit {
     }
 }
 
+/// What a thread retired and left in its own bag (crossbeam-epoch) or batch
+/// (seize) while it stays alive and idle, holding no guard, is freed by a flush
+/// on another thread: the map's flush sweeps everything retired before it.
+#[test]
+fn a_flush_frees_what_an_idle_thread_retired() {
+    let ledger = DropLedger::new();
+    let map = Map::new();
+    fill(&map, &ledger, 0..8);
+    map.promote();
+    let retired = Barrier::new(2);
+    let checked = Barrier::new(2);
+    thread::scope(|scope| {
+        let (map, ledger, retired, checked) = (&map, &ledger, &retired, &checked);
+        scope.spawn(move || {
+            // Fewer replaced values than a bag or a batch holds.
+            for round in 0..3 {
+                for k in 0..8 {
+                    let old = map.insert(ledger.track(k), ledger.track(100 * round + k));
+                    assert!(old.is_some());
+                }
+            }
+            retired.wait();
+            // Alive and idle until the other thread has flushed and checked.
+            checked.wait();
+        });
+        retired.wait();
+        // 8 keys and their current values; the replaced values were retired
+        // (the first overwrite of each key replaced an inline value, which
+        // stays with its table until the next promotion).
+        settle(map, ledger, 8 + 8 + 8);
+        assert_stats_consistent(map);
+        checked.wait();
+    });
+    drop(map);
+    ledger.assert_alive(0);
+}
+
 /// Zero-sized values get an allocation each (slots compare addresses): every
 /// overwrite, update and compare-exchange retires exactly the value it replaced.
 #[test]
