@@ -636,4 +636,50 @@ mod tests {
             (0, 2, 108)
         );
     }
+
+    static SWEPT: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe fn count_sweep_free(_: NonNull<()>) {
+        SWEPT.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn a_sweep_frees_what_was_retired_before_it_and_late_reclaims_do_nothing() {
+        let ledger = Arc::new(Ledger::default());
+        let retire = || unsafe {
+            Retired::new(
+                NonNull::dangling(),
+                count_sweep_free,
+                Kind::Value,
+                8,
+                &ledger,
+            )
+        };
+        let (a, b) = (retire(), retire());
+        let sweep = Retired::sweep(&ledger).expect("two objects wait");
+        let c = retire(); // after the sweep record: not its to free
+        unsafe { sweep.reclaim() };
+        assert_eq!(SWEPT.load(Ordering::Relaxed), 2, "a and b, not c");
+        assert_eq!(ledger.counts().pending(), 1);
+        // A later object may take a swept one's place in the slab: the swept
+        // one's late `reclaim` must leave it alone.
+        let d = retire();
+        unsafe { a.reclaim() };
+        unsafe { b.reclaim() };
+        assert_eq!(
+            SWEPT.load(Ordering::Relaxed),
+            2,
+            "late reclaims freed nothing"
+        );
+        assert_eq!(ledger.counts().pending(), 2);
+        unsafe { c.reclaim() };
+        unsafe { d.reclaim() };
+        assert_eq!(SWEPT.load(Ordering::Relaxed), 4);
+        assert!(Retired::sweep(&ledger).is_none(), "nothing left to sweep");
+        let counts = ledger.counts();
+        assert_eq!(
+            (counts.pending(), counts.freed, counts.freed_bytes),
+            (0, 4, 32)
+        );
+    }
 }
