@@ -646,6 +646,7 @@ mod tests {
     #[test]
     fn a_sweep_frees_what_was_retired_before_it_and_late_reclaims_do_nothing() {
         let ledger = Arc::new(Ledger::default());
+        // SAFETY: `count_sweep_free` frees nothing.
         let retire = || unsafe {
             Retired::new(
                 NonNull::dangling(),
@@ -658,13 +659,16 @@ mod tests {
         let (a, b) = (retire(), retire());
         let sweep = Retired::sweep(&ledger).expect("two objects wait");
         let c = retire(); // after the sweep record: not its to free
+                          // SAFETY: nothing reaches the dangling objects; each reclaimed once.
         unsafe { sweep.reclaim() };
         assert_eq!(SWEPT.load(Ordering::Relaxed), 2, "a and b, not c");
         assert_eq!(ledger.counts().pending(), 1);
         // A later object may take a swept one's place in the slab: the swept
         // one's late `reclaim` must leave it alone.
         let d = retire();
+        // SAFETY: nothing reaches the dangling objects; each reclaimed once.
         unsafe { a.reclaim() };
+        // SAFETY: nothing reaches the dangling objects; each reclaimed once.
         unsafe { b.reclaim() };
         assert_eq!(
             SWEPT.load(Ordering::Relaxed),
@@ -672,7 +676,9 @@ mod tests {
             "late reclaims freed nothing"
         );
         assert_eq!(ledger.counts().pending(), 2);
+        // SAFETY: nothing reaches the dangling objects; each reclaimed once.
         unsafe { c.reclaim() };
+        // SAFETY: nothing reaches the dangling objects; each reclaimed once.
         unsafe { d.reclaim() };
         assert_eq!(SWEPT.load(Ordering::Relaxed), 4);
         assert!(Retired::sweep(&ledger).is_none(), "nothing left to sweep");
