@@ -410,7 +410,10 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
     ///   backend, crossbeam-epoch, whose collector is global: no guard of any
     ///   map pinned before the call), everything retired before the call is
     ///   freed when `flush` returns and `stats().pending` counts only what
-    ///   other threads retired meanwhile.
+    ///   other threads retired meanwhile. (crossbeam-epoch frees in the order
+    ///   garbage was queued, every map's alike: behind a large backlog of
+    ///   *other* maps' garbage, `flush` may return first, and a later flush or
+    ///   pin on any thread finishes the job.)
     /// * Otherwise what such a guard may reach waits for it: it is freed once
     ///   the last of those guards is dropped — on seize by that guard's own
     ///   drop; on crossbeam-epoch by the next collection, which any thread's
