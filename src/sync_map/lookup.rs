@@ -41,8 +41,8 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.hash(key);
         let root = self.root(guard);
+        let hash = self.hash(key);
         match root.read.lookup(hash, key) {
             // Not written since the table was built: the value is in the bucket.
             Lookup::Untouched(_, value) => Some(value),
@@ -63,8 +63,8 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.hash(key);
         let root = self.root(guard);
+        let hash = self.hash(key);
         match root.read.lookup(hash, key) {
             Lookup::Untouched(key, value) => Some((key, value)),
             Lookup::Touched(bucket) => {
