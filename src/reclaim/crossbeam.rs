@@ -32,12 +32,17 @@ use crate::sync::{AtomicPtr, Ordering};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CrossbeamEpoch;
 
-// SAFETY: (1) crossbeam-epoch runs a deferred function only after every thread
-// that was pinned when it was deferred has unpinned (its documented guarantee),
-// and `Guard::retire` below defers through a pinned guard. (2) The function
-// travels from the deferring thread's bag to the collecting thread through
-// crossbeam's global queue, whose push (Release) and pop (Acquire) order the
-// defer before the call. (3) Each deferred function runs once.
+// The contract's clauses, one by one: (1) crossbeam-epoch runs a deferred
+// function only after every thread that was pinned when it was deferred has
+// unpinned (its documented guarantee), and `Guard::retire` below defers through a
+// pinned guard. (2) A bag is sealed with the global epoch read after a `SeqCst`
+// fence, and a pin publishes its epoch before a `SeqCst` fence of its own: an
+// unlink that happened-before the defer, on any thread, is seen by every pin the
+// sealed epoch does not wait for. (3) The function travels from the deferring
+// thread's bag to the collecting thread through crossbeam's global queue, whose
+// push (Release) and pop (Acquire) order the defer before the call. (4) Each
+// deferred function runs once.
+// SAFETY: clauses 1-4 of the `Reclaim` contract, as argued above.
 unsafe impl Reclaim for CrossbeamEpoch {
     type Guard<'a> = crossbeam_epoch::Guard;
 

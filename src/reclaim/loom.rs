@@ -215,7 +215,9 @@ impl Audit {
 // A retired object is freed (moved to the graveyard, and given back to the
 // allocator later still) only once every guard that was live at its retirement
 // has been released: `Pending::waiting` holds exactly those guards. Guards pinned
-// later are not waited for: they cannot reach an object unlinked before retiring.
+// later are not waited for: they cannot reach an object unlinked before retiring,
+// on this thread or another (pins and retirements take the scheme's lock, so an
+// unlink that happened-before the retirement happens-before every later pin).
 // SAFETY: the `Reclaim` grace period holds, as argued above.
 unsafe impl Reclaim for LoomReclaim {
     type Guard<'a> = LoomGuard<'a>;

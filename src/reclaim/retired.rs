@@ -148,6 +148,22 @@ impl LedgerCounts {
     }
 }
 
+impl State {
+    /// The sequence of the oldest live hold, or `u64::MAX` with none: an
+    /// object retired at or after it may still be reached through that hold.
+    fn oldest_hold(&self) -> u64 {
+        self.holds.keys().next().copied().unwrap_or(u64::MAX)
+    }
+
+    /// Gives the record array back once nothing waits: after a burst of
+    /// garbage, an idle map holds no more than an empty one.
+    fn shrink_waiting(&mut self) {
+        if self.waiting.is_empty() && self.waiting.capacity() > 0 {
+            self.waiting = Slab::new();
+        }
+    }
+}
+
 impl Ledger {
     fn lock(&self) -> MutexGuard<'_, State> {
         // No user code runs under this lock, so a poisoned one is consistent.
@@ -295,7 +311,7 @@ impl Ledger {
             if remove {
                 state.holds.remove(&ticket);
             }
-            let oldest = state.holds.keys().next().copied().unwrap_or(u64::MAX);
+            let oldest = state.oldest_hold();
             let (free, keep): (Vec<Object>, Vec<Object>) = core::mem::take(&mut state.held)
                 .into_iter()
                 .partition(|object| object.sequence < oldest);
@@ -327,7 +343,7 @@ impl Ledger {
                 .filter(|(_, object)| object.sequence < through)
                 .map(|(index, _)| index)
                 .collect();
-            let oldest = state.holds.keys().next().copied().unwrap_or(u64::MAX);
+            let oldest = state.oldest_hold();
             let mut free = Vec::with_capacity(due.len());
             for index in due {
                 let object = state.waiting.remove(index);
@@ -337,9 +353,7 @@ impl Ledger {
                     state.held.push(object);
                 }
             }
-            if state.waiting.is_empty() && state.waiting.capacity() > 0 {
-                state.waiting = Slab::new();
-            }
+            state.shrink_waiting();
             // Counted as in flight, so that `close` waits for these frees.
             state.freeing += free.len();
             free
@@ -560,23 +574,13 @@ impl Retired {
                 }
                 _ => None,
             };
-            if state.waiting.is_empty() && state.waiting.capacity() > 0 {
-                // Give the record array back too: after a burst of garbage, an
-                // idle map holds no more than an empty one.
-                state.waiting = Slab::new();
-            }
+            state.shrink_waiting();
             if object.is_some() {
                 state.freeing += 1;
             }
             match object {
                 // A hold taken at or before its retirement may still reach it.
-                Some(object)
-                    if state
-                        .holds
-                        .keys()
-                        .next()
-                        .is_some_and(|&oldest| oldest <= object.sequence) =>
-                {
+                Some(object) if state.oldest_hold() <= object.sequence => {
                     state.freeing -= 1;
                     state.held.push(object);
                     return;

@@ -132,15 +132,18 @@ unsafe fn reclaim_boxed(ptr: *mut Retired, collector: &seize::Collector) {
 /// Always safe; `unsafe` only to have the type seize's `defer_retire` takes.
 unsafe fn reclaim_nothing(_: *mut (), _: &seize::Collector) {}
 
-// The contract, point by point: (1) seize runs a retired object's reclaimer only
-// once every guard active at its retirement has been dropped or refreshed (its
-// documented guarantee for `defer_retire` and `protect`), and `retire` below
-// retires through such a guard. (2) A batch reaches the thread that frees it
-// through its reference count, decremented with release and read with acquire
-// by the last releaser; the collector's drop has `&mut` access. (3) A batch is
-// freed by the one thread that drops its count to zero, or by the collector's drop.
-// SAFETY: grace period, retire happens-before reclaim and at most once: (1)-(3)
-// above.
+// The contract's clauses, one by one: (1) seize runs a retired object's
+// reclaimer only once every guard active at its retirement has been dropped or
+// refreshed (its documented guarantee for `defer_retire` and `protect`), and
+// `retire` below retires through such a guard. (2) Which guards count as active
+// is read after the process-wide barrier seize issues when it hands a batch over,
+// which the retirement precedes: a guard entered after it sees every write that
+// happened-before the retirement, on any thread, the unlink included. (3) A
+// batch reaches the thread that frees it through its reference count,
+// decremented with release and read with acquire by the last releaser; the
+// collector's drop has `&mut` access. (4) A batch is freed by the one thread that
+// drops its count to zero, or by the collector's drop.
+// SAFETY: clauses 1-4 of the `Reclaim` contract, as argued above.
 unsafe impl Reclaim for Seize {
     type Guard<'a> = SeizeGuard<'a>;
 
@@ -250,12 +253,28 @@ mod tsan {
     #[inline(always)]
     pub(super) fn release(collector: &seize::Collector) {
         #[cfg(readmostly_tsan)]
-        // SAFETY: TSan's annotation takes any address as a sync object's name
-        // and never dereferences it.
-        unsafe {
-            __tsan_release(core::ptr::from_ref(collector).cast_mut().cast())
-        };
+        annotate(__tsan_release, collector);
         let _ = collector;
+    }
+
+    /// Every [`release`] of `collector` so far happens-before what this thread
+    /// does next, for TSan.
+    #[inline(always)]
+    pub(super) fn acquire(collector: &seize::Collector) {
+        #[cfg(readmostly_tsan)]
+        annotate(__tsan_acquire, collector);
+        let _ = collector;
+    }
+
+    /// Calls a TSan annotation with the collector's address as the sync object.
+    #[cfg(readmostly_tsan)]
+    fn annotate(
+        annotation: unsafe extern "C" fn(*mut core::ffi::c_void),
+        collector: &seize::Collector,
+    ) {
+        // SAFETY: TSan's annotations take any address as a sync object's name
+        // and never dereference it.
+        unsafe { annotation(core::ptr::from_ref(collector).cast_mut().cast()) }
     }
 
     /// Whether this run is the mutant that CI's `tsan-seize` step checks TSan
@@ -265,17 +284,5 @@ mod tsan {
     pub(super) fn mutant_without_grace_period() -> bool {
         static MUTANT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *MUTANT.get_or_init(|| std::env::var_os("READMOSTLY_TSAN_MUTANT").is_some())
-    }
-
-    /// Every [`release`] of `collector` so far happens-before what this thread
-    /// does next, for TSan.
-    #[inline(always)]
-    pub(super) fn acquire(collector: &seize::Collector) {
-        #[cfg(readmostly_tsan)]
-        // SAFETY: as in `release`.
-        unsafe {
-            __tsan_acquire(core::ptr::from_ref(collector).cast_mut().cast())
-        };
-        let _ = collector;
     }
 }

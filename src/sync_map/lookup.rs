@@ -41,6 +41,9 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        // The root before the hash: loaded after, it has to be kept alive
+        // around the hasher's out-of-line call, and the shuffling costs the
+        // probe loop 5 instructions per hit (callgrind).
         let root = self.root(guard);
         let hash = self.hash(key);
         match root.read.lookup(hash, key) {
@@ -63,6 +66,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        // The root before the hash, as in `get_in`.
         let root = self.root(guard);
         let hash = self.hash(key);
         match root.read.lookup(hash, key) {
