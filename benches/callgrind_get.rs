@@ -22,7 +22,12 @@
 //!   (crossbeam-epoch in a default build);
 //! * `rwlock`: `RwLock<std::collections::HashMap>`, a read lock per get;
 //! * `classic-held`: `classic::ClassicSyncMap` (Go's read/dirty design), one
-//!   guard held.
+//!   guard held;
+//! * `syncmap-overwrite` (and `syncmap-overwrite-seize`): `SyncMap::insert` of
+//!   keys already present, a pin per call: a cell allocated, the replaced one
+//!   retired and, amortized, freed;
+//! * `rwlock-overwrite`: the same overwrites in place under a write lock (what
+//!   `DashMap` does in one shard).
 //!
 //! Run it under `valgrind --tool=callgrind --toggle-collect='*measure_*'` so only
 //! the measured function is counted; `docs/performance.md` has the commands. The
@@ -136,6 +141,29 @@ fn measure_classic_held(
     let mut sum = 0u64;
     for k in lookups {
         sum = sum.wrapping_add(black_box(pinned.get(k).copied()).unwrap_or(0));
+    }
+    sum
+}
+
+/// Overwrites through `SyncMap::insert`, a pin per call (as the lab's writers
+/// do): the allocation of the new value's cell, the CAS, the retirement of the
+/// replaced cell and, amortized, its later free. Returns the sum of the
+/// replaced values.
+#[inline(never)]
+fn measure_syncmap_overwrite<R: Reclaim>(map: &SMap<R>, lookups: &[u64]) -> u64 {
+    let mut sum = 0u64;
+    for &k in lookups {
+        sum = sum.wrapping_add(black_box(map.insert(k, k)).unwrap_or(0));
+    }
+    sum
+}
+
+/// Overwrites in place under a write lock: what `DashMap` does in one shard.
+#[inline(never)]
+fn measure_rwlock_overwrite(map: &Locked, lookups: &[u64]) -> u64 {
+    let mut sum = 0u64;
+    for &k in lookups {
+        sum = sum.wrapping_add(black_box(map.write().unwrap().insert(k, k)).unwrap_or(0));
     }
     sum
 }
@@ -348,14 +376,18 @@ fn main() {
             }
             "syncmap-held" => measure_syncmap_held(&build_sync::<DefaultReclaim>(&keys).pin(), &lookups),
             "syncmap-fresh" => measure_syncmap_fresh(&build_sync::<DefaultReclaim>(&keys), &lookups),
+            "syncmap-overwrite" => measure_syncmap_overwrite(&build_sync::<DefaultReclaim>(&keys), &lookups),
+            "rwlock-overwrite" => measure_rwlock_overwrite(&build_locked(&keys), &lookups),
             #[cfg(feature = "seize")]
             "syncmap-held-seize" => measure_syncmap_held(&build_sync::<Seize>(&keys).pin(), &lookups),
             #[cfg(feature = "seize")]
             "syncmap-fresh-seize" => measure_syncmap_fresh(&build_sync::<Seize>(&keys), &lookups),
+            #[cfg(feature = "seize")]
+            "syncmap-overwrite-seize" => measure_syncmap_overwrite(&build_sync::<Seize>(&keys), &lookups),
             other => panic!(
                 "unknown implementation {other:?}: baseline, hashbrown, hashbrown-table, syncmap-held, \
-                 syncmap-fresh, rwlock, classic-held (and with --features seize: syncmap-held-seize, \
-                 syncmap-fresh-seize)"
+                 syncmap-fresh, rwlock, classic-held, syncmap-overwrite, rwlock-overwrite (and with \
+                 --features seize: syncmap-held-seize, syncmap-fresh-seize, syncmap-overwrite-seize)"
             ),
         }
     };
@@ -369,10 +401,14 @@ fn main() {
             "syncmap-fresh",
             "rwlock",
             "classic-held",
+            "syncmap-overwrite",
+            "rwlock-overwrite",
             #[cfg(feature = "seize")]
             "syncmap-held-seize",
             #[cfg(feature = "seize")]
             "syncmap-fresh-seize",
+            #[cfg(feature = "seize")]
+            "syncmap-overwrite-seize",
         ]
     } else {
         std::slice::from_ref(&which)
