@@ -129,11 +129,19 @@ where
     /// A read that left the inline path: counts it (sampled) toward the promotion
     /// rule, and promotes if the budget is spent and the writer lock is free.
     /// `root` is the root the read used (protected by the reader).
-    #[cold]
+    // Inlined: under a skewed load most reads of hot keys take the cell path, and
+    // only one in `SAMPLE` needs more than the thread-local countdown.
+    #[inline]
     pub(crate) fn note_off_path_read(&self, root: &Root<K, V>, kind: OffPath) {
-        if !policy::sampled() {
-            return;
+        if policy::sampled() {
+            self.count_off_path_read(root, kind);
         }
+    }
+
+    /// The sampled part of [`note_off_path_read`](Self::note_off_path_read).
+    #[cold]
+    #[inline(never)]
+    fn count_off_path_read(&self, root: &Root<K, V>, kind: OffPath) {
         let keys = root.read.len() + self.delta_len();
         if self.sampler.count(kind, keys) {
             // A guard of the scheme's own (the reader's may be an owned guard's
