@@ -350,7 +350,6 @@ impl<K, V> Entry<K, V> {
     /// # Safety
     ///
     /// The caller holds a guard of the map's reclaimer for the whole call.
-    #[cfg(test)]
     pub(crate) unsafe fn compare_exchange(&self, current: &V, new: V) -> Result<*mut V, (*mut V, V)>
     where
         V: PartialEq,

@@ -46,7 +46,7 @@ use read_ptr::ReadPtr;
 use crate::reclaim::{DefaultReclaim, Ledger, Reclaim};
 use crate::stats::{Counters, Stats};
 use crate::sync::{self, Arc, AtomicIsize, AtomicUsize, Mutex};
-use crate::LoadOrStore;
+use crate::{CompareExchangeError, LoadOrStore};
 use garbage::retire_value;
 use table::{find, Table};
 
@@ -513,6 +513,52 @@ where
         let read = self.map.read_side.read.load(&self.guard);
         let in_read = find(read.table, hash, key).is_some_and(|e| core::ptr::eq(&**e, entry));
         self.map.delete(&self.guard, entry, in_read, remove)
+    }
+
+    /// Replaces `key`'s value with `new` if it equals `current` (Go's
+    /// `CompareAndSwap`). Returns the replaced value, or what was found instead
+    /// together with `new`. An absent key never matches. As in Go, a key the read
+    /// table lacks is looked up in the dirty table under the lock (a miss).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::classic::ClassicSyncMap;
+    ///
+    /// let map = ClassicSyncMap::new();
+    /// map.insert("version", 1);
+    /// let pinned = map.pin();
+    /// assert_eq!(pinned.compare_exchange("version", &1, 2), Ok(&1));
+    /// assert!(pinned.compare_exchange("version", &1, 3).is_err());
+    /// assert!(pinned.compare_exchange("absent", &1, 3).is_err());
+    /// assert_eq!(pinned.get("version"), Some(&2));
+    /// assert_eq!(pinned.get("absent"), None);
+    /// ```
+    pub fn compare_exchange<Q>(
+        &self,
+        key: &Q,
+        current: &V,
+        new: V,
+    ) -> Result<&V, CompareExchangeError<'_, V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: PartialEq,
+    {
+        let hash = self.map.hash(key);
+        let Some(entry) = self.map.lookup(&self.guard, hash, key) else {
+            return Err(CompareExchangeError { current: None, new });
+        };
+        // SAFETY: `self.guard` is held for the call.
+        match unsafe { entry.compare_exchange(current, new) } {
+            // SAFETY: unlinked by our CAS, protected by our guard.
+            Ok(old) => Ok(unsafe { retire_value(&self.guard, &self.map.ledger, entry, old) }),
+            Err((found, new)) => Err(CompareExchangeError {
+                // SAFETY: protected by our guard.
+                current: unsafe { entry::as_live(found) },
+                new,
+            }),
+        }
     }
 
     /// The live entries (Go's `Range`, which promotes first if new keys are

@@ -13,9 +13,9 @@
 //! `compare_exchange`, CompareAndDelete = `remove_if` with equality, Range =
 //! `iter` (`ClassicPinned::entries`), Clear = `clear`.
 //!
-//! `ClassicSyncMap`'s public API is reduced: it has no `compare_exchange`,
-//! `retain` or `get_or_insert_with` (its unit tests build them from crate-private
-//! code, `src/classic/tests/mod.rs`). Checks of those operations run on `SyncMap`
+//! `ClassicSyncMap`'s public API is Go's: it has no `retain` or
+//! `get_or_insert_with` (its unit tests build them from crate-private code,
+//! `src/classic/tests/mod.rs`). Checks of those operations run on `SyncMap`
 //! only ([`GoMap::FULL_API`]); everything else runs on both.
 //!
 //! Not ported: `TestMapRangeNoAllocations` (an allocation count, not behaviour;
@@ -65,8 +65,8 @@ impl<T: Clone + PartialEq + Debug + Send + Sync + 'static> Val for T {}
 /// the call, so methods may be called from inside the closures of others (as
 /// Go's callbacks call the map they range over).
 trait GoMap<K: Key, V: Val>: Send + Sync + Sized + 'static {
-    /// Whether the public API has `compare_exchange`, `retain` and
-    /// `get_or_insert_with` (`ClassicSyncMap`'s does not).
+    /// Whether the public API has `retain` and `get_or_insert_with`
+    /// (`ClassicSyncMap`'s does not).
     const FULL_API: bool;
 
     fn new() -> Self;
@@ -91,7 +91,7 @@ trait GoMap<K: Key, V: Val>: Send + Sync + Sized + 'static {
     where
         K: Borrow<Q>;
     /// Go's `CompareAndSwap` (`Pinned::compare_exchange`): `Ok(replaced)`, or
-    /// `Err(what was found)`. Full API only.
+    /// `Err(what was found)`.
     fn compare_and_swap<Q: Hash + Eq + ?Sized>(
         &self,
         key: &Q,
@@ -267,11 +267,20 @@ impl<K: Key, V: Val> GoMap<K, V> for ClassicSyncMap<K, V> {
     {
         ClassicSyncMap::remove(self, key);
     }
-    fn compare_and_swap<Q: Hash + Eq + ?Sized>(&self, _: &Q, _: &V, _: V) -> Result<V, Option<V>>
+    fn compare_and_swap<Q: Hash + Eq + ?Sized>(
+        &self,
+        key: &Q,
+        old: &V,
+        new: V,
+    ) -> Result<V, Option<V>>
     where
         K: Borrow<Q>,
     {
-        unreachable!("ClassicSyncMap has no public compare_exchange")
+        let pinned = self.pin();
+        match pinned.compare_exchange(key, old, new) {
+            Ok(replaced) => Ok(replaced.clone()),
+            Err(err) => Err(err.current.cloned()),
+        }
     }
     fn compare_and_delete<Q: Hash + Eq + ?Sized>(&self, key: &Q, old: &V) -> Option<V>
     where
@@ -412,7 +421,7 @@ impl Op {
     ];
 
     fn full_api_only(self) -> bool {
-        matches!(self, Op::LoadOrStoreWith | Op::CompareAndSwap | Op::Retain)
+        matches!(self, Op::LoadOrStoreWith | Op::Retain)
     }
 }
 
@@ -845,10 +854,8 @@ fn nested_calls_in_closures<M: GoMap<u64, u64>>() {
 /// nothing (Go issue 51972).
 fn compare_and_swap_non_existing_key<M: GoMap<u64, u64>>() {
     let map = M::new();
-    if M::FULL_API {
-        // "An absent key never matches" (`Pinned::compare_exchange`).
-        assert_eq!(map.compare_and_swap(&1, &0, 42), Err(None));
-    }
+    // "An absent key never matches" (`compare_exchange` of both maps).
+    assert_eq!(map.compare_and_swap(&1, &0, 42), Err(None));
     assert_eq!(map.compare_and_delete(&1, &0), None);
     assert_eq!(map.remove_if(&1, |_| true), None);
     assert_eq!(map.update(&1, |_| 42), None);
@@ -864,9 +871,7 @@ fn compare_and_swap_non_existing_key<M: GoMap<u64, u64>>() {
         if promoted {
             map.promote();
         }
-        if M::FULL_API {
-            assert_eq!(map.compare_and_swap(&1, &0, 42), Err(None), "{promoted}");
-        }
+        assert_eq!(map.compare_and_swap(&1, &0, 42), Err(None), "{promoted}");
         assert_eq!(map.compare_and_delete(&1, &0), None, "{promoted}");
         assert_eq!(map.update(&1, |_| 42), None, "{promoted}");
         assert_eq!((map.load(&1), map.len()), (None, 0), "{promoted}");

@@ -21,14 +21,13 @@ use core::hash::{BuildHasher, Hash};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
-use super::entry::{self, Entry};
-use super::garbage::retire_value;
+use super::entry::Entry;
 use super::table::{find, Table};
 use super::{ClassicPinned, ClassicSyncMap};
 use crate::reclaim::Reclaim;
 use crate::sync::{self, Arc};
 use crate::test_support::Slot;
-use crate::{CompareExchangeError, LoadOrStore};
+use crate::LoadOrStore;
 
 impl<K, V, S, R> ClassicSyncMap<K, V, S, R>
 where
@@ -297,34 +296,6 @@ where
         Q: Hash + Eq + ?Sized,
     {
         self.get(key).is_some()
-    }
-
-    /// Go's `CompareAndSwap`.
-    pub(crate) fn compare_exchange<Q>(
-        &self,
-        key: &Q,
-        current: &V,
-        new: V,
-    ) -> Result<&V, CompareExchangeError<'_, V>>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-        V: PartialEq,
-    {
-        let hash = self.map.hash(key);
-        let Some(entry) = self.map.lookup(&self.guard, hash, key) else {
-            return Err(CompareExchangeError { current: None, new });
-        };
-        // SAFETY: `self.guard` is held for the call.
-        match unsafe { entry.compare_exchange(current, new) } {
-            // SAFETY: unlinked by our CAS, protected by our guard.
-            Ok(old) => Ok(unsafe { retire_value(&self.guard, &self.map.ledger, entry, old) }),
-            Err((found, new)) => Err(CompareExchangeError {
-                // SAFETY: protected by our guard.
-                current: unsafe { entry::as_live(found) },
-                new,
-            }),
-        }
     }
 
     /// The live entries (Go's `Range`: promotes first if new keys are pending).
