@@ -1,7 +1,9 @@
 //! The parts of Go's `sync.Map` API added to `ClassicSyncMap`'s public surface:
-//! `CompareAndDelete` (`remove_if`), and filling a map from pairs (`FromIterator`,
-//! `Extend`).
+//! `CompareAndDelete` (`remove_if`), `CompareAndSwap` (`compare_exchange`), and
+//! filling a map from pairs (`FromIterator`, `Extend`).
 
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::classic::ClassicSyncMap;
@@ -119,4 +121,87 @@ fn from_iter_and_extend_fill_the_map_like_inserts() {
     assert_eq!(seen, [(1, 10), (2, 20), (3, 30), (4, 40), (5, 50)]);
     assert_eq!(map.len(), 5);
     map.check_invariants();
+}
+
+#[test]
+fn compare_exchange_is_go_s_compare_and_swap() {
+    let map: ClassicSyncMap<u32, u32> = (0..4).map(|i| (i, i * 10)).collect();
+    // In the read table: a CAS, no lock, no miss.
+    let misses = map.stats().misses;
+    {
+        let pinned = map.pin();
+        assert_eq!(
+            pinned.compare_exchange(&1, &11, 12).unwrap_err().current,
+            Some(&10)
+        );
+        assert_eq!(pinned.compare_exchange(&1, &10, 12), Ok(&10));
+        assert_eq!(pinned.get(&1), Some(&12));
+        let absent = pinned.compare_exchange(&9, &0, 1).unwrap_err();
+        assert_eq!((absent.current, absent.new), (None, 1));
+    }
+    assert_eq!((map.len(), map.stats().misses), (4, misses));
+    assert_eq!(map.get_cloned(&9), None, "an absent key never matches");
+
+    // Only in the dirty table: found under the lock, counting a miss, as in Go.
+    map.insert(100, 1000);
+    assert!(map.amended());
+    let misses = map.stats().misses;
+    assert_eq!(map.pin().compare_exchange(&100, &1000, 1001), Ok(&1000));
+    assert_eq!(map.stats().misses, misses + 1);
+    assert_eq!(map.get_cloned(&100), Some(1001));
+
+    // A removed key is absent.
+    map.remove(&2);
+    assert!(map.pin().compare_exchange(&2, &20, 21).is_err());
+    assert_eq!(map.get_cloned(&2), None);
+    map.check_invariants();
+}
+
+/// A value whose `PartialEq` panics while this thread's `ARMED` is set.
+#[derive(Clone, Debug)]
+struct EqBomb(u32);
+
+std::thread_local! {
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+}
+
+impl PartialEq for EqBomb {
+    fn eq(&self, other: &Self) -> bool {
+        assert!(!ARMED.with(Cell::get), "EqBomb::eq");
+        self.0 == other.0
+    }
+}
+
+#[test]
+fn panicking_value_eq_in_compare_exchange_leaves_map_unchanged() {
+    let log = DropLog::new();
+    let map = ClassicSyncMap::new();
+    map.insert(1u32, log.make(EqBomb(10)));
+    map.promote();
+    map.insert(2u32, log.make(EqBomb(20)));
+    assert!(map.amended(), "key 2 only in the dirty table");
+    for key in [1u32, 2] {
+        let current = log.make(EqBomb(key * 10));
+        let new = log.make(EqBomb(key * 10 + 1));
+        ARMED.with(|armed| armed.set(true));
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let _ = map.pin().compare_exchange(&key, &current, new);
+        }));
+        ARMED.with(|armed| armed.set(false));
+        assert!(result.is_err(), "key {key}: the panic propagates");
+        // Unchanged and usable: the value stayed, the lock is free, and the new
+        // value was dropped once.
+        assert_eq!(map.pin().get(&key).map(|v| v.payload.0), Some(key * 10));
+        assert_eq!(
+            map.pin()
+                .compare_exchange(&key, &current, log.make(EqBomb(key * 10 + 2)))
+                .map(|v| v.payload.0),
+            Ok(key * 10)
+        );
+        map.insert(key + 100, log.make(EqBomb(0)));
+    }
+    map.check_invariants();
+    assert_eq!(log.double_drops(), 0);
+    drop(map);
+    log.flush_until_all_dropped();
 }

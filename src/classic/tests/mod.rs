@@ -4,7 +4,7 @@
 //! which checks the structural invariants of `docs/design.md` §3 against the
 //! private state of a quiescent map, small accessors for that state, and — for
 //! tests only — the operations `SyncMap` has and `ClassicSyncMap`'s reduced public
-//! API lacks (`compare_exchange`, `retain`, …), built on
+//! API lacks (`retain`, `get_or_insert_with`, …), built on
 //! the crate-private protocol functions the way the classic `Pinned` built them.
 //! The drop log, flush helpers and PRNG are in `crate::test_support`.
 //!
