@@ -123,6 +123,42 @@ pub(crate) fn flush_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// A key (or value) whose `Hash` or `Eq` panics on demand, for the tests of
+/// user code that panics inside a map operation.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Evil {
+    pub(crate) id: u32,
+    pub(crate) panic_hash: bool,
+    pub(crate) panic_eq: bool,
+    /// Hashes as this id instead of its own (a full-hash collision with that
+    /// key; the two still differ by `Eq`).
+    pub(crate) alias: Option<u32>,
+    /// `Eq` calls allowed before `Eq` panics.
+    pub(crate) eq_fuse: Option<Arc<AtomicUsize>>,
+}
+
+impl Hash for Evil {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        assert!(!self.panic_hash, "Hash panics on purpose");
+        self.alias.unwrap_or(self.id).hash(state);
+    }
+}
+
+impl PartialEq for Evil {
+    fn eq(&self, other: &Self) -> bool {
+        assert!(!(self.panic_eq || other.panic_eq), "Eq panics on purpose");
+        for fuse in [&self.eq_fuse, &other.eq_fuse].into_iter().flatten() {
+            let burnt = fuse
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_err();
+            assert!(!burnt, "Eq panics on purpose (fuse burnt)");
+        }
+        self.id == other.id
+    }
+}
+
+impl Eq for Evil {}
+
 /// A per-test record of [`Counted`] values: how many were made and which were
 /// dropped. A double drop is counted (and panics, though the map may contain that
 /// panic inside the reclaimer, hence the counter).

@@ -31,22 +31,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{no_hang, DropLedger, Rng, Tracked};
+use common::{no_hang, size, DropLedger, Rng, Tracked};
 use readmostly::classic::ClassicSyncMap;
 use readmostly::{LoadOrStore, Stats, SyncMap};
 
 /// How long a check may wait for the reclaimer (shared by every test of the
 /// process: crossbeam-epoch's collector is global, and other tests hold guards).
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Scales a test's size down under Miri, which interprets every instruction.
-fn size(native: u64, miri: u64) -> u64 {
-    if cfg!(miri) {
-        miri
-    } else {
-        native
-    }
-}
 
 // ---------------------------------------------------------------------------
 // The two maps behind one interface.
@@ -134,199 +125,129 @@ fn loaded<V: Clone>(result: LoadOrStore<'_, V>) -> (V, bool) {
     (result.value().clone(), !result.is_stored())
 }
 
-impl<K: Key, V: Val> GoMap<K, V> for SyncMap<K, V> {
+/// Implements [`GoMap`] for one map: the methods both maps spell alike, plus
+/// `$range`, the guard's method that lists the live pairs, and the items that
+/// differ (`FULL_API` and the full-API-only methods).
+macro_rules! go_map_impl {
+    ($map:ident, $range:ident, { $($specific:tt)* }) => {
+        impl<K: Key, V: Val> GoMap<K, V> for $map<K, V> {
+            $($specific)*
+
+            fn new() -> Self {
+                $map::new()
+            }
+            fn load<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<V>
+            where
+                K: Borrow<Q>,
+            {
+                self.pin().get(key).cloned()
+            }
+            fn store(&self, key: K, value: V) {
+                $map::insert(self, key, value);
+            }
+            fn swap(&self, key: K, value: V) -> Option<V> {
+                self.pin().insert(key, value).cloned()
+            }
+            fn load_or_store(&self, key: K, value: V) -> (V, bool) {
+                loaded(self.pin().get_or_insert(key, value))
+            }
+            fn load_and_delete<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<V>
+            where
+                K: Borrow<Q>,
+            {
+                self.pin().remove(key).cloned()
+            }
+            fn delete<Q: Hash + Eq + ?Sized>(&self, key: &Q)
+            where
+                K: Borrow<Q>,
+            {
+                $map::remove(self, key);
+            }
+            fn compare_and_swap<Q: Hash + Eq + ?Sized>(
+                &self,
+                key: &Q,
+                old: &V,
+                new: V,
+            ) -> Result<V, Option<V>>
+            where
+                K: Borrow<Q>,
+            {
+                let pinned = self.pin();
+                match pinned.compare_exchange(key, old, new) {
+                    Ok(replaced) => Ok(replaced.clone()),
+                    Err(err) => Err(err.current.cloned()),
+                }
+            }
+            fn compare_and_delete<Q: Hash + Eq + ?Sized>(&self, key: &Q, old: &V) -> Option<V>
+            where
+                K: Borrow<Q>,
+            {
+                self.pin().remove_if(key, |v| v == old).cloned()
+            }
+            fn remove_if<Q: Hash + Eq + ?Sized>(
+                &self,
+                key: &Q,
+                remove: impl FnMut(&V) -> bool,
+            ) -> Option<V>
+            where
+                K: Borrow<Q>,
+            {
+                self.pin().remove_if(key, remove).cloned()
+            }
+            fn update<Q: Hash + Eq + ?Sized>(&self, key: &Q, f: impl FnMut(&V) -> V) -> Option<V>
+            where
+                K: Borrow<Q>,
+            {
+                self.pin().update(key, f).cloned()
+            }
+            fn range(&self, mut f: impl FnMut(&K, &V) -> bool) {
+                let pinned = self.pin();
+                for (k, v) in pinned.$range() {
+                    if !f(k, v) {
+                        break;
+                    }
+                }
+            }
+            fn clear(&self) {
+                $map::clear(self);
+            }
+            fn len(&self) -> usize {
+                $map::len(self)
+            }
+            fn promote(&self) {
+                $map::promote(self);
+            }
+            fn flush(&self) {
+                $map::flush(self);
+            }
+            fn stats(&self) -> Stats {
+                $map::stats(self)
+            }
+        }
+    };
+}
+
+go_map_impl!(SyncMap, iter, {
     const FULL_API: bool = true;
 
-    fn new() -> Self {
-        SyncMap::new()
-    }
-    fn load<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-    {
-        self.pin().get(key).cloned()
-    }
-    fn store(&self, key: K, value: V) {
-        SyncMap::insert(self, key, value);
-    }
-    fn swap(&self, key: K, value: V) -> Option<V> {
-        self.pin().insert(key, value).cloned()
-    }
-    fn load_or_store(&self, key: K, value: V) -> (V, bool) {
-        loaded(self.pin().get_or_insert(key, value))
-    }
     fn load_or_store_with(&self, key: K, make: impl FnOnce() -> V) -> (V, bool) {
         loaded(self.pin().get_or_insert_with(key, make))
-    }
-    fn load_and_delete<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-    {
-        self.pin().remove(key).cloned()
-    }
-    fn delete<Q: Hash + Eq + ?Sized>(&self, key: &Q)
-    where
-        K: Borrow<Q>,
-    {
-        SyncMap::remove(self, key);
-    }
-    fn compare_and_swap<Q: Hash + Eq + ?Sized>(
-        &self,
-        key: &Q,
-        old: &V,
-        new: V,
-    ) -> Result<V, Option<V>>
-    where
-        K: Borrow<Q>,
-    {
-        let pinned = self.pin();
-        match pinned.compare_exchange(key, old, new) {
-            Ok(replaced) => Ok(replaced.clone()),
-            Err(err) => Err(err.current.cloned()),
-        }
-    }
-    fn compare_and_delete<Q: Hash + Eq + ?Sized>(&self, key: &Q, old: &V) -> Option<V>
-    where
-        K: Borrow<Q>,
-    {
-        self.pin().remove_if(key, |v| v == old).cloned()
-    }
-    fn remove_if<Q: Hash + Eq + ?Sized>(&self, key: &Q, remove: impl FnMut(&V) -> bool) -> Option<V>
-    where
-        K: Borrow<Q>,
-    {
-        self.pin().remove_if(key, remove).cloned()
-    }
-    fn update<Q: Hash + Eq + ?Sized>(&self, key: &Q, f: impl FnMut(&V) -> V) -> Option<V>
-    where
-        K: Borrow<Q>,
-    {
-        self.pin().update(key, f).cloned()
     }
     fn retain(&self, keep: impl FnMut(&K, &V) -> bool) {
         self.pin().retain(keep);
     }
-    fn range(&self, mut f: impl FnMut(&K, &V) -> bool) {
-        let pinned = self.pin();
-        for (k, v) in pinned.iter() {
-            if !f(k, v) {
-                break;
-            }
-        }
-    }
-    fn clear(&self) {
-        SyncMap::clear(self);
-    }
-    fn len(&self) -> usize {
-        SyncMap::len(self)
-    }
-    fn promote(&self) {
-        SyncMap::promote(self);
-    }
-    fn flush(&self) {
-        SyncMap::flush(self);
-    }
-    fn stats(&self) -> Stats {
-        SyncMap::stats(self)
-    }
-}
+});
 
-impl<K: Key, V: Val> GoMap<K, V> for ClassicSyncMap<K, V> {
+go_map_impl!(ClassicSyncMap, entries, {
     const FULL_API: bool = false;
 
-    fn new() -> Self {
-        ClassicSyncMap::new()
-    }
-    fn load<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-    {
-        self.pin().get(key).cloned()
-    }
-    fn store(&self, key: K, value: V) {
-        ClassicSyncMap::insert(self, key, value);
-    }
-    fn swap(&self, key: K, value: V) -> Option<V> {
-        self.pin().insert(key, value).cloned()
-    }
-    fn load_or_store(&self, key: K, value: V) -> (V, bool) {
-        loaded(self.pin().get_or_insert(key, value))
-    }
     fn load_or_store_with(&self, _: K, _: impl FnOnce() -> V) -> (V, bool) {
         unreachable!("ClassicSyncMap has no public get_or_insert_with")
-    }
-    fn load_and_delete<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-    {
-        self.pin().remove(key).cloned()
-    }
-    fn delete<Q: Hash + Eq + ?Sized>(&self, key: &Q)
-    where
-        K: Borrow<Q>,
-    {
-        ClassicSyncMap::remove(self, key);
-    }
-    fn compare_and_swap<Q: Hash + Eq + ?Sized>(
-        &self,
-        key: &Q,
-        old: &V,
-        new: V,
-    ) -> Result<V, Option<V>>
-    where
-        K: Borrow<Q>,
-    {
-        let pinned = self.pin();
-        match pinned.compare_exchange(key, old, new) {
-            Ok(replaced) => Ok(replaced.clone()),
-            Err(err) => Err(err.current.cloned()),
-        }
-    }
-    fn compare_and_delete<Q: Hash + Eq + ?Sized>(&self, key: &Q, old: &V) -> Option<V>
-    where
-        K: Borrow<Q>,
-    {
-        self.pin().remove_if(key, |v| v == old).cloned()
-    }
-    fn remove_if<Q: Hash + Eq + ?Sized>(&self, key: &Q, remove: impl FnMut(&V) -> bool) -> Option<V>
-    where
-        K: Borrow<Q>,
-    {
-        self.pin().remove_if(key, remove).cloned()
-    }
-    fn update<Q: Hash + Eq + ?Sized>(&self, key: &Q, f: impl FnMut(&V) -> V) -> Option<V>
-    where
-        K: Borrow<Q>,
-    {
-        self.pin().update(key, f).cloned()
     }
     fn retain(&self, _: impl FnMut(&K, &V) -> bool) {
         unreachable!("ClassicSyncMap has no public retain")
     }
-    fn range(&self, mut f: impl FnMut(&K, &V) -> bool) {
-        let pinned = self.pin();
-        for (k, v) in pinned.entries() {
-            if !f(k, v) {
-                break;
-            }
-        }
-    }
-    fn clear(&self) {
-        ClassicSyncMap::clear(self);
-    }
-    fn len(&self) -> usize {
-        ClassicSyncMap::len(self)
-    }
-    fn promote(&self) {
-        ClassicSyncMap::promote(self);
-    }
-    fn flush(&self) {
-        ClassicSyncMap::flush(self);
-    }
-    fn stats(&self) -> Stats {
-        ClassicSyncMap::stats(self)
-    }
-}
+});
 
 /// What one Range yields, as a map; panics if a key is yielded twice.
 fn contents<K: Key, V: Val, M: GoMap<K, V>>(map: &M) -> HashMap<K, V> {

@@ -11,19 +11,10 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::Duration;
 
-use common::{flush_until_quiet, Rng};
+use common::{flush_until_quiet, size, Rng};
 use readmostly::{LoadOrStore, SnapshotMap, SyncMap};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Scales a test's size down under Miri, which interprets every instruction.
-fn size(native: u64, miri: u64) -> u64 {
-    if cfg!(miri) {
-        miri
-    } else {
-        native
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Every key collides.

@@ -2,12 +2,11 @@
 //! `CompareAndDelete` (`remove_if`), `CompareAndSwap` (`compare_exchange`), and
 //! filling a map from pairs (`FromIterator`, `Extend`).
 
-use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::classic::ClassicSyncMap;
-use crate::test_support::{no_hang, DropLog};
+use crate::test_support::{no_hang, DropLog, Evil};
 
 #[test]
 fn remove_if_is_go_s_compare_and_delete() {
@@ -157,48 +156,39 @@ fn compare_exchange_is_go_s_compare_and_swap() {
     map.check_invariants();
 }
 
-/// A value whose `PartialEq` panics while this thread's `ARMED` is set.
-#[derive(Clone, Debug)]
-struct EqBomb(u32);
-
-std::thread_local! {
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-}
-
-impl PartialEq for EqBomb {
-    fn eq(&self, other: &Self) -> bool {
-        assert!(!ARMED.with(Cell::get), "EqBomb::eq");
-        self.0 == other.0
-    }
-}
-
 #[test]
 fn panicking_value_eq_in_compare_exchange_leaves_map_unchanged() {
     let log = DropLog::new();
+    // `panic_eq`: its `PartialEq` panics, whichever side of the comparison it is.
+    let evil = |id, panic_eq| {
+        log.make(Evil {
+            id,
+            panic_eq,
+            ..Evil::default()
+        })
+    };
     let map = ClassicSyncMap::new();
-    map.insert(1u32, log.make(EqBomb(10)));
+    map.insert(1u32, evil(10, false));
     map.promote();
-    map.insert(2u32, log.make(EqBomb(20)));
+    map.insert(2u32, evil(20, false));
     assert!(map.amended(), "key 2 only in the dirty table");
     for key in [1u32, 2] {
-        let current = log.make(EqBomb(key * 10));
-        let new = log.make(EqBomb(key * 10 + 1));
-        ARMED.with(|armed| armed.set(true));
         let result = catch_unwind(AssertUnwindSafe(|| {
-            let _ = map.pin().compare_exchange(&key, &current, new);
+            let _ =
+                map.pin()
+                    .compare_exchange(&key, &evil(key * 10, true), evil(key * 10 + 1, false));
         }));
-        ARMED.with(|armed| armed.set(false));
         assert!(result.is_err(), "key {key}: the panic propagates");
         // Unchanged and usable: the value stayed, the lock is free, and the new
         // value was dropped once.
-        assert_eq!(map.pin().get(&key).map(|v| v.payload.0), Some(key * 10));
+        assert_eq!(map.pin().get(&key).map(|v| v.payload.id), Some(key * 10));
         assert_eq!(
             map.pin()
-                .compare_exchange(&key, &current, log.make(EqBomb(key * 10 + 2)))
-                .map(|v| v.payload.0),
+                .compare_exchange(&key, &evil(key * 10, false), evil(key * 10 + 2, false))
+                .map(|v| v.payload.id),
             Ok(key * 10)
         );
-        map.insert(key + 100, log.make(EqBomb(0)));
+        map.insert(key + 100, evil(0, false));
     }
     map.check_invariants();
     assert_eq!(log.double_drops(), 0);

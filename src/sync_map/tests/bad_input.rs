@@ -24,43 +24,8 @@ use std::sync::Arc;
 
 use super::super::policy::MIN_PROMOTION_LEN;
 use super::{Link, Place};
-use crate::test_support::{flush_until_quiet, Counted, DropLog};
+use crate::test_support::{flush_until_quiet, Counted, DropLog, Evil};
 use crate::SyncMap;
-
-/// A key (or value) whose `Hash` or `Eq` panics on demand.
-#[derive(Clone, Debug, Default)]
-struct Evil {
-    id: u32,
-    panic_hash: bool,
-    panic_eq: bool,
-    /// Hashes as this id instead of its own (a full-hash collision with that
-    /// key; the two still differ by `Eq`).
-    alias: Option<u32>,
-    /// `Eq` calls allowed before `Eq` panics.
-    eq_fuse: Option<Arc<AtomicUsize>>,
-}
-
-impl Hash for Evil {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        assert!(!self.panic_hash, "Hash panics on purpose");
-        self.alias.unwrap_or(self.id).hash(state);
-    }
-}
-
-impl PartialEq for Evil {
-    fn eq(&self, other: &Self) -> bool {
-        assert!(!(self.panic_eq || other.panic_eq), "Eq panics on purpose");
-        for fuse in [&self.eq_fuse, &other.eq_fuse].into_iter().flatten() {
-            let burnt = fuse
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                .is_err();
-            assert!(!burnt, "Eq panics on purpose (fuse burnt)");
-        }
-        self.id == other.id
-    }
-}
-
-impl Eq for Evil {}
 
 type Key = Counted<Evil>;
 type Val = Counted<u32>;

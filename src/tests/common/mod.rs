@@ -19,6 +19,15 @@ mod rng;
 #[allow(unused_imports)] // Not every test target draws random numbers.
 pub use rng::Rng;
 
+/// Scales a test's size down under Miri, which interprets every instruction.
+pub fn size(native: u64, miri: u64) -> u64 {
+    if cfg!(miri) {
+        miri
+    } else {
+        native
+    }
+}
+
 /// Records every drop of the values it hands out, and catches double drops.
 ///
 /// Each [`Tracked`] value carries a unique id; dropping it twice panics (so a
