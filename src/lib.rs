@@ -32,9 +32,9 @@
 //!
 //! | you have | use | because |
 //! |---|---|---|
-//! | a mostly stable key set, values updated in place (caches, sessions, symbol tables) | [`SyncMap`] | no read ever locks, and a hit reads what a `HashMap` hit reads; updates and removes are one CAS per key; new keys append to a lock-free delta under a writer mutex. `K` and `V` must be `Clone` |
+//! | a mostly stable key set, values updated in place (caches, sessions, symbol tables) | [`SyncMap`] | no read ever locks, and a hit reads what a `HashMap` hit reads; updates, removes and new keys are one CAS each, with no lock (new keys go into a delta until the next promotion). `K` and `V` must be `Clone` |
 //! | a table reloaded or edited as a whole, readers needing one consistent version (routing, config) | [`SnapshotMap`] | every read and iteration sees one version; batches publish atomically |
-//! | frequent inserts of new keys, or writes as common as reads | `dashmap`, `papaya`, or `RwLock<HashMap>` | `SyncMap`'s new keys serialize on one writer mutex, and its promotions copy the map (`docs/performance.md`) |
+//! | frequent inserts of new keys, or writes as common as reads | `dashmap`, `papaya`, or `RwLock<HashMap>` | `SyncMap`'s promotions copy the map, and each overwrite allocates a cell (`docs/performance.md`) |
 //! | a few threads and no measured contention | `RwLock<HashMap>` | simplest; a read lock is two atomic RMWs on one shared cache line, which only hurts under many cores |
 //!
 //! # How `SyncMap` works

@@ -145,3 +145,13 @@ mod publish {
         }
     }
 }
+
+/// Waits a moment for another thread to finish a short step it has started (a
+/// few instructions, unless it was preempted). Under loom, a yield, so that the
+/// model schedules that thread.
+pub(crate) fn spin_wait() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+}

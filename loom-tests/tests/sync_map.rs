@@ -324,6 +324,47 @@ fn observed_write_stays_visible<M: ModelMap>() {
     check_quiescent(&*map, &[(1, 11)]);
 }
 
+/// Model 11: a new key racing a promotion (`SyncMap` only). Key 1 is in the
+/// read table and key 2 in the delta; a writer adds key 3 — a lock-free CAS into
+/// an empty delta bucket — while the main thread promotes. The promotion closes
+/// the delta's empty buckets before it reads the delta, so the insert either
+/// landed first, and is copied into the new read table, or meets a closed
+/// bucket, waits for the promotion and goes into the new root's delta: key 3 is
+/// never lost.
+fn new_key_vs_promotion<M: ModelMap>() {
+    let map = setup::<M>(&[(1, 10)], &[(2, 20)]);
+    let writer = {
+        let map = Arc::clone(&map);
+        thread::spawn(move || assert_eq!(map.insert(3, 30), None))
+    };
+    map.promote();
+    writer.join().unwrap();
+    check_quiescent(&*map, &[(1, 10), (2, 20), (3, 30)]);
+}
+
+/// Model 12: two new keys racing for the last place in the delta (`SyncMap`
+/// only). Keys 2–4 fill 3 of the delta's 4 places; one thread adds key 5 and the
+/// main thread key 6. Whichever reserves the last place CASes its node in,
+/// lock-free; the other finds the delta full and grows it under the lock, which
+/// closes the old delta before it moves the nodes — so an insert into the old
+/// delta either lands before the move, and is moved, or meets a closed bucket
+/// and retries in the grown one. Both keys end up present, once.
+fn new_keys_vs_growth<M: ModelMap>() {
+    let map = setup::<M>(&[(1, 10)], &[(2, 20), (3, 30), (4, 40)]);
+    let writer = {
+        let map = Arc::clone(&map);
+        thread::spawn(move || assert_eq!(map.insert(5, 50), None))
+    };
+    assert_eq!(map.insert(6, 60), None);
+    writer.join().unwrap();
+    let stats = map.stats();
+    assert!(stats.delta_growths >= 1 || stats.promotions >= 2, "{stats:?}");
+    check_quiescent(
+        &*map,
+        &[(1, 10), (2, 20), (3, 30), (4, 40), (5, 50), (6, 60)],
+    );
+}
+
 models! {
     get_vs_promotion: v3 { loom 3, crossbeam 1 } classic { loom 5, crossbeam 1 };
     revive_vs_promotion: v3 { loom 4, crossbeam 1 } classic { loom 5, crossbeam 1 };
@@ -336,4 +377,6 @@ models! {
     reclamation: v3 { loom 4, crossbeam 1 } classic { loom 5, crossbeam 1 };
     iteration: v3 { loom 5, crossbeam 1 } classic { loom 5, crossbeam 1 };
     delta_growth_vs_read: v3 { loom 3, crossbeam 1 };
+    new_key_vs_promotion: v3 { loom 3, crossbeam 1 };
+    new_keys_vs_growth: v3 { loom 3, crossbeam 1 };
 }

@@ -379,6 +379,8 @@ pub(crate) const MUTANTS: &[&str] = &[
     "skip_cell_retire",
     "grow_drops_node",
     "iter_skips_delta",
+    "delta_not_closed",
+    "delta_insert_skips_winner",
     // ClassicSyncMap.
     "swap_ignores_expunged",
     "load_or_store_blind",

@@ -45,7 +45,7 @@ use root::{Root, RootPtr};
 
 use crate::reclaim::{DefaultReclaim, Ledger, Reclaim};
 use crate::stats::{Counters, Stats};
-use crate::sync::{Arc, AtomicIsize, AtomicUsize, Mutex, Ordering};
+use crate::sync::{Arc, AtomicIsize, Mutex, Ordering};
 
 /// A concurrent hash map for read-mostly workloads: Go's `sync.Map` idea, with
 /// keys and values inline in the read table and reads that never lock.
@@ -112,13 +112,15 @@ use crate::sync::{Arc, AtomicIsize, AtomicUsize, Mutex, Ordering};
 ///
 /// Reads never take a lock and never wait: a reader that finds the read budget
 /// spent *tries* the writer lock to promote, and moves on if it is taken. Writes
-/// to keys present in the map are lock-free. These run user code while holding
-/// the writer lock, and must not use the same map from inside it (they would
+/// are lock-free too: to keys present in the map, one compare-and-swap on the
+/// key's slot; a new key, one into an empty bucket of the delta. A write takes
+/// the writer lock only to grow a full delta, to promote, or to wait for a
+/// promotion that froze the slot it wanted. Promotions run user code while
+/// holding the writer lock, and that code must not use the same map (it would
 /// deadlock or, for a reader's promotion, be skipped):
 ///
-/// * `Hash` and `Eq` of `K`, on the path that adds a new key (the key is looked
-///   up again under the lock) and in promotions;
-/// * `Clone` of `K` and `V`, in promotions.
+/// * `Hash` of `K`, to place each key in the new read table;
+/// * `Clone` of `K` and `V`, to fill it.
 ///
 /// Closures passed to `update`, `remove_if`, `get_or_insert_with` and `retain`
 /// run without the lock, as do the destructors the map runs.
@@ -188,14 +190,11 @@ struct WriteSide {
     /// Removed keys in the current root (links `REMOVED`): +1 per remove, −1 per
     /// revival; a heuristic (it may lag by the writes in flight).
     tombstones: AtomicIsize,
-    /// Nodes in the current delta; written under the lock, read without it by
-    /// the triggers.
-    delta_len: AtomicUsize,
     counters: Counters,
 }
 
-/// The writer lock's token: holding it proves the right to add keys, replace the
-/// root or the delta, and seal slots. The state it guards is atomic (so readers
+/// The writer lock's token: holding it proves the right to replace the root or
+/// the delta, and to seal slots and close deltas. The state it guards is atomic (so readers
 /// can read it without the lock).
 struct Writer;
 
@@ -311,7 +310,6 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
                 writer: Mutex::new(Writer),
                 len: AtomicIsize::new(0),
                 tombstones: AtomicIsize::new(0),
-                delta_len: AtomicUsize::new(0),
                 counters: Counters::default(),
             }),
             sampler: CachePadded::new(Sampler::default()),

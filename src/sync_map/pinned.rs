@@ -251,8 +251,9 @@ where
     /// while this handle lives (Go's `Swap`).
     ///
     /// A key with a slot in the map (in the read table or the delta, present or
-    /// removed) is updated with one compare-and-swap and no lock; a new key takes
-    /// the writer lock and goes into the delta.
+    /// removed) is updated with one compare-and-swap and no lock; a new key goes
+    /// into the delta with one compare-and-swap, and takes the writer lock only
+    /// when the delta is full (to grow it, or promote).
     ///
     /// # Examples
     ///

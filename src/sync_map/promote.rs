@@ -18,7 +18,7 @@ use super::delta::Delta;
 use super::policy;
 use super::read::{Builder, ReadTable};
 use super::root::Root;
-use super::slot::{link, Slot};
+use super::slot::link;
 use super::write::GuardOf;
 use super::{SyncMap, Writer};
 use crate::raw::cell::cell_bytes;
@@ -29,7 +29,8 @@ use crate::stats::Counters;
 use crate::sync::{self, Ordering};
 
 /// Unseals, if a promotion unwinds (a panicking `Clone` or `Hash`), the slots it
-/// had sealed: the first `sealed` slots of `root` in [`Root::slots`] order.
+/// had sealed — the first `sealed` slots of `root` in [`Root::slots`] order — and
+/// reopens the delta it had closed.
 struct Seals<'r, K, V> {
     root: &'r Root<K, V>,
     sealed: usize,
@@ -37,10 +38,12 @@ struct Seals<'r, K, V> {
 
 impl<K, V> Drop for Seals<'_, K, V> {
     fn drop(&mut self) {
-        let slots = self.root.slots(self.root.delta_locked()).take(self.sealed);
+        let delta = self.root.delta_locked();
+        let slots = self.root.slots(delta).take(self.sealed);
         for (_, slot) in slots {
             slot.unseal();
         }
+        delta.reopen();
     }
 }
 
@@ -51,18 +54,6 @@ where
     S: BuildHasher,
     R: Reclaim,
 {
-    /// Keys in the current delta (exact under the lock, a hint without it).
-    pub(super) fn delta_len(&self) -> usize {
-        // Relaxed: written only under the lock, which orders it for lock holders;
-        // lock-free readers use it as a heuristic.
-        self.write_side.delta_len.load(Ordering::Relaxed)
-    }
-
-    fn set_delta_len(&self, len: usize) {
-        // Relaxed: see `delta_len`.
-        self.write_side.delta_len.store(len, Ordering::Relaxed);
-    }
-
     /// Removed keys in the current root, as counted (a heuristic).
     fn tombstones(&self) -> usize {
         // Relaxed: a heuristic; it may lag by the writes in flight.
@@ -77,13 +68,15 @@ where
         // SAFETY: the caller holds the lock (`_writer` is its contents).
         let root = unsafe { self.read_side.root.load_locked() };
         let delta = root.delta_locked();
-        let delta_len = self.delta_len();
+        // Closed first, so that no new key lands in the delta after it is read
+        // (reopened by `seals` if the promotion unwinds).
+        let delta_len = delta.close();
+        let mut seals = Seals { root, sealed: 0 };
         // Sized for the live keys only: after a mass delete, a table sized for the
         // removed keys it is about to drop would keep their memory. A low guess
         // (the tombstone count lags) only costs hashbrown a resize.
         let live = (root.read.len() + delta_len).saturating_sub(self.tombstones());
         let mut read = Builder::with_capacity(live);
-        let mut seals = Seals { root, sealed: 0 };
         let (mut purged, mut cells) = (0u64, 0usize);
         for (hash, slot) in root.slots(delta) {
             let current = slot.seal();
@@ -166,11 +159,10 @@ where
     }
 
     /// Starts the promotion triggers afresh: for a newly published root with no
-    /// removed keys and an empty delta (`fresh_root`, after a promotion or a
-    /// clear), or after an abandoned promotion. Caller holds the lock.
+    /// removed keys (`fresh_root`, after a promotion or a clear), or after an
+    /// abandoned promotion. Caller holds the lock.
     fn reset_triggers_locked(&self, fresh_root: bool) {
         if fresh_root {
-            self.set_delta_len(0);
             // Relaxed: a heuristic, reset under the lock.
             self.write_side.tombstones.store(0, Ordering::Relaxed);
         }
@@ -180,46 +172,32 @@ where
         Counters::add(&counters.cell_reads, cell_reads);
     }
 
-    /// Adds a node for `key` to the delta, growing the delta or promoting first as
-    /// the policy says, and returns it. The caller holds the lock and checked that
-    /// the root has no slot for `key`; it counts the insert.
-    pub(super) fn insert_new_locked<'g>(
-        &self,
-        guard: &'g GuardOf<'_, R>,
-        writer: &mut Writer,
-        hash: u64,
-        key: K,
-        value: V,
-    ) -> &'g Slot<K, V> {
-        // SAFETY: lock held; `guard` keeps the root (and so the node, which it
-        // owns or hands over) alive for 'g after the lock is released.
-        let mut root: &'g Root<K, V> = unsafe { self.read_side.root.load_locked() };
-        let mut delta_len = self.delta_len();
-        if delta_len >= root.delta_locked().room() {
-            let promoted = policy::full_delta_promotes(delta_len, root.read.len())
-                && self.promote_contained(guard, writer);
-            if promoted {
-                // SAFETY: as above.
-                root = unsafe { self.read_side.root.load_locked() };
-                delta_len = 0;
-            } else {
-                self.grow_delta_locked(guard, root, (delta_len + 1) * 2);
-            }
+    /// Makes room in the delta for a new key that found `full` (the delta of
+    /// `root`) full: promotes or grows it, as the policy says, unless another
+    /// thread did meanwhile. Takes the lock; the caller then retries.
+    pub(super) fn make_room(&self, guard: &GuardOf<'_, R>, root: &Root<K, V>, full: &Delta<K, V>) {
+        let mut writer = self.lock_writer();
+        // SAFETY: the lock is held.
+        let current = unsafe { self.read_side.root.load_locked() };
+        let delta = current.delta_locked();
+        let delta_len = current.delta_len();
+        if !core::ptr::eq(current, root) || !core::ptr::eq(delta, full) || delta_len < delta.room()
+        {
+            return;
         }
-        let node = root
-            .delta_locked()
-            .insert(hash, Box::new(Slot::new(key, value)));
-        self.set_delta_len(delta_len + 1);
-        // SAFETY: owned by the current root's delta (or a grown one later), which
-        // `guard` protects for 'g.
-        unsafe { &*(node as *const Slot<K, V>) }
+        let promoted = policy::full_delta_promotes(delta_len, current.read.len())
+            && self.promote_contained(guard, &mut writer);
+        if !promoted {
+            self.grow_delta_locked(guard, current, (delta_len + 1) * 2);
+        }
     }
 
     /// Replaces `root`'s delta with one that has room for `room` keys, the nodes
     /// moved over, and retires the old bucket array. Caller holds the lock and
-    /// `room >= delta_len()`.
+    /// `room` is at least the delta's node count.
     fn grow_delta_locked(&self, guard: &GuardOf<'_, R>, root: &Root<K, V>, room: usize) {
-        let old = root.replace_delta(root.delta_locked().grown(room));
+        let (grown, _) = root.delta_locked().grown(room);
+        let old = root.replace_delta(grown);
         Counters::bump(&self.write_side.counters.delta_growths);
         // SAFETY: `old` is a valid delta, unlinked just now under the lock; its
         // nodes belong to the grown one now.
@@ -234,7 +212,7 @@ where
         let _writer = self.lock_writer();
         // SAFETY: lock held.
         let root = unsafe { self.read_side.root.load_locked() };
-        let needed = self.delta_len().saturating_add(additional);
+        let needed = root.delta_len().saturating_add(additional);
         if needed > root.delta_locked().room() {
             self.grow_delta_locked(guard, root, needed);
         }
@@ -252,13 +230,15 @@ where
     pub(super) fn note_tombstone(&self, guard: &GuardOf<'_, R>) {
         // Relaxed: a heuristic trigger, re-checked under the lock.
         let removed = self.write_side.tombstones.fetch_add(1, Ordering::Relaxed) + 1;
-        let keys = self.root(guard).read.len() + self.delta_len();
+        let root = self.root(guard);
+        let keys = root.read.len() + root.delta_len();
         if !policy::removed_keys_compact(removed.max(0) as usize, keys) {
             return self.promote_if_wanted(guard);
         }
         let mut writer = self.lock_writer();
         // SAFETY: lock held.
-        let keys = unsafe { self.read_side.root.load_locked() }.read.len() + self.delta_len();
+        let root = unsafe { self.read_side.root.load_locked() };
+        let keys = root.read.len() + root.delta_len();
         if policy::removed_keys_compact(self.tombstones(), keys)
             && self.promote_contained(guard, &mut writer)
         {
@@ -274,7 +254,8 @@ where
         let writer = self.lock_writer();
         // SAFETY: lock held.
         let root = unsafe { self.read_side.root.load_locked() };
-        let delta_len = self.delta_len();
+        // Closed first, so that no new key lands in the discarded root.
+        let delta_len = root.delta_locked().close();
         let (mut removed, mut cells) = (0isize, 0usize);
         for (_, slot) in root.slots(root.delta_locked()) {
             let current = slot.seal();

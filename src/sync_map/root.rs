@@ -14,19 +14,22 @@
 use core::borrow::Borrow;
 use core::mem::size_of;
 
-use super::delta::Delta;
+use super::delta::{Delta, Insert};
 use super::read::ReadTable;
-use super::slot::SlotRef;
+use super::slot::{Slot, SlotRef};
 use crate::raw::mutant::mutant;
 use crate::reclaim::Protect;
-use crate::sync::{AtomicPtr, Ordering};
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
 
 /// One version of the map's structure.
 pub(crate) struct Root<K, V> {
     pub(crate) read: ReadTable<K, V>,
-    /// Replaced (never mutated in place, apart from filling empty buckets) when it
-    /// grows.
+    /// Replaced (never mutated in place, apart from filling and closing empty
+    /// buckets) when it grows.
     delta: AtomicPtr<Delta<K, V>>,
+    /// The delta's nodes, plus the inserts in flight that reserved a place (see
+    /// `Delta::insert`); carried over when the delta grows.
+    delta_len: AtomicUsize,
 }
 
 impl<K, V> Root<K, V> {
@@ -34,6 +37,7 @@ impl<K, V> Root<K, V> {
         Root {
             read,
             delta: AtomicPtr::new(Box::into_raw(Box::new(delta))),
+            delta_len: AtomicUsize::new(0),
         }
     }
 
@@ -67,6 +71,28 @@ impl<K, V> Root<K, V> {
         unsafe { &*delta }
     }
 
+    /// Keys in the delta: exact for the lock holder once it has closed the delta,
+    /// otherwise a hint that may count inserts in flight.
+    pub(crate) fn delta_len(&self) -> usize {
+        // Relaxed: a count that orders nothing (see `Delta::insert`).
+        self.delta_len.load(Ordering::Relaxed)
+    }
+
+    /// Adds `node` to `delta` (this root's, protected by the caller); see
+    /// [`Delta::insert`].
+    #[inline]
+    pub(crate) fn insert_node<'d>(
+        &self,
+        delta: &'d Delta<K, V>,
+        hash: u64,
+        node: Box<Slot<K, V>>,
+    ) -> Insert<'d, K, V>
+    where
+        K: Eq,
+    {
+        delta.insert(hash, node, &self.delta_len)
+    }
+
     /// Publishes `delta` in place of the current one, which the caller must
     /// retire. Caller holds the lock.
     pub(crate) fn replace_delta(&self, delta: Delta<K, V>) -> *mut Delta<K, V> {
@@ -77,7 +103,7 @@ impl<K, V> Root<K, V> {
     }
 
     /// Every slot of this root — read table, then `delta`'s nodes — with its hash
-    /// where the structure keeps one (delta nodes).
+    /// where the structure keeps it (delta nodes, see `delta::Nodes`).
     pub(crate) fn slots<'a>(
         &'a self,
         delta: &'a Delta<K, V>,
@@ -86,7 +112,7 @@ impl<K, V> Root<K, V> {
         read.chain(
             delta
                 .nodes()
-                .map(|(hash, node)| (Some(hash), node.as_slot())),
+                .map(|(hash, node)| (hash, node.as_slot())),
         )
     }
 

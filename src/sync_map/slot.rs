@@ -120,6 +120,17 @@ impl<K, V> Slot<K, V> {
         }
     }
 
+    /// The key and value of a node that was never published (its link is still
+    /// null and no other thread has seen it).
+    pub(crate) fn into_parts(self) -> (K, V) {
+        let mut node = ManuallyDrop::new(self);
+        // Relaxed: exclusive access (loom's atomics have no `get_mut`).
+        debug_assert!(node.link.load(Ordering::Relaxed).is_null());
+        // SAFETY: `node` is never dropped (ManuallyDrop) and its link holds no
+        // cell, so the key and value are each moved out exactly once, here.
+        unsafe { (ManuallyDrop::take(&mut node.key), ManuallyDrop::take(&mut node.value)) }
+    }
+
     /// This node as a slot (a delta node has no touched bit: readers always load
     /// its link, which shares the node's cache line).
     #[inline]

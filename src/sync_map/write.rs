@@ -1,5 +1,6 @@
 //! Every write of a [`SyncMap`]: one CAS on the key's link when the key has a
-//! slot in the current root, the writer lock only to add a new key.
+//! slot in the current root, one CAS on a delta bucket to add a new key. The
+//! writer lock only makes room in a full delta, or waits out a promotion.
 //!
 //! Each write finds the key's slot — read table, then delta — and runs one
 //! [`Slot::write`]. If a promotion sealed the slot, the write waits for that
@@ -13,8 +14,9 @@ use core::hash::{BuildHasher, Hash};
 
 use super::pinned::LoadOrStore;
 use super::policy::{self, OffPath};
+use super::delta::Insert;
 use super::root::Root;
-use super::slot::{link, SlotRef, Write};
+use super::slot::{link, Slot, SlotRef, Write};
 use super::{SyncMap, Writer};
 use crate::raw::cell::{drop_contained, Owned};
 use crate::raw::mutant::mutant;
@@ -24,6 +26,14 @@ use crate::sync::{self, MutexGuard, Ordering};
 
 /// The guard type of a map's reclaimer.
 pub(crate) type GuardOf<'r, R> = <R as Reclaim>::Guard<'r>;
+
+/// What [`SyncMap::add_new`] did.
+enum NewKey<'g, K, V> {
+    /// The key is in the delta, with the value inline in this node.
+    Added(&'g Slot<K, V>),
+    /// The key has a slot after all: the key and value back.
+    Present(K, V),
+}
 
 impl<K, V, S, R> SyncMap<K, V, S, R>
 where
@@ -60,48 +70,6 @@ where
         self.read_side.root.load(guard)
     }
 
-    /// `key`'s slot in the current root: the read table, then the delta.
-    /// Lock-free; for writers (reads sample the delta hits, see `Pinned::get`).
-    #[inline]
-    fn find<'g, Q>(
-        &self,
-        guard: &'g GuardOf<'_, R>,
-        hash: u64,
-        key: &Q,
-    ) -> Option<SlotRef<'g, K, V>>
-    where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
-    {
-        let root = self.root(guard);
-        root.find_read(hash, key)
-            .or_else(|| root.delta(guard).find(hash, key).map(|node| node.as_slot()))
-    }
-
-    /// `key`'s slot in the current root, for the lock holder; protected by
-    /// `guard` beyond the lock (the root is retired, not freed, when replaced).
-    fn find_locked<'g, Q>(
-        &self,
-        _writer: &mut Writer,
-        _guard: &'g GuardOf<'_, R>,
-        hash: u64,
-        key: &Q,
-    ) -> Option<SlotRef<'g, K, V>>
-    where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
-    {
-        // SAFETY: the lock is held (`_writer` is its contents), so this is the
-        // current root; `_guard` was pinned before, so it keeps the root alive for
-        // 'g even after a later promotion replaces it.
-        let root = unsafe { self.read_side.root.load_locked() };
-        root.find_read(hash, key).or_else(|| {
-            root.delta_locked()
-                .find(hash, key)
-                .map(|node| node.as_slot())
-        })
-    }
-
     /// Runs `attempt` on `key`'s slot until no promotion gets in the way:
     /// `attempt` returns `None` when the slot was sealed, and is then run again on
     /// the slot of the root that promotion published. `None` if the key has no
@@ -111,18 +79,88 @@ where
         guard: &'g GuardOf<'_, R>,
         hash: u64,
         key: &Q,
-        mut attempt: impl FnMut(SlotRef<'g, K, V>) -> Option<T>,
+        attempt: impl FnMut(SlotRef<'g, K, V>) -> Option<T>,
     ) -> Option<T>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
+        self.attempt_slot(guard, hash, key, attempt).ok()
+    }
+
+    /// [`retrying`](Self::retrying), which gives back the root that has no slot
+    /// for the key, for [`add_new`](Self::add_new).
+    fn attempt_slot<'g, Q, T>(
+        &self,
+        guard: &'g GuardOf<'_, R>,
+        hash: u64,
+        key: &Q,
+        mut attempt: impl FnMut(SlotRef<'g, K, V>) -> Option<T>,
+    ) -> Result<T, &'g Root<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
         loop {
-            let slot = self.find(guard, hash, key)?;
+            let root = self.root(guard);
+            let slot = root
+                .find_read(hash, key)
+                .or_else(|| root.delta(guard).find(hash, key).map(|node| node.as_slot()));
+            let Some(slot) = slot else {
+                return Err(root);
+            };
             if let Some(done) = attempt(slot) {
-                return Some(done);
+                return Ok(done);
             }
             self.wait_for_promotion();
+        }
+    }
+
+    /// Adds `key` — which has no slot in `searched`, a root the caller searched —
+    /// with `value` inline in a new delta node, lock-free. Gives the key and value
+    /// back if the key has a slot after all: another thread added it, and the
+    /// caller writes it there instead. The writer lock is taken only to wait for a
+    /// promotion or growth, or to make room in a full delta.
+    fn add_new<'g>(
+        &self,
+        guard: &'g GuardOf<'_, R>,
+        searched: &'g Root<K, V>,
+        hash: u64,
+        key: K,
+        value: V,
+    ) -> NewKey<'g, K, V> {
+        let mut node = Box::new(Slot::new(key, value));
+        let mut searched = searched;
+        loop {
+            let root = self.root(guard);
+            if !core::ptr::eq(root, searched) {
+                // A promotion published a new read table, which may hold the key.
+                if root.find_read(hash, node.as_slot().key()).is_some() {
+                    let (key, value) = node.into_parts();
+                    return NewKey::Present(key, value);
+                }
+                searched = root;
+            }
+            let delta = root.delta(guard);
+            match root.insert_node(delta, hash, node) {
+                Insert::Inserted(node) => {
+                    self.count_insert();
+                    self.promote_if_wanted(guard);
+                    return NewKey::Added(node);
+                }
+                Insert::Present(back) => {
+                    let (key, value) = back.into_parts();
+                    return NewKey::Present(key, value);
+                }
+                Insert::Full(back) => {
+                    node = back;
+                    self.make_room(guard, root, delta);
+                }
+                Insert::Closed(back) => {
+                    node = back;
+                    self.wait_for_promotion();
+                }
+            }
         }
     }
 
@@ -142,7 +180,7 @@ where
     #[cold]
     #[inline(never)]
     fn count_off_path_read(&self, root: &Root<K, V>, kind: OffPath) {
-        let keys = root.read.len() + self.delta_len();
+        let keys = root.read.len() + root.delta_len();
         if self.sampler.count(kind, keys) {
             // A guard of the scheme's own (the reader's may be an owned guard's
             // hold), for the old root this promotion retires.
@@ -152,52 +190,44 @@ where
     }
 
     /// `insert` (Go's `Swap`): returns the previous value, valid for `guard`.
-    /// A key with a slot in the root takes one CAS; only a new key takes the lock.
+    /// A key with a slot in the root takes one CAS; a new key one CAS into the
+    /// delta.
     pub(crate) fn swap<'g>(&self, guard: &'g GuardOf<'_, R>, key: K, value: V) -> Option<&'g V> {
         let hash = self.hash(&key);
-        let mut value = Some(value);
-        let mut cell: Option<Owned<V>> = None;
-        let done = self.retrying(guard, hash, &key, |slot| {
-            let new = cell
-                .get_or_insert_with(|| Owned::new(value.take().expect("moved once")))
-                .as_ptr();
-            // SAFETY: `guard` is held for 'g.
-            match unsafe { slot.write(|_| Some(new)) } {
-                Write::Done(old) => Some((slot, old)),
-                Write::Sealed => None,
-                Write::Declined(_) => unreachable!("an insert never declines"),
-            }
-        });
-        if let Some((slot, old)) = done {
-            cell.expect("installed").publish();
-            // An existing key keeps its stored key, as with `HashMap`.
-            drop_contained(|| drop(key));
-            return self.replaced(guard, slot, old);
-        }
-        // A new key (rare after warm-up): its value goes inline into a delta node.
-        let value = match cell {
-            Some(cell) => cell.into_inner(),
-            None => value.expect("not moved"),
-        };
-        let mut writer = self.lock_writer();
-        if let Some(slot) = self.find_locked(&mut writer, guard, hash, &key) {
-            // Another writer added the key meanwhile, or it is a removed key.
-            let cell = Owned::new(value);
-            // SAFETY: `guard` is held; the current root's slots are not sealed
-            // while we hold the lock.
-            let Write::Done(old) = (unsafe { slot.write(|_| Some(cell.as_ptr())) }) else {
-                unreachable!("the current root's slots are not sealed under the lock")
+        let (mut key, mut value) = (key, value);
+        loop {
+            let mut pending = Some(value);
+            let mut cell: Option<Owned<V>> = None;
+            let done = self.attempt_slot(guard, hash, &key, |slot| {
+                let new = cell
+                    .get_or_insert_with(|| Owned::new(pending.take().expect("moved once")))
+                    .as_ptr();
+                // SAFETY: `guard` is held for 'g.
+                match unsafe { slot.write(|_| Some(new)) } {
+                    Write::Done(old) => Some((slot, old)),
+                    Write::Sealed => None,
+                    Write::Declined(_) => unreachable!("an insert never declines"),
+                }
+            });
+            let searched = match done {
+                Ok((slot, old)) => {
+                    cell.expect("installed").publish();
+                    // An existing key keeps its stored key, as with `HashMap`.
+                    drop_contained(|| drop(key));
+                    return self.replaced(guard, slot, old);
+                }
+                Err(searched) => searched,
             };
-            cell.publish();
-            drop(writer);
-            drop_contained(|| drop(key));
-            return self.replaced(guard, slot, old);
+            // A new key (rare after warm-up): its value goes inline into a node.
+            let new = match cell {
+                Some(cell) => cell.into_inner(),
+                None => pending.expect("not moved"),
+            };
+            match self.add_new(guard, searched, hash, key, new) {
+                NewKey::Added(_) => return None,
+                NewKey::Present(back, new) => (key, value) = (back, new),
+            }
         }
-        self.insert_new_locked(guard, &mut writer, hash, key, value);
-        drop(writer);
-        self.count_insert();
-        self.promote_if_wanted(guard);
-        None
     }
 
     /// Accounts for the link a write replaced and hands back the value it held: a
@@ -242,8 +272,8 @@ where
         self.write_side.tombstones.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// `get_or_insert_with` (Go's `LoadOrStore`). `make` runs at most once, without
-    /// the lock, and only if the key is absent when this thread tries to store.
+    /// `get_or_insert_with` (Go's `LoadOrStore`). `make` runs at most once, with
+    /// no lock held, and only if the key is absent when this thread tries to store.
     pub(crate) fn load_or_store<'g>(
         &self,
         guard: &'g GuardOf<'_, R>,
@@ -252,7 +282,7 @@ where
     ) -> LoadOrStore<'g, V> {
         let hash = self.hash(&key);
         let mut made: Option<Owned<V>> = None;
-        let done = self.retrying(guard, hash, &key, |slot| {
+        let done = self.attempt_slot(guard, hash, &key, |slot| {
             // SAFETY: `guard` is held for 'g.
             let write = unsafe {
                 slot.write(|current| match current {
@@ -267,8 +297,8 @@ where
                 Write::Sealed => None,
             }
         });
-        match done {
-            Some(Ok(())) => {
+        let searched = match done {
+            Ok(Ok(())) => {
                 // A removed key revived.
                 let stored = made.take().expect("installed").publish();
                 drop_contained(|| drop(key));
@@ -278,51 +308,26 @@ where
                 // SAFETY: now linked; cells leave links only through the reclaimer.
                 return LoadOrStore::Stored(unsafe { &*stored });
             }
-            Some(Err(found)) => {
+            Ok(Err(found)) => {
                 drop_contained(|| drop((key, made)));
                 return LoadOrStore::Loaded(found.expect("declined only when present"));
             }
-            None => {}
-        }
-        // A new key: make the value now, outside the lock, so that `make` may use
-        // the map and never holds up other writers.
+            Err(searched) => searched,
+        };
+        // A new key: make the value now, so that `make` may use the map.
         let value = match made {
             Some(cell) => cell.into_inner(),
             None => make(),
         };
-        let mut writer = self.lock_writer();
-        if let Some(slot) = self.find_locked(&mut writer, guard, hash, &key) {
-            // Another writer added the key meanwhile (rare).
-            let cell = Owned::new(value);
-            // SAFETY: `guard` is held; not sealed under the lock.
-            let write = unsafe {
-                slot.write(|current| match current {
-                    Some(_) => None,
-                    None => Some(cell.as_ptr()),
-                })
-            };
-            drop(writer);
-            return match write {
-                Write::Done(_) => {
-                    drop_contained(|| drop(key));
-                    self.count_insert();
-                    self.count_revival();
-                    // SAFETY: as above.
-                    LoadOrStore::Stored(unsafe { &*cell.publish() })
-                }
-                Write::Declined(found) => {
-                    drop_contained(|| drop((key, cell)));
-                    // SAFETY: `guard` is held.
-                    LoadOrStore::Loaded(unsafe { slot.resolve(found) }.expect("present"))
-                }
-                Write::Sealed => unreachable!("not sealed under the lock"),
-            };
+        match self.add_new(guard, searched, hash, key, value) {
+            NewKey::Added(node) => LoadOrStore::Stored(node.as_slot().inline_value()),
+            // Another writer added the key meanwhile (rare): try again there, with
+            // the value made.
+            NewKey::Present(key, value) => {
+                let mut value = Some(value);
+                self.load_or_store(guard, key, &mut || value.take().expect("made once"))
+            }
         }
-        let node = self.insert_new_locked(guard, &mut writer, hash, key, value);
-        drop(writer);
-        self.count_insert();
-        self.promote_if_wanted(guard);
-        LoadOrStore::Stored(node.as_slot().inline_value())
     }
 
     /// Removes `key` if `remove` says so for its current value (Go's `Delete`,
@@ -456,9 +461,9 @@ where
 
     /// `update_or_insert_with`: replaces `key`'s value with `update(value)` if it
     /// is present, or stores `insert()` if it is absent, atomically either way,
-    /// and returns the value stored. `insert` runs at most once, without the
-    /// lock; `update` runs again on the newer value when a CAS loses a race (the
-    /// losing results are dropped), never under the lock.
+    /// and returns the value stored. `insert` runs at most once and `update` runs
+    /// again on the newer value when a CAS loses a race (the losing results are
+    /// dropped); neither runs under a lock.
     pub(crate) fn upsert<'g>(
         &self,
         guard: &'g GuardOf<'_, R>,
@@ -467,11 +472,12 @@ where
         insert: &mut dyn FnMut() -> V,
     ) -> &'g V {
         let hash = self.hash(&key);
+        let mut key = key;
         // `insert()`'s value, made at most once and kept across retries.
         let mut made: Option<Owned<V>> = None;
         loop {
             let mut updated: Option<Owned<V>> = None;
-            let done = self.retrying(guard, hash, &key, |slot| {
+            let done = self.attempt_slot(guard, hash, &key, |slot| {
                 // SAFETY: `guard` is held for 'g.
                 let write = unsafe {
                     slot.write(|current| {
@@ -487,7 +493,8 @@ where
                     Write::Declined(_) => unreachable!("an upsert never declines"),
                 }
             });
-            if let Some((slot, old)) = done {
+            let searched = match done {
+                Ok((slot, old)) => {
                 // The link said which cell went in: `insert()`'s if the key was
                 // removed, `update`'s otherwise.
                 let stored = if link::is_removed(old) {
@@ -495,31 +502,28 @@ where
                 } else {
                     updated.take().expect("installed").publish()
                 };
-                drop_contained(|| drop((key, made, updated)));
-                self.replaced(guard, slot, old);
-                // SAFETY: now linked; cells leave links only through the reclaimer.
-                return unsafe { &*stored };
-            }
+                    drop_contained(|| drop((key, made, updated)));
+                    self.replaced(guard, slot, old);
+                    // SAFETY: now linked; cells leave links only through the
+                    // reclaimer.
+                    return unsafe { &*stored };
+                }
+                Err(searched) => searched,
+            };
             drop_contained(|| drop(updated));
-            // A new key: its value goes inline into a delta node. Made (once)
-            // outside the lock.
+            // A new key: its value goes inline into a delta node. Made once.
             let value = match made.take() {
                 Some(cell) => cell.into_inner(),
                 None => insert(),
             };
-            let mut writer = self.lock_writer();
-            if self.find_locked(&mut writer, guard, hash, &key).is_some() {
-                // Another writer added the key meanwhile: update it, lock-free,
-                // rather than run `update` under the lock.
-                drop(writer);
-                made = Some(Owned::new(value));
-                continue;
+            match self.add_new(guard, searched, hash, key, value) {
+                NewKey::Added(node) => return node.as_slot().inline_value(),
+                // Another writer added the key meanwhile: update it.
+                NewKey::Present(back, value) => {
+                    key = back;
+                    made = Some(Owned::new(value));
+                }
             }
-            let node = self.insert_new_locked(guard, &mut writer, hash, key, value);
-            drop(writer);
-            self.count_insert();
-            self.promote_if_wanted(guard);
-            return node.as_slot().inline_value();
         }
     }
 

@@ -89,7 +89,8 @@ where
     ///   is its key's hash;
     /// * no `SEALED` link in the current root (only promotion and clear seal,
     ///   and both replace the root — or unseal everything if they are abandoned);
-    /// * the delta's count (`delta_len`) is exact and its load factor at most 1/2;
+    /// * the delta's count (`Root::delta_len`) is exact and its load factor at
+    ///   most 1/2 (quiescent: no insert in flight);
     /// * `len()` = the live slots of the root, and the raw count is not negative.
     pub(crate) fn check_root(&self) {
         self.check_root_with(false);
@@ -108,10 +109,12 @@ where
         let root = self.read_side.root.load(&guard);
         let delta = root.delta(&guard);
         let (mut live, mut removed, mut nodes) = (0usize, 0usize, 0usize);
-        for (cached, slot) in root.slots(delta) {
+        let read_slots = root.read.slots().map(|slot| (false, None, slot));
+        let nodes_of_delta = delta.nodes().map(|(hash, node)| (true, hash, node.as_slot()));
+        for (in_delta, cached, slot) in read_slots.chain(nodes_of_delta) {
             let (state, sealed) = Link::of(slot);
             assert!(!sealed, "a sealed slot in the current root");
-            if cached.is_none() && state != Link::Inline {
+            if !in_delta && state != Link::Inline {
                 // A read-table slot written since the build has its touched
                 // bit set (its writer set it before returning).
                 assert!(
@@ -128,13 +131,17 @@ where
             let hash = self.hash(key);
             let by_read = root.find_read(hash, key).map(|s| s.key() as *const K);
             let by_delta = delta.find(hash, key).map(|s| s.as_slot().key() as *const K);
-            let (own, other, table) = match cached {
-                None => (by_read, by_delta, "read table"),
-                Some(cached) => {
-                    assert_eq!(cached, hash, "a delta bucket's cached hash is stale");
-                    nodes += 1;
-                    (by_delta, by_read, "delta")
+            let (own, other, table) = if in_delta {
+                // Quiescent: every inserter has stored its hash; only the keys
+                // hashing to 0 or 1 have none exact.
+                match cached {
+                    Some(cached) => assert_eq!(cached, hash, "a delta bucket's hash is stale"),
+                    None => assert!(hash <= 1, "a delta bucket's hash was never stored"),
                 }
+                nodes += 1;
+                (by_delta, by_read, "delta")
+            } else {
+                (by_read, by_delta, "read table")
             };
             assert_eq!(
                 own,
@@ -144,9 +151,9 @@ where
             assert_eq!(other, None, "a key is in both the read table and the delta");
         }
         assert_eq!(
-            self.write_side.delta_len.load(Ordering::Relaxed),
+            root.delta_len(),
             nodes,
-            "delta_len is not the delta's node count"
+            "the root's delta_len is not the delta's node count"
         );
         assert!(nodes <= delta.room(), "delta past its load factor of 1/2");
         let raw_len = self.write_side.len.load(Ordering::Relaxed);
