@@ -226,7 +226,8 @@ impl<K, V> Delta<K, V> {
                 // threads that load the pointer. Acquire on failure: the winner's
                 // node is read next.
                 // (Mutant: publish the node without Release.)
-                let order = mutant!("delta_insert_relaxed" => Ordering::Relaxed, else Ordering::Release);
+                let order =
+                    mutant!("delta_insert_relaxed" => Ordering::Relaxed, else Ordering::Release);
                 match bucket
                     .node
                     .compare_exchange(ptr, raw, order, Ordering::Acquire)

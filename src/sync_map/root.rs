@@ -12,7 +12,9 @@
 //! period drops exactly what readers of it could still see.
 
 use core::borrow::Borrow;
+
 use core::mem::size_of;
+use crossbeam_utils::CachePadded;
 
 use super::delta::{Delta, Insert};
 use super::read::ReadTable;
@@ -28,8 +30,9 @@ pub(crate) struct Root<K, V> {
     /// buckets) when it grows.
     delta: AtomicPtr<Delta<K, V>>,
     /// The delta's nodes, plus the inserts in flight that reserved a place (see
-    /// `Delta::insert`); carried over when the delta grows.
-    delta_len: AtomicUsize,
+    /// `Delta::insert`); carried over when the delta grows. On a line of its own:
+    /// every new key writes it, and every read loads the fields beside it.
+    delta_len: CachePadded<AtomicUsize>,
 }
 
 impl<K, V> Root<K, V> {
@@ -37,7 +40,7 @@ impl<K, V> Root<K, V> {
         Root {
             read,
             delta: AtomicPtr::new(Box::into_raw(Box::new(delta))),
-            delta_len: AtomicUsize::new(0),
+            delta_len: CachePadded::new(AtomicUsize::new(0)),
         }
     }
 
@@ -109,11 +112,7 @@ impl<K, V> Root<K, V> {
         delta: &'a Delta<K, V>,
     ) -> impl Iterator<Item = (Option<u64>, SlotRef<'a, K, V>)> + 'a {
         let read = self.read.slots().map(|slot| (None, slot));
-        read.chain(
-            delta
-                .nodes()
-                .map(|(hash, node)| (hash, node.as_slot())),
-        )
+        read.chain(delta.nodes().map(|(hash, node)| (hash, node.as_slot())))
     }
 
     /// Heap bytes of the read table, the delta's buckets and its `delta_len`

@@ -128,7 +128,12 @@ impl<K, V> Slot<K, V> {
         debug_assert!(node.link.load(Ordering::Relaxed).is_null());
         // SAFETY: `node` is never dropped (ManuallyDrop) and its link holds no
         // cell, so the key and value are each moved out exactly once, here.
-        unsafe { (ManuallyDrop::take(&mut node.key), ManuallyDrop::take(&mut node.value)) }
+        unsafe {
+            (
+                ManuallyDrop::take(&mut node.key),
+                ManuallyDrop::take(&mut node.value),
+            )
+        }
     }
 
     /// This node as a slot (a delta node has no touched bit: readers always load

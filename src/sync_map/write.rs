@@ -12,9 +12,9 @@
 use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
 
+use super::delta::Insert;
 use super::pinned::LoadOrStore;
 use super::policy::{self, OffPath};
-use super::delta::Insert;
 use super::root::Root;
 use super::slot::{link, Slot, SlotRef, Write};
 use super::{SyncMap, Writer};
@@ -495,13 +495,13 @@ where
             });
             let searched = match done {
                 Ok((slot, old)) => {
-                // The link said which cell went in: `insert()`'s if the key was
-                // removed, `update`'s otherwise.
-                let stored = if link::is_removed(old) {
-                    made.take().expect("installed").publish()
-                } else {
-                    updated.take().expect("installed").publish()
-                };
+                    // The link said which cell went in: `insert()`'s if the key was
+                    // removed, `update`'s otherwise.
+                    let stored = if link::is_removed(old) {
+                        made.take().expect("installed").publish()
+                    } else {
+                        updated.take().expect("installed").publish()
+                    };
                     drop_contained(|| drop((key, made, updated)));
                     self.replaced(guard, slot, old);
                     // SAFETY: now linked; cells leave links only through the

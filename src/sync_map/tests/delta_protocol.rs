@@ -432,7 +432,11 @@ fn racing_inserts_of_the_same_new_keys_add_each_once() {
             assert!(firsts.insert(k), "key {k} was new to two inserts");
         }
         for (k, v) in a {
-            assert_eq!(*agreed.entry(k).or_insert(v), v, "get_or_insert({k}) disagreed");
+            assert_eq!(
+                *agreed.entry(k).or_insert(v),
+                v,
+                "get_or_insert({k}) disagreed"
+            );
         }
     }
     assert_eq!(firsts.len() as u64, KEYS, "some key was never new");

@@ -110,7 +110,9 @@ where
         let delta = root.delta(&guard);
         let (mut live, mut removed, mut nodes) = (0usize, 0usize, 0usize);
         let read_slots = root.read.slots().map(|slot| (false, None, slot));
-        let nodes_of_delta = delta.nodes().map(|(hash, node)| (true, hash, node.as_slot()));
+        let nodes_of_delta = delta
+            .nodes()
+            .map(|(hash, node)| (true, hash, node.as_slot()));
         for (in_delta, cached, slot) in read_slots.chain(nodes_of_delta) {
             let (state, sealed) = Link::of(slot);
             assert!(!sealed, "a sealed slot in the current root");
