@@ -377,6 +377,6 @@ models! {
     reclamation: v3 { loom 4, crossbeam 1 } classic { loom 5, crossbeam 1 };
     iteration: v3 { loom 5, crossbeam 1 } classic { loom 5, crossbeam 1 };
     delta_growth_vs_read: v3 { loom 3, crossbeam 1 };
-    new_key_vs_promotion: v3 { loom 3, crossbeam 1 };
-    new_keys_vs_growth: v3 { loom 3, crossbeam 1 };
+    new_key_vs_promotion: v3 { loom unbounded, crossbeam 1 };
+    new_keys_vs_growth: v3 { loom unbounded, crossbeam 1 };
 }

@@ -54,15 +54,16 @@ use crate::sync::{Arc, AtomicIsize, Mutex, Ordering};
 /// the published root, hashes once and probes the read table — an immutable
 /// `hashbrown` table whose buckets hold the key, its value and one atomic *link*.
 /// A key never overwritten since the last promotion is answered from the bucket
-/// itself: one load of the root, one probe, one load of the link, no lock, no
-/// shared write — the same memory a plain `HashMap` lookup touches. A key
+/// itself: one load of the root, one probe and one bit of a bitmap beside the
+/// buckets that says the key has not been written, no lock, no shared write —
+/// the memory a plain `HashMap` lookup touches, plus that bit. A key
 /// overwritten since is one dependent load further (its value is in a heap cell
 /// the link points to); a key added since is found in the *delta*, a second
 /// lock-free table.
 ///
 /// Updates and removes of existing keys are one compare-and-swap on the key's
-/// link, wherever it lives. A new key takes a writer mutex (one writer at a time
-/// adds to the delta). A *promotion* copies every live key into a fresh read
+/// link, wherever it lives; a new key is one compare-and-swap into an empty
+/// bucket of the delta. A *promotion* copies every live key into a fresh read
 /// table, values inline again and removed keys dropped; when it happens is the
 /// rule in the crate docs' "When `SyncMap` promotes". Each costs O(len) and
 /// follows Ω(len) operations, so it is amortized O(1).
