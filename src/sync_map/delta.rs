@@ -350,8 +350,8 @@ impl<K, V> Delta<K, V> {
 
     /// A delta with room for `room` keys (at least this one's nodes) that takes
     /// over this one's nodes (lock holder only): it closes this one first, which
-    /// then owns none. Returns the grown delta and its node count.
-    pub(crate) fn grown(&self, room: usize) -> (Self, usize) {
+    /// then owns none.
+    pub(crate) fn grown(&self, room: usize) -> Self {
         // Not dropped on a panic (an allocation failure) before the hand-over: the
         // nodes would be freed twice, once here and once with this delta.
         let grown = ManuallyDrop::new(Delta::with_room_for(room));
@@ -379,7 +379,7 @@ impl<K, V> Delta<K, V> {
         // reclaimer's grace period (or with the map exclusively borrowed), ordered
         // after this by the retirement.
         self.handed_over.store(true, Ordering::Relaxed);
-        (ManuallyDrop::into_inner(grown), nodes)
+        ManuallyDrop::into_inner(grown)
     }
 
     /// The first empty bucket on `hash`'s probe path, in a delta no other thread

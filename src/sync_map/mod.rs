@@ -195,8 +195,8 @@ struct WriteSide {
 }
 
 /// The writer lock's token: holding it proves the right to replace the root or
-/// the delta, and to seal slots and close deltas. The state it guards is atomic (so readers
-/// can read it without the lock).
+/// the delta, and to seal slots and close deltas. The state it guards is atomic
+/// (so readers can read it without the lock).
 struct Writer;
 
 // SAFETY: the map owns its keys and values (inline in its tables, in delta nodes

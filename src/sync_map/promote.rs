@@ -196,8 +196,7 @@ where
     /// moved over, and retires the old bucket array. Caller holds the lock and
     /// `room` is at least the delta's node count.
     fn grow_delta_locked(&self, guard: &GuardOf<'_, R>, root: &Root<K, V>, room: usize) {
-        let (grown, _) = root.delta_locked().grown(room);
-        let old = root.replace_delta(grown);
+        let old = root.replace_delta(root.delta_locked().grown(room));
         Counters::bump(&self.write_side.counters.delta_growths);
         // SAFETY: `old` is a valid delta, unlinked just now under the lock; its
         // nodes belong to the grown one now.

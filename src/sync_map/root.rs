@@ -12,8 +12,8 @@
 //! period drops exactly what readers of it could still see.
 
 use core::borrow::Borrow;
-
 use core::mem::size_of;
+
 use crossbeam_utils::CachePadded;
 
 use super::delta::{Delta, Insert};

@@ -192,9 +192,13 @@ where
     /// `insert` (Go's `Swap`): returns the previous value, valid for `guard`.
     /// A key with a slot in the root takes one CAS; a new key one CAS into the
     /// delta.
-    pub(crate) fn swap<'g>(&self, guard: &'g GuardOf<'_, R>, key: K, value: V) -> Option<&'g V> {
+    pub(crate) fn swap<'g>(
+        &self,
+        guard: &'g GuardOf<'_, R>,
+        mut key: K,
+        mut value: V,
+    ) -> Option<&'g V> {
         let hash = self.hash(&key);
-        let (mut key, mut value) = (key, value);
         loop {
             let mut pending = Some(value);
             let mut cell: Option<Owned<V>> = None;
@@ -277,55 +281,59 @@ where
     pub(crate) fn load_or_store<'g>(
         &self,
         guard: &'g GuardOf<'_, R>,
-        key: K,
+        mut key: K,
         make: &mut dyn FnMut() -> V,
     ) -> LoadOrStore<'g, V> {
         let hash = self.hash(&key);
+        // `make()`'s value, made at most once and kept across retries.
         let mut made: Option<Owned<V>> = None;
-        let done = self.attempt_slot(guard, hash, &key, |slot| {
-            // SAFETY: `guard` is held for 'g.
-            let write = unsafe {
-                slot.write(|current| match current {
-                    Some(_) => None,
-                    None => Some(made.get_or_insert_with(|| Owned::new(make())).as_ptr()),
-                })
-            };
-            match write {
-                Write::Done(_) => Some(Ok(())),
+        loop {
+            let done = self.attempt_slot(guard, hash, &key, |slot| {
                 // SAFETY: `guard` is held for 'g.
-                Write::Declined(found) => Some(Err(unsafe { slot.resolve(found) })),
-                Write::Sealed => None,
-            }
-        });
-        let searched = match done {
-            Ok(Ok(())) => {
-                // A removed key revived.
-                let stored = made.take().expect("installed").publish();
-                drop_contained(|| drop(key));
-                self.count_insert();
-                self.count_revival();
-                self.promote_if_wanted(guard);
-                // SAFETY: now linked; cells leave links only through the reclaimer.
-                return LoadOrStore::Stored(unsafe { &*stored });
-            }
-            Ok(Err(found)) => {
-                drop_contained(|| drop((key, made)));
-                return LoadOrStore::Loaded(found.expect("declined only when present"));
-            }
-            Err(searched) => searched,
-        };
-        // A new key: make the value now, so that `make` may use the map.
-        let value = match made {
-            Some(cell) => cell.into_inner(),
-            None => make(),
-        };
-        match self.add_new(guard, searched, hash, key, value) {
-            NewKey::Added(node) => LoadOrStore::Stored(node.as_slot().inline_value()),
-            // Another writer added the key meanwhile (rare): try again there, with
-            // the value made.
-            NewKey::Present(key, value) => {
-                let mut value = Some(value);
-                self.load_or_store(guard, key, &mut || value.take().expect("made once"))
+                let write = unsafe {
+                    slot.write(|current| match current {
+                        Some(_) => None,
+                        None => Some(made.get_or_insert_with(|| Owned::new(make())).as_ptr()),
+                    })
+                };
+                match write {
+                    Write::Done(_) => Some(Ok(())),
+                    // SAFETY: `guard` is held for 'g.
+                    Write::Declined(found) => Some(Err(unsafe { slot.resolve(found) })),
+                    Write::Sealed => None,
+                }
+            });
+            let searched = match done {
+                Ok(Ok(())) => {
+                    // A removed key revived.
+                    let stored = made.take().expect("installed").publish();
+                    drop_contained(|| drop(key));
+                    self.count_insert();
+                    self.count_revival();
+                    self.promote_if_wanted(guard);
+                    // SAFETY: now linked; cells leave links only through the
+                    // reclaimer.
+                    return LoadOrStore::Stored(unsafe { &*stored });
+                }
+                Ok(Err(found)) => {
+                    drop_contained(|| drop((key, made)));
+                    return LoadOrStore::Loaded(found.expect("declined only when present"));
+                }
+                Err(searched) => searched,
+            };
+            // A new key: make the value now, so that `make` may use the map.
+            let value = match made.take() {
+                Some(cell) => cell.into_inner(),
+                None => make(),
+            };
+            match self.add_new(guard, searched, hash, key, value) {
+                NewKey::Added(node) => return LoadOrStore::Stored(node.as_slot().inline_value()),
+                // Another writer added the key meanwhile (rare): try again there,
+                // with the value made.
+                NewKey::Present(back, value) => {
+                    key = back;
+                    made = Some(Owned::new(value));
+                }
             }
         }
     }
@@ -467,12 +475,11 @@ where
     pub(crate) fn upsert<'g>(
         &self,
         guard: &'g GuardOf<'_, R>,
-        key: K,
+        mut key: K,
         update: &mut dyn FnMut(&V) -> V,
         insert: &mut dyn FnMut() -> V,
     ) -> &'g V {
         let hash = self.hash(&key);
-        let mut key = key;
         // `insert()`'s value, made at most once and kept across retries.
         let mut made: Option<Owned<V>> = None;
         loop {
