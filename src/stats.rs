@@ -77,9 +77,13 @@ pub struct Stats {
     /// further down. A classic-protocol entry's first value is stored inside the
     /// entry and counts 0 here: its bytes are counted with the entry.
     pub pending_bytes: u64,
-    /// The most objects ever pending at once (measured at each retirement).
+    /// The most objects ever pending at once, measured at each retirement.
+    /// Each thread counts in one of the ledger's shards and this is the sum of
+    /// their peaks: exact when one thread retires, otherwise an upper bound
+    /// (never below the true peak).
     pub peak_pending: u64,
-    /// The most bytes ever pending at once.
+    /// The most bytes ever pending at once, summed over shards like
+    /// `peak_pending`.
     pub peak_pending_bytes: u64,
 }
 

@@ -54,7 +54,7 @@ pub use publish::{ArcSwapCell, ArcSwapLoaded, ArcSwapPublish, AtomicArc, Publish
 #[cfg(not(loom))]
 pub use publish::{ReclaimCell, ReclaimLoaded};
 pub use retired::Retired;
-pub(crate) use retired::{Kind, Ledger};
+pub(crate) use retired::{Kind, Ledger, Ticket};
 #[cfg(all(feature = "seize", not(loom)))]
 pub use seize::{Seize, SeizeGuard};
 
@@ -96,10 +96,10 @@ compile_error!(
 ///    was unlinked by a write that only happens-before the `retire` call — made
 ///    on another thread that then synchronized with the retiring one — and not
 ///    only when the retiring thread unlinked it itself: a guard pinned after the
-///    call must not load it. A map's `flush` relies on it, retiring one sweep
-///    record for everything other threads unlinked and entered in the map's
-///    ledger (under the ledger's lock). crossbeam-epoch and seize give it: after
-///    the call and before reading which threads are pinned, the retiring side
+///    call must not load it. A map's `flush` relies on it, retiring a sweep
+///    record for everything other threads unlinked and entered in a shard of
+///    the map's ledger (under that shard's lock). crossbeam-epoch and seize
+///    give it: after the call and before reading which threads are pinned, the retiring side
 ///    issues a `SeqCst` fence (crossbeam-epoch, sealing a bag) or a process-wide
 ///    barrier (seize, handing a batch over).
 /// 3. **Retire happens-before reclaim.** The `retire` call, and everything the

@@ -11,12 +11,13 @@
 
 use core::panic::AssertUnwindSafe;
 use core::ptr::NonNull;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::panic::catch_unwind;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-use std::collections::BTreeMap;
-
+use crossbeam_utils::CachePadded;
 use slab::Slab;
 
 use crate::sync::Arc;
@@ -66,18 +67,46 @@ impl Object {
     }
 }
 
+/// How many shards a ledger has. Each thread retires into one, its *home*
+/// shard (assigned round-robin at its first retirement), so that threads
+/// writing one map neither wait on one lock nor pass one cache line back and
+/// forth: a retirement and its free each take the lock of the object's shard,
+/// which is almost always the retiring thread's own.
+const SHARDS: usize = 8;
+
+/// The next home shard to hand out.
+static NEXT_HOME: AtomicUsize = AtomicUsize::new(0);
+
 std::thread_local! {
-    /// The ledgers this thread is freeing an object of, right now (see
-    /// `Ledger::close`).
-    static FREEING_HERE: RefCell<Vec<*const Ledger>> = const { RefCell::new(Vec::new()) };
+    /// The ledger shards this thread is freeing an object of, right now (see
+    /// `Shard::close`).
+    static FREEING_HERE: RefCell<Vec<*const Shard>> = const { RefCell::new(Vec::new()) };
+    /// This thread's home shard, once it has retired something.
+    static HOME: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-/// The ledger's counts, exact because they change under one lock.
+/// The shard this thread retires into.
+#[inline]
+fn home() -> usize {
+    HOME.try_with(|home| {
+        let mut shard = home.get();
+        if shard == usize::MAX {
+            // Relaxed: it only spreads threads over shards; any shard is correct.
+            shard = NEXT_HOME.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            home.set(shard);
+        }
+        shard
+    })
+    // A thread-local destructor retiring (a value dropping a map it owns).
+    .unwrap_or(0)
+}
+
+/// A shard's counts, exact because they change under its lock.
 #[derive(Default)]
 struct State {
     /// Retired and not yet taken for freeing.
     waiting: Slab<Object>,
-    /// Retirements so far: the next one's `sequence`.
+    /// Retirements into this shard so far: the next one's `sequence`.
     sequence: u64,
     /// Live holds, by the sequence at which each was taken (with a count).
     holds: BTreeMap<u64, usize>,
@@ -100,21 +129,35 @@ struct State {
     freed_bytes: u64,
 }
 
-/// Everything a map has retired: what still waits, and counts of what was retired
-/// and freed.
+/// One shard of a [`Ledger`]: the objects its threads retired, and their counts,
+/// under one lock.
 ///
-/// Shared (through an `Arc`) between the map and the [`Retired`] records waiting
-/// in a scheme, so frees that happen after the map is gone find it. The lock is a
-/// `std` mutex even under loom: it guards statistics and ownership records only,
-/// never a protocol decision, and no loom operation runs inside it, so loom's
-/// scheduler never sees it (and it adds no happens-before edge a model could lean
-/// on).
+/// Shared (through an `Arc`) between the ledger and the [`Retired`] records
+/// waiting in a scheme, so frees that happen after the map is gone find it. The
+/// lock is a `std` mutex even under loom: it guards statistics and ownership
+/// records only, never a protocol decision, and no loom operation runs inside
+/// it, so loom's scheduler never sees it (and it adds no happens-before edge a
+/// model could lean on).
 #[derive(Default)]
-pub(crate) struct Ledger {
+struct Shard {
     state: Mutex<State>,
     /// Signalled when a free in flight ends, once the map is closing (for
-    /// [`close`](Ledger::close)).
+    /// [`close`](Shard::close)).
     freed_one: Condvar,
+}
+
+/// Everything a map has retired: what still waits, and counts of what was retired
+/// and freed, in [`SHARDS`] independent shards (see there).
+pub(crate) struct Ledger {
+    shards: [Arc<CachePadded<Shard>>; SHARDS],
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Ledger {
+            shards: core::array::from_fn(|_| Arc::new(CachePadded::new(Shard::default()))),
+        }
+    }
 }
 
 impl core::fmt::Debug for Ledger {
@@ -132,6 +175,9 @@ pub(crate) struct LedgerCounts {
     pub(crate) retired_bytes: u64,
     pub(crate) freed: u64,
     pub(crate) freed_bytes: u64,
+    /// The sum of the shards' peaks: exact while one thread retires, otherwise
+    /// an upper bound of the ledger's peak (each shard's pending count is at most
+    /// its peak at every instant).
     pub(crate) peak_pending: u64,
     pub(crate) peak_pending_bytes: u64,
 }
@@ -147,6 +193,10 @@ impl LedgerCounts {
         self.retired_bytes.saturating_sub(self.freed_bytes)
     }
 }
+
+/// A hold's place in each shard: the sequence at which it was taken there.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ticket([u64; SHARDS]);
 
 impl State {
     /// The sequence of the oldest live hold, or `u64::MAX` with none: an
@@ -165,22 +215,127 @@ impl State {
 }
 
 impl Ledger {
+    /// The counts now, summed over the shards; exact when no thread is retiring
+    /// or freeing.
+    pub(crate) fn counts(&self) -> LedgerCounts {
+        let mut counts = LedgerCounts::default();
+        for shard in &self.shards {
+            let state = shard.lock();
+            for (sum, kind) in counts.retired.iter_mut().zip(state.retired) {
+                *sum += kind;
+            }
+            counts.retired_bytes += state.retired_bytes;
+            counts.freed += state.freed;
+            counts.freed_bytes += state.freed_bytes;
+            counts.peak_pending += state.peak_pending;
+            counts.peak_pending_bytes += state.peak_pending_bytes;
+        }
+        counts
+    }
+
+    /// Frees everything still waiting, for the map's `Drop`: with the map
+    /// exclusively borrowed, no reader can reach any of it, whatever guards other
+    /// threads hold (an owned guard holds the map, so none is live). Later
+    /// [`Retired::reclaim`] calls find nothing.
+    pub(crate) fn close(&self) {
+        for shard in &self.shards {
+            shard.close();
+        }
+    }
+
+    /// Takes a *hold*: until [`release`](Self::release)d, no object retired from
+    /// now on is freed, whatever the reclamation scheme says. This is what an
+    /// owned guard (which cannot pin a thread-bound scheme, since it may move
+    /// between threads) protects its reads with: an object it can reach was
+    /// unlinked after the hold was taken — before, and the hold's own reads, which
+    /// follow this call, could not have found it — so it was retired after, and
+    /// waits. Per shard: an object retired into a shard before the hold locked
+    /// that shard was unlinked before the hold's reads; one retired after has a
+    /// sequence at or past the hold's ticket there. Returns the hold's ticket.
+    pub(crate) fn hold(&self) -> Ticket {
+        Ticket(core::array::from_fn(|at| {
+            let mut state = self.shards[at].lock();
+            let ticket = state.sequence;
+            *state.holds.entry(ticket).or_default() += 1;
+            ticket
+        }))
+    }
+
+    /// Releases the hold `ticket`, and frees the objects only it (or holds
+    /// released before) kept.
+    pub(crate) fn release(&self, ticket: Ticket) {
+        for (shard, ticket) in self.shards.iter().zip(ticket.0) {
+            shard.release(ticket);
+        }
+    }
+
+    /// Objects freed so far, over all shards.
+    fn freed(&self) -> u64 {
+        self.shards.iter().map(|shard| shard.lock().freed).sum()
+    }
+
+    /// Frees, through `reclaim`, everything retired into this ledger before the
+    /// call, once no guard live during the call can still reach it: at once if
+    /// no such guard is left by the time this returns, otherwise as soon as the
+    /// last one is gone (the sweep records retired here run then).
+    ///
+    /// This is what lets a map's `flush` reach garbage the scheme keeps where a
+    /// flush on this thread cannot (seize's per-thread batches of other threads,
+    /// crossbeam-epoch's thread-local bags): a sweep record needs only its own
+    /// grace period to end, and that ends for every object retired before it.
+    pub(crate) fn flush<R: super::Reclaim>(&self, reclaim: &R) {
+        use super::Guard as _;
+        // A scheme needs a few rounds: crossbeam-epoch two epoch advances and
+        // as many collections as there are bags queued before the sweep's,
+        // seize a batch with an entry per active thread (each round pads a
+        // few). Keep going while frees make progress; stop after this many
+        // rounds without any (a live guard holds the sweeps back, and the last
+        // such guard will run them).
+        const IDLE_ROUNDS: usize = 8;
+        // The loom backend frees at the last guard's release: nothing to sweep.
+        if cfg!(loom) {
+            reclaim.flush();
+            return;
+        }
+        let sweeps: Vec<Retired> = self.shards.iter().filter_map(Retired::sweep).collect();
+        if sweeps.is_empty() {
+            reclaim.flush();
+            return;
+        }
+        let targets: Vec<(Arc<CachePadded<Shard>>, u64)> = sweeps
+            .iter()
+            .map(|sweep| (Arc::clone(&sweep.shard), sweep.sequence))
+            .collect();
+        {
+            let guard = reclaim.pin();
+            for sweep in sweeps {
+                // SAFETY: a sweep record owns nothing; what it frees was unlinked
+                // before its retirement (see `Retired::sweep`), and it is retired
+                // once.
+                unsafe { guard.retire(sweep) };
+            }
+        }
+        let mut idle = 0;
+        let mut freed = self.freed();
+        while idle < IDLE_ROUNDS {
+            reclaim.flush();
+            if targets
+                .iter()
+                .all(|(shard, through)| shard.lock().swept >= *through)
+            {
+                return;
+            }
+            let now = self.freed();
+            idle = if now > freed { 0 } else { idle + 1 };
+            freed = now;
+        }
+    }
+}
+
+impl Shard {
     fn lock(&self) -> MutexGuard<'_, State> {
         // No user code runs under this lock, so a poisoned one is consistent.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The counts now; exact when no thread is retiring or freeing.
-    pub(crate) fn counts(&self) -> LedgerCounts {
-        let state = self.lock();
-        LedgerCounts {
-            retired: state.retired,
-            retired_bytes: state.retired_bytes,
-            freed: state.freed,
-            freed_bytes: state.freed_bytes,
-            peak_pending: state.peak_pending,
-            peak_pending_bytes: state.peak_pending_bytes,
-        }
     }
 
     fn record_frees(&self, count: u64, bytes: u64) {
@@ -189,11 +344,8 @@ impl Ledger {
         state.freed_bytes += bytes;
     }
 
-    /// Frees everything still waiting, for the map's `Drop`: with the map
-    /// exclusively borrowed, no reader can reach any of it, whatever guards other
-    /// threads hold (an owned guard holds the map, so none is live). Later
-    /// [`Retired::reclaim`] calls find nothing.
-    pub(crate) fn close(&self) {
+    /// Frees everything still waiting in this shard (see [`Ledger::close`]).
+    fn close(&self) {
         let (waiting, held) = {
             let mut state = self.lock();
             state.closed = true;
@@ -205,7 +357,7 @@ impl Ledger {
                 .try_with(|here| {
                     here.borrow()
                         .iter()
-                        .filter(|&&ledger| core::ptr::eq(ledger, self))
+                        .filter(|&&shard| core::ptr::eq(shard, self))
                         .count()
                 })
                 .unwrap_or(0);
@@ -221,8 +373,8 @@ impl Ledger {
             )
         };
         // Freed outside the lock: destructors are user code.
-        // SAFETY: unreachable (see above), and taken out of the ledger, so freed
-        // once.
+        // SAFETY: unreachable (see `Ledger::close`), and taken out of the shard,
+        // so freed once.
         unsafe { self.free_all(waiting.into_iter().map(|(_, object)| object).chain(held)) };
     }
 
@@ -253,7 +405,7 @@ impl Ledger {
     unsafe fn free_in_flight(&self, object: Object) {
         /// Ends the free in flight even if the destructor panics (it is
         /// contained, but the count must not be left behind).
-        struct Done<'l>(&'l Ledger, u64);
+        struct Done<'l>(&'l Shard, u64);
         impl Drop for Done<'_> {
             fn drop(&mut self) {
                 // `try_with`: a collector may run this from a thread-local
@@ -261,7 +413,7 @@ impl Ledger {
                 // thread exits), after this thread-local is gone.
                 let _ = FREEING_HERE.try_with(|here| {
                     let mut here = here.borrow_mut();
-                    if let Some(at) = here.iter().rposition(|&l| core::ptr::eq(l, self.0)) {
+                    if let Some(at) = here.iter().rposition(|&s| core::ptr::eq(s, self.0)) {
                         here.swap_remove(at);
                     }
                 });
@@ -275,29 +427,14 @@ impl Ledger {
                 }
             }
         }
-        let _ = FREEING_HERE.try_with(|here| here.borrow_mut().push(self as *const Ledger));
+        let _ = FREEING_HERE.try_with(|here| here.borrow_mut().push(self as *const Shard));
         let _done = Done(self, object.bytes);
         // SAFETY: the caller's contract.
         unsafe { object.free() };
     }
 
-    /// Takes a *hold*: until [`release`](Self::release)d, no object retired from
-    /// now on is freed, whatever the reclamation scheme says. This is what an
-    /// owned guard (which cannot pin a thread-bound scheme, since it may move
-    /// between threads) protects its reads with: an object it can reach was
-    /// unlinked after the hold was taken — before, and the hold's own reads, which
-    /// follow this lock, could not have found it — so it was retired after, and
-    /// waits. Returns the hold's ticket.
-    pub(crate) fn hold(&self) -> u64 {
-        let mut state = self.lock();
-        let ticket = state.sequence;
-        *state.holds.entry(ticket).or_default() += 1;
-        ticket
-    }
-
-    /// Releases the hold `ticket`, and frees the objects only it (or holds
-    /// released before) kept.
-    pub(crate) fn release(&self, ticket: u64) {
+    /// Releases this shard's part of a hold (see [`Ledger::release`]).
+    fn release(&self, ticket: u64) {
         let free = {
             let mut state = self.lock();
             let remove = match state.holds.get_mut(&ticket) {
@@ -319,13 +456,13 @@ impl Ledger {
             free
         };
         // SAFETY: their scheme's grace period is over, and no hold that could
-        // reach them is left; taken out of the ledger, so freed once.
+        // reach them is left; taken out of the shard, so freed once.
         unsafe { self.free_all(free) };
     }
 
-    /// Takes every object retired before `through` out of `waiting` and frees
-    /// it, or moves it to `held` if a hold may still reach it: what a sweep
-    /// record does when its scheme reclaims it.
+    /// Takes every object retired into this shard before `through` out of
+    /// `waiting` and frees it, or moves it to `held` if a hold may still reach
+    /// it: what a sweep record does when its scheme reclaims it.
     ///
     /// # Safety
     ///
@@ -360,7 +497,7 @@ impl Ledger {
         };
         for object in free {
             // SAFETY: the caller's contract (their grace period is over) and
-            // `oldest` above (no hold reaches them); taken out of the ledger
+            // `oldest` above (no hold reaches them); taken out of the shard
             // and counted in `freeing`, so freed once.
             unsafe { self.free_in_flight(object) };
         }
@@ -369,59 +506,12 @@ impl Ledger {
         let mut state = self.lock();
         state.swept = state.swept.max(through);
     }
-
-    /// Frees, through `reclaim`, everything retired into this ledger before the
-    /// call, once no guard live during the call can still reach it: at once if
-    /// no such guard is left by the time this returns, otherwise as soon as the
-    /// last one is gone (the sweep record retired here runs then).
-    ///
-    /// This is what lets a map's `flush` reach garbage the scheme keeps where a
-    /// flush on this thread cannot (seize's per-thread batches of other threads,
-    /// crossbeam-epoch's thread-local bags): the sweep record needs only its own
-    /// grace period to end, and that ends for every object retired before it.
-    pub(crate) fn flush<R: super::Reclaim>(ledger: &Arc<Self>, reclaim: &R) {
-        use super::Guard as _;
-        // A scheme needs a few rounds: crossbeam-epoch two epoch advances and
-        // as many collections as there are bags queued before the sweep's,
-        // seize a batch with an entry per active thread (each round pads a
-        // few). Keep going while frees make progress; stop after this many
-        // rounds without any (a live guard holds the sweep back, and the last
-        // such guard will run it).
-        const IDLE_ROUNDS: usize = 8;
-        // The loom backend frees at the last guard's release: nothing to sweep.
-        if cfg!(loom) {
-            reclaim.flush();
-            return;
-        }
-        let Some(sweep) = Retired::sweep(ledger) else {
-            reclaim.flush();
-            return;
-        };
-        let through = sweep.sequence;
-        {
-            let guard = reclaim.pin();
-            // SAFETY: a sweep record owns nothing; what it frees was unlinked
-            // before its retirement (see `Retired::sweep`), and it is retired once.
-            unsafe { guard.retire(sweep) };
-        }
-        let mut idle = 0;
-        let mut freed = ledger.lock().freed;
-        while idle < IDLE_ROUNDS {
-            reclaim.flush();
-            let state = ledger.lock();
-            if state.swept >= through {
-                return;
-            }
-            idle = if state.freed > freed { 0 } else { idle + 1 };
-            freed = state.freed;
-        }
-    }
 }
 
 /// An object unlinked from a map, waiting for its reclamation scheme to call
 /// [`reclaim`](Retired::reclaim).
 ///
-/// Three words: the map's ledger, which owns the object meanwhile, the object's
+/// Three words: the ledger shard that owns the object meanwhile, the object's
 /// place in it and its sequence number (which tells it from a later object in
 /// the same place) — small enough that crossbeam-epoch stores it inline in its
 /// garbage bags.
@@ -431,11 +521,11 @@ impl Ledger {
 /// no guard can reach the object any more.
 ///
 /// A map's `flush` also retires *sweep records*, which own no object: reclaiming
-/// one frees every object of its ledger retired before it (their grace periods
+/// one frees every object of its shard retired before it (their grace periods
 /// ended no later than its own).
 #[must_use = "a retired object is freed by `reclaim`, or only when its map is dropped"]
 pub struct Retired {
-    ledger: Arc<Ledger>,
+    shard: Arc<CachePadded<Shard>>,
     /// The object's place in `waiting`, or [`SWEEP`] for a sweep record.
     index: usize,
     /// The object's sequence; for a sweep record, the sequence it sweeps up to.
@@ -459,7 +549,8 @@ impl core::fmt::Debug for Retired {
 }
 
 impl Retired {
-    /// Hands `ptr` to `ledger` and counts its retirement.
+    /// Hands `ptr` to `ledger` (the calling thread's shard of it) and counts its
+    /// retirement.
     ///
     /// # Safety
     ///
@@ -471,11 +562,12 @@ impl Retired {
         free: unsafe fn(NonNull<()>),
         kind: Kind,
         bytes: usize,
-        ledger: &Arc<Ledger>,
+        ledger: &Ledger,
     ) -> Self {
+        let shard = &ledger.shards[home()];
         let bytes = bytes as u64;
         let (index, sequence) = {
-            let mut state = ledger.lock();
+            let mut state = shard.lock();
             debug_assert!(!state.closed, "retire into a dropped map's ledger");
             state.retired[kind as usize] += 1;
             state.retired_bytes += bytes;
@@ -498,7 +590,7 @@ impl Retired {
             (index, sequence)
         };
         Retired {
-            ledger: Arc::clone(ledger),
+            shard: Arc::clone(shard),
             index,
             sequence,
             #[cfg(loom)]
@@ -508,22 +600,22 @@ impl Retired {
         }
     }
 
-    /// A sweep record for `ledger`: reclaimed, it frees every object retired
-    /// into `ledger` before this call. `None` if nothing waits that it would
+    /// A sweep record for `shard`: reclaimed, it frees every object retired
+    /// into `shard` before this call. `None` if nothing waits that it would
     /// sweep.
     ///
     /// Retiring it is sound wherever retiring those objects was: each was
-    /// unlinked before its own `Retired::new`, which took the ledger's lock
+    /// unlinked before its own `Retired::new`, which took the shard's lock
     /// before this call did, so every unlink happens-before this record's
     /// retirement (the [`Reclaim`](super::Reclaim) contract's "unlinked
     /// before", across threads).
-    fn sweep(ledger: &Arc<Ledger>) -> Option<Self> {
-        let state = ledger.lock();
+    fn sweep(shard: &Arc<CachePadded<Shard>>) -> Option<Self> {
+        let state = shard.lock();
         if state.closed || state.sequence <= state.swept || state.waiting.is_empty() {
             return None;
         }
         Some(Retired {
-            ledger: Arc::clone(ledger),
+            shard: Arc::clone(shard),
             index: SWEEP,
             sequence: state.sequence,
             #[cfg(loom)]
@@ -559,14 +651,14 @@ impl Retired {
     pub unsafe fn reclaim(self) {
         if self.index == SWEEP {
             // SAFETY: this record's grace period is over, and with it that of
-            // every object retired before it (`Retired::sweep`).
-            unsafe { self.ledger.sweep(self.sequence) };
+            // every object retired into its shard before it (`Retired::sweep`).
+            unsafe { self.shard.sweep(self.sequence) };
             return;
         }
         // Taken out under the lock, so that this, a sweep and `Ledger::close`
         // never both free it; freed outside the lock (a destructor is user code).
         let object = {
-            let mut state = self.ledger.lock();
+            let mut state = self.shard.lock();
             // A sweep may have freed it, and its place may hold a later object.
             let object = match state.waiting.get(self.index) {
                 Some(object) if object.sequence == self.sequence => {
@@ -592,15 +684,14 @@ impl Retired {
             return;
         };
         // SAFETY: the caller upholds the grace period and no hold covers it;
-        // taken out of the ledger above (and counted in `freeing`), so freed once.
-        unsafe { self.ledger.free_in_flight(object) };
+        // taken out of the shard above (and counted in `freeing`), so freed once.
+        unsafe { self.shard.free_in_flight(object) };
     }
 }
 
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     static FREES: AtomicUsize = AtomicUsize::new(0);
 
@@ -661,7 +752,7 @@ mod tests {
             )
         };
         let (a, b) = (retire(), retire());
-        let sweep = Retired::sweep(&ledger).expect("two objects wait");
+        let sweep = Retired::sweep(&ledger.shards[home()]).expect("two objects wait");
         let c = retire(); // after the sweep record: not its to free
                           // SAFETY: nothing reaches the dangling objects; each reclaimed once.
         unsafe { sweep.reclaim() };
@@ -685,11 +776,106 @@ mod tests {
         // SAFETY: nothing reaches the dangling objects; each reclaimed once.
         unsafe { d.reclaim() };
         assert_eq!(SWEPT.load(Ordering::Relaxed), 4);
-        assert!(Retired::sweep(&ledger).is_none(), "nothing left to sweep");
+        assert!(
+            Retired::sweep(&ledger.shards[home()]).is_none(),
+            "nothing left to sweep"
+        );
         let counts = ledger.counts();
         assert_eq!(
             (counts.pending(), counts.freed, counts.freed_bytes),
             (0, 4, 32)
         );
+    }
+
+    static SHARDED: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe fn count_sharded_free(_: NonNull<()>) {
+        SHARDED.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn retire_sharded(ledger: &Ledger, bytes: usize) -> Retired {
+        // SAFETY: `count_sharded_free` frees nothing.
+        unsafe {
+            Retired::new(
+                NonNull::dangling(),
+                count_sharded_free,
+                Kind::Value,
+                bytes,
+                ledger,
+            )
+        }
+    }
+
+    #[test]
+    fn threads_retire_into_shards_of_their_own_and_counts_and_close_cover_them_all() {
+        let ledger = Ledger::default();
+        let before = SHARDED.load(Ordering::Relaxed);
+        let records: Vec<Retired> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..SHARDS)
+                .map(|_| scope.spawn(|| [retire_sharded(&ledger, 8), retire_sharded(&ledger, 8)]))
+                .collect();
+            threads
+                .into_iter()
+                .flat_map(|thread| thread.join().unwrap())
+                .collect()
+        });
+        let shards: std::collections::HashSet<*const CachePadded<Shard>> = records
+            .iter()
+            .map(|record| Arc::as_ptr(&record.shard))
+            .collect();
+        assert!(shards.len() >= 2, "{SHARDS} threads share one shard");
+        let counts = ledger.counts();
+        let retired = 2 * SHARDS as u64;
+        assert_eq!(
+            (counts.pending(), counts.pending_bytes()),
+            (retired, 8 * retired)
+        );
+        assert!(
+            counts.peak_pending >= retired,
+            "the summed peak bounds the real one"
+        );
+        ledger.close();
+        assert_eq!(SHARDED.load(Ordering::Relaxed) - before, 2 * SHARDS);
+        for record in records {
+            // SAFETY: nothing reaches the dangling objects; the ledger freed them.
+            unsafe { record.reclaim() };
+        }
+        assert_eq!(
+            SHARDED.load(Ordering::Relaxed) - before,
+            2 * SHARDS,
+            "freed once"
+        );
+        assert_eq!(ledger.counts().pending(), 0);
+    }
+
+    #[test]
+    fn a_hold_keeps_what_other_threads_retire_after_it_in_their_own_shards() {
+        let ledger = Ledger::default();
+        let before = SHARDED.load(Ordering::Relaxed);
+        let spawn_retire = || {
+            std::thread::scope(|scope| scope.spawn(|| retire_sharded(&ledger, 8)).join().unwrap())
+        };
+        let early = spawn_retire();
+        let ticket = ledger.hold();
+        let late: Vec<Retired> = (0..SHARDS).map(|_| spawn_retire()).collect();
+        // SAFETY: nothing reaches the dangling objects; each reclaimed once.
+        unsafe { early.reclaim() };
+        assert_eq!(
+            SHARDED.load(Ordering::Relaxed) - before,
+            1,
+            "retired before the hold"
+        );
+        for record in late {
+            // SAFETY: as above.
+            unsafe { record.reclaim() };
+        }
+        assert_eq!(
+            SHARDED.load(Ordering::Relaxed) - before,
+            1,
+            "retired after the hold, in whichever shard: kept"
+        );
+        ledger.release(ticket);
+        assert_eq!(SHARDED.load(Ordering::Relaxed) - before, 1 + SHARDS);
+        assert_eq!(ledger.counts().pending(), 0);
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::iter::Iter;
 use super::pinned::{CompareExchangeError, LoadOrStore};
 use super::SyncMap;
-use crate::reclaim::{DefaultReclaim, Protect, Reclaim};
+use crate::reclaim::{DefaultReclaim, Protect, Reclaim, Ticket};
 use crate::sync::{AtomicPtr, Ordering};
 
 /// A [`SyncMap`] pinned by a guard that owns its handle to the map, from
@@ -61,7 +61,7 @@ pub struct OwnedPinned<K, V, S = RandomState, R: Reclaim = DefaultReclaim> {
 
 /// An owned guard's hold on its map's ledger: what its reads are protected by.
 struct Hold {
-    ticket: u64,
+    ticket: Ticket,
 }
 
 impl Protect for Hold {
