@@ -234,9 +234,10 @@ heavy_tier() {
         # The single-threaded drop-counting tests (the others are too slow).
         step miri-drop "${miri[@]}" cargo +nightly miri test --locked --test drop_counting -- \
             overwrite_drops remove_drops clear_drops retain_drops dropping_a_map zero_sized
-        # Inline values stay valid under a guard after their table is replaced and freed.
+        # Inline values stay valid under a guard after their table is replaced and
+        # freed; the ledger's shards, holds and sweeps (threads included).
         step miri-inline "${miri[@]}" cargo +nightly miri test --locked --lib -- \
-            inline_values_outlive
+            inline_values_outlive reclaim::retired
         # The seize backend: its own tests, the targets the step above runs, and
         # the single-threaded drop counts (about 9 minutes on 2 cores).
         step miri-seize "${miri[@]}" cargo +nightly miri test --locked \
