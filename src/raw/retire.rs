@@ -33,15 +33,16 @@ pub(crate) unsafe fn retire_cell<'g, V: Send + 'static>(
     // SAFETY: `ptr` is a cell (non-null), and `free` drops exactly it; `V: Send +
     // 'static` lets it be dropped on any thread, at any later time.
     unsafe {
-        let retired = Retired::new(
+        ledger.retire_value(
+            guard,
             NonNull::new_unchecked(ptr.cast()),
             free::<V>,
             Kind::Value,
             cell::cell_bytes::<V>(),
-            ledger,
         );
-        guard.retire(retired);
-        // Retired through the reclaimer, so `guard` keeps it alive for 'g.
+        // Retired through the reclaimer (in a batch whose record is retired now
+        // or later, by this or another thread: either way after the unlink
+        // that `guard` was pinned before), so `guard` keeps it alive for 'g.
         &*ptr
     }
 }

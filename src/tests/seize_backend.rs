@@ -292,8 +292,9 @@ fn a_value_read_through_a_live_guard_survives_churn_and_flushes_on_another_threa
 /// retire fewer objects than a batch and exit: no flush of seize's can reach
 /// what they left, but the map's `flush` retires a sweep record that frees
 /// everything retired before it — one flush from this thread frees it all, each
-/// object exactly once. One more thread retires more than a batch, so some of
-/// its garbage is freed before the flush.
+/// object exactly once. One more thread retires more than a batch of values.
+/// (The map's ledger hands values to seize in batches of its own, so what
+/// waits before the flush is at least what seize's batches hold.)
 #[test]
 fn a_flush_frees_what_exited_threads_left_in_partial_batches() {
     let batch = seize_batch_size();
@@ -327,9 +328,16 @@ fn a_flush_frees_what_exited_threads_left_in_partial_batches() {
     });
     let retired: u64 = counts.iter().sum();
     assert_eq!(map.stats().values_retired - retired_before, retired);
-    // Left in the exited threads' partial batches: 1, 5 and 9 cells and the
-    // last thread's remainder (3).
-    assert_eq!(map.stats().pending, 1 + 5 + 9 + 3, "{:?}", map.stats());
+    // Left in the exited threads' partial batches: at least 1, 5 and 9 cells
+    // and the last thread's remainder (3) — more, with the values that wait in
+    // the ledger's own batches (a record per batch of values is what seize
+    // counts).
+    let pending = map.stats().pending;
+    assert!(
+        (1 + 5 + 9 + 3..=retired).contains(&pending),
+        "{:?}",
+        map.stats()
+    );
     map.flush();
     let stats = map.stats();
     assert_eq!(stats.pending, 0, "{stats:?}");

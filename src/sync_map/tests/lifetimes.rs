@@ -384,12 +384,16 @@ mod collector_running_a_destructor {
         map.insert(1, SlowDrop(None));
         map.pin().insert(1, SlowDrop(Some(gate.clone()))); // in a cell
         let finished_when_dropped = thread::scope(|s| {
-            // Another thread retires the gated cell (into its own garbage bag), lets
-            // go of the map and collects until the destructor runs (and blocks).
+            // Another thread retires the gated cell (with enough values after it
+            // to fill its ledger shard's batch, which then goes into its garbage
+            // bag), lets go of the map and collects until the destructor runs
+            // (and blocks).
             s.spawn({
                 let (map, gate) = (map.clone(), gate.clone());
                 move || {
-                    map.pin().insert(1, SlowDrop(None));
+                    for _ in 0..64 {
+                        map.pin().insert(1, SlowDrop(None));
+                    }
                     drop(map);
                     let reclaim = DefaultReclaim::default();
                     while !gate.state.lock().unwrap().0 {
