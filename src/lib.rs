@@ -93,6 +93,10 @@
 //! by a reader that loaded it a moment before. Such objects are *retired* to a
 //! reclamation scheme ([`reclaim`]) and freed once no reader can hold them. The
 //! default scheme is crossbeam-epoch; the `seize` feature adds a second one.
+//! Replaced and removed values go to the scheme in batches of 16 per thread
+//! (one record, one deferral for all), so up to 15 of a thread's retired values
+//! wait for its next retirement on the same map, a [`SyncMap::flush`] or the
+//! map's drop; tables and roots go one by one.
 //! [`SyncMap::stats`] counts what was retired
 //! and what is still waiting, in objects and bytes. A map owns what it retired
 //! until it is freed: dropping the map frees all of it at once, whatever guards

@@ -8,6 +8,13 @@
 //! call to [`Retired::reclaim`] then finds nothing to do. With crossbeam-epoch's
 //! global collector, garbage would otherwise wait for other threads' pins, maybe
 //! for ever.
+//!
+//! Writers of one map must not meet in the ledger, so it is sharded: a thread
+//! retires into a shard of its own, with its own lock on its own cache line.
+//! And a record per retired value would cost each overwrite more than its own
+//! write (a scheme's deferral, two lock rounds, an `Arc` count twice): values
+//! reach the scheme a batch at a time instead, one record per [`BATCH`] values,
+//! while tables and roots (rare, and large) get a record each.
 
 use core::panic::AssertUnwindSafe;
 use core::ptr::NonNull;

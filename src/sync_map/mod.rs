@@ -404,6 +404,9 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
     /// Frees everything this map retired before the call — replaced and removed
     /// values, old tables — once no guard that was live during the call can
     /// still reach it. For tests and memory diagnostics; the map never needs it.
+    /// (Without it, what the reclaimer has not been handed yet waits for more:
+    /// values go to it in batches of 16 per thread, see "Memory reclamation" in
+    /// the crate docs.)
     ///
     /// * If no guard of this map is live on another thread (with the default
     ///   backend, crossbeam-epoch, whose collector is global: no guard of any
