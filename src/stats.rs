@@ -69,7 +69,9 @@ pub struct Stats {
     pub freed: u64,
     /// Their bytes.
     pub freed_bytes: u64,
-    /// Retired objects not freed yet: garbage waiting for readers to move on.
+    /// Retired objects not freed yet: garbage waiting for readers to move on,
+    /// or for its batch (values reach the reclaimer 16 at a time per thread;
+    /// `flush()` reaches a partial batch too).
     pub pending: u64,
     /// Bytes held by those pending objects: their own allocations (a value
     /// cell's `size_of::<V>()`; a table's bucket array, a root's delta nodes and
