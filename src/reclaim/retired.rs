@@ -933,32 +933,47 @@ mod tests {
         );
     }
 
-    static SHARDED: AtomicUsize = AtomicUsize::new(0);
+    /// Counts the frees of the objects retired against it: one per test, as
+    /// tests run side by side in one process.
+    #[derive(Default)]
+    struct Frees(AtomicUsize);
 
-    unsafe fn count_sharded_free(_: NonNull<()>) {
-        SHARDED.fetch_add(1, Ordering::Relaxed);
+    impl Frees {
+        /// The "object" to retire: this counter.
+        fn object(&self) -> NonNull<()> {
+            NonNull::from(&self.0).cast()
+        }
+
+        fn count(&self) -> usize {
+            self.0.load(Ordering::Relaxed)
+        }
     }
 
-    fn retire_sharded(ledger: &Ledger, bytes: usize) -> Retired {
-        // SAFETY: `count_sharded_free` frees nothing.
-        unsafe {
-            Retired::new(
-                NonNull::dangling(),
-                count_sharded_free,
-                Kind::Value,
-                bytes,
-                ledger,
-            )
-        }
+    /// Frees an object retired by [`Frees::object`]: counts it.
+    unsafe fn count_free_at(object: NonNull<()>) {
+        // SAFETY: a test's `Frees`, which outlives its ledger's frees.
+        unsafe { object.cast::<AtomicUsize>().as_ref() }.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn retire_sharded(ledger: &Ledger, frees: &Frees, bytes: usize) -> Retired {
+        // SAFETY: `count_free_at` only counts.
+        unsafe { Retired::new(frees.object(), count_free_at, Kind::Value, bytes, ledger) }
     }
 
     #[test]
     fn threads_retire_into_shards_of_their_own_and_counts_and_close_cover_them_all() {
+        let frees = Frees::default();
         let ledger = Ledger::default();
-        let before = SHARDED.load(Ordering::Relaxed);
         let records: Vec<Retired> = std::thread::scope(|scope| {
             let threads: Vec<_> = (0..SHARDS)
-                .map(|_| scope.spawn(|| [retire_sharded(&ledger, 8), retire_sharded(&ledger, 8)]))
+                .map(|_| {
+                    scope.spawn(|| {
+                        [
+                            retire_sharded(&ledger, &frees, 8),
+                            retire_sharded(&ledger, &frees, 8),
+                        ]
+                    })
+                })
                 .collect();
             threads
                 .into_iter()
@@ -981,47 +996,44 @@ mod tests {
             "the summed peak bounds the real one"
         );
         ledger.close();
-        assert_eq!(SHARDED.load(Ordering::Relaxed) - before, 2 * SHARDS);
+        assert_eq!(frees.count(), 2 * SHARDS);
         for record in records {
             // SAFETY: nothing reaches the dangling objects; the ledger freed them.
             unsafe { record.reclaim() };
         }
-        assert_eq!(
-            SHARDED.load(Ordering::Relaxed) - before,
-            2 * SHARDS,
-            "freed once"
-        );
+        assert_eq!(frees.count(), 2 * SHARDS, "freed once");
         assert_eq!(ledger.counts().pending(), 0);
     }
 
     #[test]
     fn a_hold_keeps_what_other_threads_retire_after_it_in_their_own_shards() {
+        let frees = Frees::default();
         let ledger = Ledger::default();
-        let before = SHARDED.load(Ordering::Relaxed);
         let spawn_retire = || {
-            std::thread::scope(|scope| scope.spawn(|| retire_sharded(&ledger, 8)).join().unwrap())
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| retire_sharded(&ledger, &frees, 8))
+                    .join()
+                    .unwrap()
+            })
         };
         let early = spawn_retire();
         let ticket = ledger.hold();
         let late: Vec<Retired> = (0..SHARDS).map(|_| spawn_retire()).collect();
         // SAFETY: nothing reaches the dangling objects; each reclaimed once.
         unsafe { early.reclaim() };
-        assert_eq!(
-            SHARDED.load(Ordering::Relaxed) - before,
-            1,
-            "retired before the hold"
-        );
+        assert_eq!(frees.count(), 1, "retired before the hold");
         for record in late {
             // SAFETY: as above.
             unsafe { record.reclaim() };
         }
         assert_eq!(
-            SHARDED.load(Ordering::Relaxed) - before,
+            frees.count(),
             1,
             "retired after the hold, in whichever shard: kept"
         );
         ledger.release(ticket);
-        assert_eq!(SHARDED.load(Ordering::Relaxed) - before, 1 + SHARDS);
+        assert_eq!(frees.count(), 1 + SHARDS);
         assert_eq!(ledger.counts().pending(), 0);
     }
 
@@ -1042,32 +1054,18 @@ mod tests {
         fn refresh(&mut self) {}
     }
 
-    static BATCHED: AtomicUsize = AtomicUsize::new(0);
-
-    unsafe fn count_batched_free(_: NonNull<()>) {
-        BATCHED.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn retire_batched(ledger: &Ledger, keeper: &Keeper) {
-        // SAFETY: `count_batched_free` frees nothing.
-        unsafe {
-            ledger.retire_value(
-                keeper,
-                NonNull::dangling(),
-                count_batched_free,
-                Kind::Value,
-                8,
-            )
-        }
+    fn retire_batched(ledger: &Ledger, keeper: &Keeper, frees: &Frees) {
+        // SAFETY: `count_free_at` only counts.
+        unsafe { ledger.retire_value(keeper, frees.object(), count_free_at, Kind::Value, 8) }
     }
 
     #[test]
     fn values_reach_the_scheme_a_batch_at_a_time_and_one_record_frees_the_batch() {
+        let frees = Frees::default();
         let ledger = Ledger::default();
         let keeper = Keeper::default();
-        let before = BATCHED.load(Ordering::Relaxed);
         for _ in 0..BATCH - 1 {
-            retire_batched(&ledger, &keeper);
+            retire_batched(&ledger, &keeper, &frees);
         }
         assert!(keeper.0.borrow().is_empty(), "a partial batch waits");
         assert_eq!(
@@ -1075,83 +1073,67 @@ mod tests {
             (BATCH - 1) as u64,
             "counted at once"
         );
-        retire_batched(&ledger, &keeper);
+        retire_batched(&ledger, &keeper, &frees);
         let records: Vec<Retired> = keeper.0.take();
         assert_eq!(records.len(), 1, "one record for a full batch");
         let ticket = ledger.hold();
-        retire_batched(&ledger, &keeper);
+        retire_batched(&ledger, &keeper, &frees);
         for record in records {
             // SAFETY: nothing reaches the dangling objects; reclaimed once.
             unsafe { record.reclaim() };
         }
-        assert_eq!(
-            BATCHED.load(Ordering::Relaxed) - before,
-            BATCH,
-            "the batch, freed"
-        );
+        assert_eq!(frees.count(), BATCH, "the batch, freed");
         ledger.release(ticket);
         assert_eq!(ledger.counts().pending(), 1, "the next batch's first value");
         ledger.close();
-        assert_eq!(
-            BATCHED.load(Ordering::Relaxed) - before,
-            BATCH + 1,
-            "close frees an open batch"
-        );
+        assert_eq!(frees.count(), BATCH + 1, "close frees an open batch");
         assert_eq!(ledger.counts().pending(), 0);
     }
 
     #[test]
     fn a_sweep_frees_open_and_sealed_batches_and_their_records_then_do_nothing() {
+        let frees = Frees::default();
         let ledger = Ledger::default();
         let keeper = Keeper::default();
-        let before = BATCHED.load(Ordering::Relaxed);
         for _ in 0..BATCH + 2 {
-            retire_batched(&ledger, &keeper);
+            retire_batched(&ledger, &keeper, &frees);
         }
         let sealed: Vec<Retired> = keeper.0.take();
         assert_eq!(sealed.len(), 1);
         let sweep = Retired::sweep(&ledger.shards[home()]).expect("values wait");
-        retire_batched(&ledger, &keeper); // after the sweep record: not its to free
-                                          // SAFETY: nothing reaches the dangling objects; each reclaimed once.
+        retire_batched(&ledger, &keeper, &frees); // after the sweep record: not its to free
+                                                  // SAFETY: nothing reaches the dangling objects; each reclaimed once.
         unsafe { sweep.reclaim() };
-        assert_eq!(BATCHED.load(Ordering::Relaxed) - before, BATCH + 2);
+        assert_eq!(frees.count(), BATCH + 2);
         assert_eq!(ledger.counts().pending(), 1);
         for record in sealed {
             // SAFETY: as above; the sweep freed its batch already.
             unsafe { record.reclaim() };
         }
-        assert_eq!(
-            BATCHED.load(Ordering::Relaxed) - before,
-            BATCH + 2,
-            "freed once"
-        );
+        assert_eq!(frees.count(), BATCH + 2, "freed once");
         ledger.close();
-        assert_eq!(BATCHED.load(Ordering::Relaxed) - before, BATCH + 3);
+        assert_eq!(frees.count(), BATCH + 3);
     }
 
     #[test]
     fn a_hold_keeps_the_values_of_a_batch_retired_after_it() {
+        let frees = Frees::default();
         let ledger = Ledger::default();
         let keeper = Keeper::default();
-        let before = BATCHED.load(Ordering::Relaxed);
         for _ in 0..BATCH / 2 {
-            retire_batched(&ledger, &keeper);
+            retire_batched(&ledger, &keeper, &frees);
         }
         let ticket = ledger.hold();
         for _ in 0..BATCH / 2 {
-            retire_batched(&ledger, &keeper);
+            retire_batched(&ledger, &keeper, &frees);
         }
         for record in keeper.0.take() {
             // SAFETY: nothing reaches the dangling objects; reclaimed once.
             unsafe { record.reclaim() };
         }
-        assert_eq!(
-            BATCHED.load(Ordering::Relaxed) - before,
-            BATCH / 2,
-            "the half retired before the hold"
-        );
+        assert_eq!(frees.count(), BATCH / 2, "the half retired before the hold");
         ledger.release(ticket);
-        assert_eq!(BATCHED.load(Ordering::Relaxed) - before, BATCH);
+        assert_eq!(frees.count(), BATCH);
         assert_eq!(ledger.counts().pending(), 0);
     }
 }
