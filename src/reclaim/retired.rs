@@ -102,9 +102,10 @@ struct Batch {
 static NEXT_HOME: AtomicUsize = AtomicUsize::new(0);
 
 std::thread_local! {
-    /// The ledger shards this thread is freeing an object of, right now (see
-    /// `Shard::close`).
-    static FREEING_HERE: RefCell<Vec<*const Shard>> = const { RefCell::new(Vec::new()) };
+    /// The ledger shards this thread is freeing objects of, right now, with
+    /// how many objects each of those frees counts in its shard's `freeing`
+    /// (see `Shard::close`).
+    static FREEING_HERE: RefCell<Vec<(*const Shard, usize)>> = const { RefCell::new(Vec::new()) };
     /// This thread's home shard, once it has retired something.
     static HOME: Cell<usize> = const { Cell::new(usize::MAX) };
 }
@@ -518,8 +519,9 @@ impl Shard {
                 .try_with(|here| {
                     here.borrow()
                         .iter()
-                        .filter(|&&shard| core::ptr::eq(shard, self))
-                        .count()
+                        .filter(|&&(shard, _)| core::ptr::eq(shard, self))
+                        .map(|&(_, count)| count)
+                        .sum()
                 })
                 .unwrap_or(0);
             while state.freeing > own {
@@ -580,7 +582,10 @@ impl Shard {
                 // thread exits), after this thread-local is gone.
                 let _ = FREEING_HERE.try_with(|here| {
                     let mut here = here.borrow_mut();
-                    if let Some(at) = here.iter().rposition(|&s| core::ptr::eq(s, self.shard)) {
+                    if let Some(at) = here
+                        .iter()
+                        .rposition(|&(shard, _)| core::ptr::eq(shard, self.shard))
+                    {
                         here.swap_remove(at);
                     }
                 });
@@ -597,7 +602,13 @@ impl Shard {
         if objects.is_empty() {
             return;
         }
-        let _ = FREEING_HERE.try_with(|here| here.borrow_mut().push(self as *const Shard));
+        // The whole batch counts as this thread's own until `Done`: a value
+        // whose drop drops this map must not wait for the rest of its batch,
+        // which runs on this thread after it.
+        let _ = FREEING_HERE.try_with(|here| {
+            here.borrow_mut()
+                .push((self as *const Shard, objects.len()))
+        });
         let _done = Done {
             shard: self,
             count: objects.len(),

@@ -426,4 +426,45 @@ mod collector_running_a_destructor {
             "drop(map) returned while the destructor of one of its values was still running"
         );
     }
+
+    /// A value that may hold its own map: the map's last reference, dropped by
+    /// the collector while it frees a batch of the map's values.
+    #[derive(Clone)]
+    struct Owner(
+        // Never read: held only to be dropped.
+        #[allow(dead_code)] Option<std::sync::Arc<SyncMap<u32, Owner>>>,
+    );
+
+    /// A value whose drop drops the map it was retired from: the map's drop
+    /// runs inside the collector's free of that value's batch, on the same
+    /// thread, and must not wait for the rest of the batch (which runs after
+    /// it, below it on the stack). Every value is still dropped exactly once.
+    #[test]
+    fn a_value_whose_drop_drops_its_own_map_does_not_stall_the_collector() {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        // Not scoped: if the drop waits for itself, this thread hangs and the
+        // test fails on the timeout below instead of hanging too.
+        thread::spawn(move || {
+            let map = std::sync::Arc::new(SyncMap::<u32, Owner>::new());
+            let weak = std::sync::Arc::downgrade(&map);
+            map.insert(1, Owner(None));
+            map.insert(1, Owner(Some(map.clone()))); // in a cell
+                                                     // Retires that cell, then fills its batch (and more) behind it.
+            for _ in 0..64 {
+                map.insert(1, Owner(None));
+            }
+            drop(map);
+            let reclaim = DefaultReclaim::default();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while weak.strong_count() > 0 && std::time::Instant::now() < deadline {
+                reclaim.flush();
+                thread::yield_now();
+            }
+            done_tx.send(weak.strong_count()).unwrap();
+        });
+        let left = done_rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("the collector stalled: the map's drop waited for its own batch");
+        assert_eq!(left, 0, "the collector never dropped the map");
+    }
 }
