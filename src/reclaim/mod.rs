@@ -98,10 +98,11 @@ compile_error!(
 ///    only when the retiring thread unlinked it itself: a guard pinned after the
 ///    call must not load it. A map's `flush` relies on it, retiring a sweep
 ///    record for everything other threads unlinked and entered in a shard of
-///    the map's ledger (under that shard's lock). crossbeam-epoch and seize
-///    give it: after the call and before reading which threads are pinned, the retiring side
-///    issues a `SeqCst` fence (crossbeam-epoch, sealing a bag) or a process-wide
-///    barrier (seize, handing a batch over).
+///    the map's ledger (under that shard's lock), and so does every batch of
+///    values. crossbeam-epoch and seize give it: after the call and before
+///    reading which threads are pinned, the retiring side issues a `SeqCst`
+///    fence (crossbeam-epoch, sealing a bag) or a process-wide barrier (seize,
+///    handing a batch over).
 /// 3. **Retire happens-before reclaim.** The `retire` call, and everything the
 ///    retiring thread did before it, happens-before the `reclaim` call, on
 ///    whichever thread that runs. The maps' destructors rely on it: they read,

@@ -246,9 +246,17 @@ impl State {
         }
     }
 
-    /// Counts a retirement of `bytes` of `kind` and returns its sequence.
-    fn count_retirement(&mut self, kind: Kind, bytes: u64) -> u64 {
+    /// Counts the retirement of `ptr`, `bytes` of `kind`, and returns its
+    /// record, with the next sequence.
+    fn retirement(
+        &mut self,
+        ptr: NonNull<()>,
+        free: unsafe fn(NonNull<()>),
+        kind: Kind,
+        bytes: usize,
+    ) -> Object {
         debug_assert!(!self.closed, "retire into a dropped map's ledger");
+        let bytes = bytes as u64;
         self.retired[kind as usize] += 1;
         self.retired_bytes += bytes;
         let pending = self.retired.iter().sum::<u64>().saturating_sub(self.freed);
@@ -257,7 +265,12 @@ impl State {
         self.peak_pending_bytes = self.peak_pending_bytes.max(pending_bytes);
         let sequence = self.sequence;
         self.sequence += 1;
-        sequence
+        Object {
+            ptr,
+            free,
+            bytes,
+            sequence,
+        }
     }
 
     /// Whether nothing waits for a sweep: no record's object, no batch, no
@@ -396,19 +409,13 @@ impl Ledger {
             return;
         }
         let shard = &self.shards[home()];
-        let bytes = bytes as u64;
         let record = {
             let mut state = shard.lock();
-            let sequence = state.count_retirement(kind, bytes);
+            let object = state.retirement(ptr, free, kind, bytes);
             if state.open.capacity() == 0 {
                 state.open.reserve_exact(BATCH);
             }
-            state.open.push(Object {
-                ptr,
-                free,
-                bytes,
-                sequence,
-            });
+            state.open.push(object);
             if state.open.len() < BATCH {
                 return;
             }
@@ -459,18 +466,20 @@ impl Ledger {
             reclaim.flush();
             return;
         }
-        let sweeps: Vec<Retired> = self.shards.iter().filter_map(Retired::sweep).collect();
+        let sweeps: Vec<(&Shard, Retired)> = self
+            .shards
+            .iter()
+            .filter_map(|shard| Some((&***shard, Retired::sweep(shard)?)))
+            .collect();
         if sweeps.is_empty() {
             reclaim.flush();
             return;
         }
-        let targets: Vec<(Arc<CachePadded<Shard>>, u64)> = sweeps
-            .iter()
-            .map(|sweep| (Arc::clone(&sweep.shard), sweep.sequence))
-            .collect();
+        let mut targets = Vec::with_capacity(sweeps.len());
         {
             let guard = reclaim.pin();
-            for sweep in sweeps {
+            for (shard, sweep) in sweeps {
+                targets.push((shard, sweep.sequence));
                 // SAFETY: a sweep record owns nothing; what it frees was unlinked
                 // before its retirement (see `Retired::sweep`), and it is retired
                 // once.
@@ -500,15 +509,9 @@ impl Shard {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn record_frees(&self, count: u64, bytes: u64) {
-        let mut state = self.lock();
-        state.freed += count;
-        state.freed_bytes += bytes;
-    }
-
     /// Frees everything still waiting in this shard (see [`Ledger::close`]).
     fn close(&self) {
-        let (waiting, held) = {
+        let all = {
             let mut state = self.lock();
             state.closed = true;
             // A destructor another thread's collector is running right now still
@@ -530,43 +533,31 @@ impl Shard {
                     .wait(state)
                     .unwrap_or_else(PoisonError::into_inner);
             }
-            let mut held = core::mem::take(&mut state.held);
-            held.append(&mut state.open);
+            let mut all: Vec<Object> = core::mem::take(&mut state.waiting)
+                .into_iter()
+                .map(|(_, object)| object)
+                .collect();
+            all.append(&mut state.held);
+            all.append(&mut state.open);
             for (_, mut batch) in core::mem::take(&mut state.batches) {
-                held.append(&mut batch.objects);
+                all.append(&mut batch.objects);
             }
-            (core::mem::take(&mut state.waiting), held)
+            state.freeing += all.len();
+            all
         };
         // Freed outside the lock: destructors are user code.
-        // SAFETY: unreachable (see `Ledger::close`), and taken out of the shard,
-        // so freed once.
-        unsafe { self.free_all(waiting.into_iter().map(|(_, object)| object).chain(held)) };
+        // SAFETY: unreachable (see `Ledger::close`), and taken out of the shard
+        // (and counted in `freeing`), so freed once.
+        unsafe { self.free_in_flight(all) };
     }
 
-    /// Frees `objects` and counts them.
+    /// Frees `objects`, which were taken out of the shard and counted in
+    /// `freeing`, counts them as freed, and signals [`close`](Self::close) if it
+    /// waits.
     ///
     /// # Safety
     ///
     /// No reader can reach them, and each is freed once.
-    unsafe fn free_all(&self, objects: impl IntoIterator<Item = Object>) {
-        let (mut count, mut bytes) = (0, 0);
-        for object in objects {
-            bytes += object.bytes;
-            count += 1;
-            // SAFETY: the caller's contract.
-            unsafe { object.free() };
-        }
-        if count > 0 {
-            self.record_frees(count, bytes);
-        }
-    }
-
-    /// Frees `objects`, which a reclaim or a sweep took out (and counted in
-    /// `freeing`), counts them, and signals [`close`](Self::close) if it waits.
-    ///
-    /// # Safety
-    ///
-    /// As for [`free_all`](Self::free_all).
     unsafe fn free_in_flight(&self, objects: Vec<Object>) {
         /// Ends the frees in flight even if a destructor panics (each is
         /// contained, but the counts must not be left behind).
@@ -635,16 +626,13 @@ impl Shard {
             if remove {
                 state.holds.remove(&ticket);
             }
-            let oldest = state.oldest_hold();
-            let (free, keep): (Vec<Object>, Vec<Object>) = core::mem::take(&mut state.held)
-                .into_iter()
-                .partition(|object| object.sequence < oldest);
-            state.held = keep;
-            free
+            let held = core::mem::take(&mut state.held);
+            state.release_or_hold(held)
         };
         // SAFETY: their scheme's grace period is over, and no hold that could
-        // reach them is left; taken out of the shard, so freed once.
-        unsafe { self.free_all(free) };
+        // reach them is left; taken out of the shard (and counted in
+        // `freeing`), so freed once.
+        unsafe { self.free_in_flight(free) };
     }
 
     /// Takes every object retired into this shard before `through` out of
@@ -737,17 +725,11 @@ impl Retired {
         ledger: &Ledger,
     ) -> Self {
         let shard = &ledger.shards[home()];
-        let bytes = bytes as u64;
         let (index, sequence) = {
             let mut state = shard.lock();
-            let sequence = state.count_retirement(kind, bytes);
-            let index = state.waiting.insert(Object {
-                ptr,
-                free,
-                bytes,
-                sequence,
-            });
-            (index, sequence)
+            let object = state.retirement(ptr, free, kind, bytes);
+            let sequence = object.sequence;
+            (state.waiting.insert(object), sequence)
         };
         Retired {
             shard: Arc::clone(shard),

@@ -448,8 +448,9 @@ mod collector_running_a_destructor {
             let map = std::sync::Arc::new(SyncMap::<u32, Owner>::new());
             let weak = std::sync::Arc::downgrade(&map);
             map.insert(1, Owner(None));
-            map.insert(1, Owner(Some(map.clone()))); // in a cell
-                                                     // Retires that cell, then fills its batch (and more) behind it.
+            // In a cell; the loop retires that cell, then fills its batch (and
+            // more) behind it.
+            map.insert(1, Owner(Some(map.clone())));
             for _ in 0..64 {
                 map.insert(1, Owner(None));
             }
