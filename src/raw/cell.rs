@@ -15,12 +15,14 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 use std::alloc::{alloc, dealloc, handle_alloc_error};
 
+use crate::reclaim::Ledger;
+
 /// The least alignment of a cell: two tag bits free in every cell address.
 pub(crate) const CELL_ALIGN: usize = 4;
 
 /// The allocation of a cell holding a `V`.
 #[inline]
-fn layout<V>() -> Layout {
+pub(crate) fn layout<V>() -> Layout {
     let value = Layout::new::<V>();
     // Cannot fail: the size only grows to 1 and the alignment to 4, both powers
     // of two well below `isize::MAX`.
@@ -31,13 +33,26 @@ fn layout<V>() -> Layout {
 /// Moves `value` into a new cell; the address is unique, non-null and a multiple
 /// of [`CELL_ALIGN`].
 pub(crate) fn into_raw<V>(value: V) -> *mut V {
+    into_memory(value, None)
+}
+
+/// Moves `value` into `memory` — a freed cell of a `V` that a ledger kept (see
+/// [`Ledger::take_cell`]) — or into a new cell if there is none.
+fn into_memory<V>(value: V, memory: Option<NonNull<u8>>) -> *mut V {
     let layout = layout::<V>();
-    // SAFETY: `layout` has a non-zero size.
-    let ptr = unsafe { alloc(layout) }.cast::<V>();
-    if ptr.is_null() {
-        handle_alloc_error(layout);
-    }
-    // SAFETY: freshly allocated for a `V`, aligned for it, and not yet read.
+    let ptr = match memory {
+        Some(memory) => memory.as_ptr().cast::<V>(),
+        None => {
+            // SAFETY: `layout` has a non-zero size.
+            let ptr = unsafe { alloc(layout) }.cast::<V>();
+            if ptr.is_null() {
+                handle_alloc_error(layout);
+            }
+            ptr
+        }
+    };
+    // SAFETY: allocated with a `V`'s cell layout (fresh, or kept by a ledger
+    // with its value dropped), so aligned for a `V`, and unused.
     unsafe { ptr.write(value) };
     ptr
 }
@@ -46,6 +61,17 @@ pub(crate) fn into_raw<V>(value: V) -> *mut V {
 /// ledger.
 pub(crate) fn cell_bytes<V>() -> usize {
     layout::<V>().size()
+}
+
+/// Drops the value and leaves the cell's memory to the caller (a ledger that
+/// keeps cells for reuse).
+///
+/// # Safety
+///
+/// As for [`drop_raw`].
+pub(crate) unsafe fn drop_value<V>(ptr: *mut V) {
+    // SAFETY: the caller hands over sole ownership of a live value.
+    unsafe { ptr.drop_in_place() };
 }
 
 /// Drops the value and frees its cell.
@@ -88,6 +114,15 @@ pub(crate) struct Owned<V>(NonNull<V>);
 impl<V> Owned<V> {
     pub(crate) fn new(value: V) -> Self {
         Owned(NonNull::new(into_raw(value)).expect("cells are non-null"))
+    }
+
+    /// A cell for `value` in memory `ledger` kept for reuse if it has some,
+    /// otherwise a new one: for a value about to go into the map whose
+    /// cells `ledger` retires.
+    #[inline]
+    pub(crate) fn new_in(value: V, ledger: &Ledger) -> Self {
+        let memory = ledger.take_cell(layout::<V>());
+        Owned(NonNull::new(into_memory(value, memory)).expect("cells are non-null"))
     }
 
     pub(crate) fn as_ptr(&self) -> *mut V {

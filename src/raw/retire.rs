@@ -30,13 +30,22 @@ pub(crate) unsafe fn retire_cell<'g, V: Send + 'static>(
         // SAFETY: `Retired` calls this once, when no reader can reach the cell.
         unsafe { cell::drop_raw(ptr.cast::<V>().as_ptr()) }
     }
-    // SAFETY: `ptr` is a cell (non-null), and `free` drops exactly it; `V: Send +
-    // 'static` lets it be dropped on any thread, at any later time.
+    unsafe fn drop_value<V>(ptr: NonNull<()>) {
+        // SAFETY: as for `free`; the ledger keeps or frees the memory.
+        unsafe { cell::drop_value(ptr.cast::<V>().as_ptr()) }
+    }
+    // A ledger that keeps cells of this layout takes the memory after the drop.
+    let reuse = ledger.keeps_cells(cell::layout::<V>());
+    let free = if reuse { drop_value::<V> } else { free::<V> };
+    // SAFETY: `ptr` is a cell (non-null), and `free` drops exactly it (and with
+    // `reuse`, a cell of the layout the ledger keeps); `V: Send + 'static` lets
+    // it be dropped on any thread, at any later time.
     unsafe {
         ledger.retire_value(
             guard,
             NonNull::new_unchecked(ptr.cast()),
-            free::<V>,
+            free,
+            reuse,
             Kind::Value,
             cell::cell_bytes::<V>(),
         );

@@ -40,6 +40,7 @@ mod crossbeam;
 mod loom;
 mod publish;
 mod retired;
+mod spares;
 // seize works on std's atomics, which loom replaces: it is not modelled.
 #[cfg(all(feature = "seize", not(loom)))]
 mod seize;

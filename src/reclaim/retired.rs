@@ -21,12 +21,15 @@ use core::ptr::NonNull;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::panic::catch_unwind;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+use core::alloc::Layout;
 
 use crossbeam_utils::CachePadded;
 use slab::Slab;
 
+use super::spares::Spares;
 use crate::sync::Arc;
 
 /// What kind of object was retired; each kind has its own counter in
@@ -51,6 +54,9 @@ struct Object {
     /// Its place in the order of retirements: the holds it must wait for are
     /// those taken at or before it (see [`Ledger::hold`]).
     sequence: u64,
+    /// A value cell of the ledger's cell layout: `free` drops the value only,
+    /// and the memory goes to the shard's spares (see [`Ledger::for_cells`]).
+    reuse: bool,
 }
 
 // SAFETY: an `Object` stands for ownership of what it points to, which the maps
@@ -66,8 +72,8 @@ impl Object {
     /// # Safety
     ///
     /// No reader can reach the object, and it is freed once.
-    unsafe fn free(self) {
-        let Object { ptr, free, .. } = self;
+    unsafe fn free(&self) {
+        let Object { ptr, free, .. } = *self;
         // SAFETY: the caller's contract, and `Retired::new`'s caller promised that
         // `free` is sound to call once then.
         let _ = catch_unwind(AssertUnwindSafe(|| unsafe { free(ptr) }));
@@ -151,6 +157,8 @@ struct State {
     swept: u64,
     /// Set when the map is dropped: everything waiting was freed then.
     closed: bool,
+    /// Freed value cells kept for the shard's next values.
+    spares: Spares,
     /// Objects taken out by [`Retired::reclaim`] whose destructors are running.
     freeing: usize,
     /// Freed so far (counted after the destructor ran, so `pending` never
@@ -174,18 +182,38 @@ struct Shard {
     /// Signalled when a free in flight ends, once the map is closing (for
     /// [`close`](Shard::close)).
     freed_one: Condvar,
+    /// One spare cell set aside for the shard's next new value, so that a
+    /// writer takes it without the lock: a retirement into the shard (which
+    /// holds the lock anyway) refills it from the spares. A `std` atomic even
+    /// under loom, like the lock (loom models keep no spares).
+    next_cell: AtomicPtr<u8>,
+}
+
+impl Drop for Shard {
+    fn drop(&mut self) {
+        let cell = *self.next_cell.get_mut();
+        let layout = self.lock().spares.layout();
+        if let (Some(cell), Some(layout)) = (NonNull::new(cell), layout) {
+            // SAFETY: a spare cell, of the spares' layout, unused.
+            unsafe { Spares::free(layout, [cell]) };
+        }
+    }
 }
 
 /// Everything a map has retired: what still waits, and counts of what was retired
 /// and freed, in [`SHARDS`] independent shards (see there).
 pub(crate) struct Ledger {
     shards: [Arc<CachePadded<Shard>>; SHARDS],
+    /// The layout of the value cells whose memory the shards keep for reuse,
+    /// if they keep any.
+    cells: Option<Layout>,
 }
 
 impl Default for Ledger {
     fn default() -> Self {
         Ledger {
             shards: core::array::from_fn(|_| Arc::new(CachePadded::new(Shard::default()))),
+            cells: None,
         }
     }
 }
@@ -270,6 +298,7 @@ impl State {
             free,
             bytes,
             sequence,
+            reuse: false,
         }
     }
 
@@ -329,6 +358,66 @@ impl State {
 }
 
 impl Ledger {
+    /// A ledger whose shards keep the memory of the value cells they free, all
+    /// of `layout`, and hand it to [`take_cell`](Self::take_cell) (see
+    /// `reclaim::spares`). Keeps nothing in builds for memory checkers.
+    pub(crate) fn for_cells(layout: Layout) -> Self {
+        Ledger::with_spares(layout, false)
+    }
+
+    /// [`for_cells`](Self::for_cells), keeping cells even in a build for
+    /// memory checkers if `always`.
+    fn with_spares(layout: Layout, always: bool) -> Self {
+        let mut ledger = Ledger {
+            shards: core::array::from_fn(|_| {
+                let state = State {
+                    spares: Spares::new(Some(layout), BATCH, always),
+                    ..State::default()
+                };
+                Arc::new(CachePadded::new(Shard {
+                    state: Mutex::new(state),
+                    freed_one: Condvar::new(),
+                    next_cell: AtomicPtr::default(),
+                }))
+            }),
+            cells: None,
+        };
+        ledger.cells = ledger.shards[0].lock().spares.layout();
+        ledger
+    }
+
+    /// Whether the shards keep freed cells of `layout` for reuse: the
+    /// memory of a value retired with `reuse` set must be a cell of it.
+    #[inline]
+    pub(crate) fn keeps_cells(&self, layout: Layout) -> bool {
+        self.cells == Some(layout)
+    }
+
+    /// A freed cell of `layout` from this thread's home shard, for a new
+    /// value, if the shard keeps one: memory the global allocator gave with
+    /// `layout`, unused, whose old value is dropped.
+    #[inline]
+    pub(crate) fn take_cell(&self, layout: Layout) -> Option<NonNull<u8>> {
+        if !self.keeps_cells(layout) {
+            return None;
+        }
+        let slot = &self.shards[home()].next_cell;
+        // Relaxed: only spares a swap on an empty slot; the swap decides.
+        if slot.load(Ordering::Relaxed).is_null() {
+            return None;
+        }
+        // Acquire: pairs with the Release that set the cell aside, after its
+        // last value was dropped (on whichever thread freed it).
+        NonNull::new(slot.swap(core::ptr::null_mut(), Ordering::Acquire))
+    }
+
+    /// Gives every kept cell back to the allocator.
+    fn free_spares(&self) {
+        for shard in &self.shards {
+            shard.free_spares();
+        }
+    }
+
     /// The counts now, summed over the shards; exact when no thread is retiring
     /// or freeing.
     pub(crate) fn counts(&self) -> LedgerCounts {
@@ -390,9 +479,14 @@ impl Ledger {
     /// thread that retires the record takes after — the [`Reclaim`] contract's
     /// "unlinked before", across threads).
     ///
+    /// With `reuse`, `ptr` is a cell of the layout the ledger keeps (see
+    /// [`keeps_cells`](Self::keeps_cells)) and `free` drops its value only: the
+    /// ledger keeps the memory for [`take_cell`](Self::take_cell) or frees it.
+    ///
     /// # Safety
     ///
-    /// As for [`Retired::new`], and `ptr` was unlinked before this call.
+    /// As for [`Retired::new`], and `ptr` was unlinked before this call; with
+    /// `reuse`, as above.
     ///
     /// [`Reclaim`]: super::Reclaim
     pub(crate) unsafe fn retire_value(
@@ -400,10 +494,16 @@ impl Ledger {
         guard: &impl super::Guard,
         ptr: NonNull<()>,
         free: unsafe fn(NonNull<()>),
+        reuse: bool,
         kind: Kind,
         bytes: usize,
     ) {
+        debug_assert!(
+            !reuse || self.cells.is_some(),
+            "a cell to keep needs spares"
+        );
         if BATCH == 1 {
+            debug_assert!(!reuse, "spares are kept only with batches");
             // SAFETY: the caller's contract.
             unsafe { guard.retire(Retired::new(ptr, free, kind, bytes, self)) };
             return;
@@ -411,7 +511,11 @@ impl Ledger {
         let shard = &self.shards[home()];
         let record = {
             let mut state = shard.lock();
-            let object = state.retirement(ptr, free, kind, bytes);
+            let mut object = state.retirement(ptr, free, kind, bytes);
+            object.reuse = reuse;
+            if reuse {
+                shard.set_aside_cell(&mut state);
+            }
             if state.open.capacity() == 0 {
                 state.open.reserve_exact(BATCH);
             }
@@ -452,7 +556,15 @@ impl Ledger {
     /// flush on this thread cannot (seize's per-thread batches of other threads,
     /// crossbeam-epoch's thread-local bags): a sweep record needs only its own
     /// grace period to end, and that ends for every object retired before it.
+    ///
+    /// Then it gives the shards' spare cells back to the allocator.
     pub(crate) fn flush<R: super::Reclaim>(&self, reclaim: &R) {
+        self.sweep_all(reclaim);
+        self.free_spares();
+    }
+
+    /// [`flush`](Self::flush)'s sweeps.
+    fn sweep_all<R: super::Reclaim>(&self, reclaim: &R) {
         use super::Guard as _;
         // A scheme needs a few rounds: crossbeam-epoch two epoch advances and
         // as many collections as there are bags queued before the sweep's,
@@ -549,6 +661,8 @@ impl Shard {
         // SAFETY: unreachable (see `Ledger::close`), and taken out of the shard
         // (and counted in `freeing`), so freed once.
         unsafe { self.free_in_flight(all) };
+        // Closed: no cell is kept from now on.
+        self.free_spares();
     }
 
     /// Frees `objects`, which were taken out of the shard and counted in
@@ -560,14 +674,16 @@ impl Shard {
     /// No reader can reach them, and each is freed once.
     unsafe fn free_in_flight(&self, objects: Vec<Object>) {
         /// Ends the frees in flight even if a destructor panics (each is
-        /// contained, but the counts must not be left behind).
+        /// contained, but the counts must not be left behind), and takes the
+        /// memory of the value cells among them.
         struct Done<'l> {
             shard: &'l Shard,
-            count: usize,
+            objects: Vec<Object>,
             bytes: u64,
         }
         impl Drop for Done<'_> {
             fn drop(&mut self) {
+                let count = self.objects.len();
                 // `try_with`: a collector may run this from a thread-local
                 // destructor (crossbeam-epoch flushes a thread's bag as the
                 // thread exits), after this thread-local is gone.
@@ -581,12 +697,30 @@ impl Shard {
                     }
                 });
                 let mut state = self.shard.lock();
-                state.freeing -= self.count;
-                state.freed += self.count as u64;
+                // The cells the spares do not keep (none once the map is
+                // closed: nothing would take them), freed outside the lock.
+                let mut surplus: Vec<NonNull<u8>> = Vec::new();
+                let layout = state.spares.layout();
+                if layout.is_some() {
+                    for object in &self.objects {
+                        let cell = object.ptr.cast::<u8>();
+                        if object.reuse && (state.closed || !state.spares.keep(cell)) {
+                            surplus.push(cell);
+                        }
+                    }
+                }
+                state.freeing -= count;
+                state.freed += count as u64;
                 state.freed_bytes += self.bytes;
                 // Only a closing map waits (a wake-up is a system call).
                 if state.closed {
                     self.shard.freed_one.notify_all();
+                }
+                drop(state);
+                if let Some(layout) = layout {
+                    // SAFETY: cells of the spares' layout (`reuse` objects,
+                    // whose values `free` dropped), neither kept nor used.
+                    unsafe { Spares::free(layout, surplus) };
                 }
             }
         }
@@ -600,14 +734,46 @@ impl Shard {
             here.borrow_mut()
                 .push((self as *const Shard, objects.len()))
         });
-        let _done = Done {
+        let bytes = objects.iter().map(|object| object.bytes).sum();
+        let done = Done {
             shard: self,
-            count: objects.len(),
-            bytes: objects.iter().map(|object| object.bytes).sum(),
+            objects,
+            bytes,
         };
-        for object in objects {
-            // SAFETY: the caller's contract.
+        for object in &done.objects {
+            // SAFETY: the caller's contract; each object is freed once, here
+            // (`Done` only gives back the memory of the `reuse` ones).
             unsafe { object.free() };
+        }
+    }
+
+    /// Sets a spare cell aside for [`Ledger::take_cell`] if none is.
+    fn set_aside_cell(&self, state: &mut State) {
+        // Relaxed: only a writer's swap empties the slot, and a stale
+        // non-null just skips this refill.
+        if self.next_cell.load(Ordering::Relaxed).is_null() {
+            if let Some(cell) = state.spares.pop() {
+                // Release: the cell's last value was dropped before it was
+                // kept (under this lock); the taker's Acquire sees that.
+                self.next_cell.store(cell.as_ptr(), Ordering::Release);
+            }
+        }
+    }
+
+    /// Gives this shard's spare cells back to the allocator.
+    fn free_spares(&self) {
+        let (layout, mut cells) = {
+            let mut state = self.lock();
+            (state.spares.layout(), state.spares.take_all())
+        };
+        // Acquire: as in `Ledger::take_cell`.
+        let aside = self
+            .next_cell
+            .swap(core::ptr::null_mut(), Ordering::Acquire);
+        cells.extend(NonNull::new(aside));
+        if let Some(layout) = layout {
+            // SAFETY: kept cells have the spares' layout and are unused.
+            unsafe { Spares::free(layout, cells) };
         }
     }
 
@@ -1049,7 +1215,7 @@ mod tests {
 
     fn retire_batched(ledger: &Ledger, keeper: &Keeper, frees: &Frees) {
         // SAFETY: `count_free_at` only counts.
-        unsafe { ledger.retire_value(keeper, frees.object(), count_free_at, Kind::Value, 8) }
+        unsafe { ledger.retire_value(keeper, frees.object(), count_free_at, false, Kind::Value, 8) }
     }
 
     #[test]
@@ -1128,5 +1294,101 @@ mod tests {
         ledger.release(ticket);
         assert_eq!(frees.count(), BATCH);
         assert_eq!(ledger.counts().pending(), 0);
+    }
+
+    /// Retires one full batch of `String` cells through `ledger` and reclaims
+    /// it; returns the cells' addresses.
+    fn retire_and_reclaim_a_batch_of_cells(ledger: &Arc<Ledger>, keeper: &Keeper) -> Vec<usize> {
+        let cells: Vec<*mut String> = (0..BATCH)
+            .map(|i| crate::raw::cell::into_raw(i.to_string()))
+            .collect();
+        for &cell in &cells {
+            // SAFETY: a cell nobody else holds, retired once.
+            let _ = unsafe { crate::raw::retire::retire_cell(keeper, ledger, cell) };
+        }
+        for record in keeper.0.take() {
+            // SAFETY: nothing else reaches the cells; reclaimed once.
+            unsafe { record.reclaim() };
+        }
+        assert_eq!(ledger.counts().pending(), 0, "every value dropped");
+        cells.into_iter().map(|cell| cell.addr()).collect()
+    }
+
+    impl Ledger {
+        /// Cells kept, set aside or not.
+        fn spare_cells(&self) -> usize {
+            self.shards
+                .iter()
+                .map(|shard| {
+                    shard.lock().spares.len()
+                        + usize::from(!shard.next_cell.load(Ordering::Relaxed).is_null())
+                })
+                .sum()
+        }
+    }
+
+    #[test]
+    fn freed_cells_go_to_the_next_values_and_a_flush_gives_the_rest_back() {
+        use crate::raw::cell::{layout, Owned};
+        // Kept under Miri too, which checks the reuse itself here.
+        let ledger = Arc::new(Ledger::with_spares(layout::<String>(), true));
+        let keeper = Keeper::default();
+        let freed = retire_and_reclaim_a_batch_of_cells(&ledger, &keeper);
+        assert_eq!(ledger.spare_cells(), BATCH, "the batch's cells are kept");
+        assert!(
+            ledger.take_cell(layout::<String>()).is_none(),
+            "none is set aside before the next retirement"
+        );
+        assert!(
+            !ledger.keeps_cells(layout::<u64>()),
+            "only the map's own cells"
+        );
+        // A retirement sets one aside, and the next new value takes it.
+        let extra = crate::raw::cell::into_raw(String::from("extra"));
+        // SAFETY: a cell nobody else holds, retired once.
+        let _ = unsafe { crate::raw::retire::retire_cell(&keeper, &ledger, extra) };
+        let reused = Owned::new_in(String::from("again"), &ledger);
+        assert!(
+            freed.contains(&reused.as_ptr().addr()),
+            "a freed cell's memory"
+        );
+        // SAFETY: the test owns the unpublished cell.
+        assert_eq!(unsafe { &*reused.as_ptr() }, "again");
+        let fresh = Owned::new_in(String::from("fresh"), &ledger);
+        assert!(
+            !freed.contains(&fresh.as_ptr().addr()),
+            "one set aside per retirement"
+        );
+        drop((reused, fresh));
+        assert_eq!(ledger.spare_cells(), BATCH - 1);
+        ledger.free_spares();
+        assert_eq!(ledger.spare_cells(), 0, "a flush gives every spare back");
+        ledger.close();
+        drop(keeper);
+    }
+
+    #[test]
+    fn a_closed_ledger_keeps_no_cells_and_gives_back_what_is_freed_after() {
+        use crate::raw::cell::layout;
+        let ledger = Arc::new(Ledger::with_spares(layout::<String>(), true));
+        let keeper = Keeper::default();
+        retire_and_reclaim_a_batch_of_cells(&ledger, &keeper);
+        let cells: Vec<*mut String> = (0..BATCH)
+            .map(|i| crate::raw::cell::into_raw(i.to_string()))
+            .collect();
+        for &cell in &cells {
+            // SAFETY: a cell nobody else holds, retired once.
+            let _ = unsafe { crate::raw::retire::retire_cell(&keeper, &ledger, cell) };
+        }
+        // The map's drop: what waits is freed at once, the spares go back.
+        ledger.close();
+        assert_eq!(ledger.spare_cells(), 0);
+        assert_eq!(ledger.counts().pending(), 0);
+        // A late record finds nothing left to free, and keeps nothing.
+        for record in keeper.0.take() {
+            // SAFETY: reclaimed once.
+            unsafe { record.reclaim() };
+        }
+        assert_eq!(ledger.spare_cells(), 0);
     }
 }

@@ -314,7 +314,7 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
                 counters: Counters::default(),
             }),
             sampler: CachePadded::new(Sampler::default()),
-            ledger: Arc::new(Ledger::default()),
+            ledger: Arc::new(Ledger::for_cells(crate::raw::cell::layout::<V>())),
             #[cfg(test)]
             lock_audit: write::LockAudit::default(),
             _owns: PhantomData,
@@ -426,6 +426,10 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
     /// retires a *sweep record* through its backend, which frees everything it
     /// retired before it once the record's own grace period is over, and flushes
     /// the backend until the record has run (a bounded number of times).
+    ///
+    /// Then it gives the memory of freed value cells that the map kept for
+    /// reuse back to the allocator (see "Memory reclamation" in the crate
+    /// docs); cells freed by later collections are kept again.
     ///
     /// Dropping the map frees everything it ever retired, at once.
     ///

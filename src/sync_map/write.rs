@@ -204,7 +204,9 @@ where
             let mut cell: Option<Owned<V>> = None;
             let done = self.attempt_slot(guard, hash, &key, |slot| {
                 let new = cell
-                    .get_or_insert_with(|| Owned::new(pending.take().expect("moved once")))
+                    .get_or_insert_with(|| {
+                        Owned::new_in(pending.take().expect("moved once"), &self.ledger)
+                    })
                     .as_ptr();
                 // SAFETY: `guard` is held for 'g.
                 match unsafe { slot.write(|_| Some(new)) } {
@@ -293,7 +295,10 @@ where
                 let write = unsafe {
                     slot.write(|current| match current {
                         Some(_) => None,
-                        None => Some(made.get_or_insert_with(|| Owned::new(make())).as_ptr()),
+                        None => Some(
+                            made.get_or_insert_with(|| Owned::new_in(make(), &self.ledger))
+                                .as_ptr(),
+                        ),
                     })
                 };
                 match write {
@@ -332,7 +337,7 @@ where
                 // with the value made.
                 NewKey::Present(back, value) => {
                     key = back;
-                    made = Some(Owned::new(value));
+                    made = Some(Owned::new_in(value, &self.ledger));
                 }
             }
         }
@@ -411,7 +416,7 @@ where
         V: PartialEq,
     {
         let hash = self.hash(key);
-        let cell = Owned::new(new);
+        let cell = Owned::new_in(new, &self.ledger);
         let done = self.retrying(guard, hash, key, |slot| {
             // SAFETY: `guard` is held for 'g.
             let write =
@@ -453,7 +458,9 @@ where
         let (slot, old) = self.retrying(guard, hash, key, |slot| {
             // SAFETY: `guard` is held for 'g.
             let write = unsafe {
-                slot.write(|current| current.map(|v| next.insert(Owned::new(f(v))).as_ptr()))
+                slot.write(|current| {
+                    current.map(|v| next.insert(Owned::new_in(f(v), &self.ledger)).as_ptr())
+                })
             };
             match write {
                 Write::Done(old) => Some(Some((slot, old))),
@@ -489,8 +496,12 @@ where
                 let write = unsafe {
                     slot.write(|current| {
                         Some(match current {
-                            Some(value) => updated.insert(Owned::new(update(value))).as_ptr(),
-                            None => made.get_or_insert_with(|| Owned::new(insert())).as_ptr(),
+                            Some(value) => updated
+                                .insert(Owned::new_in(update(value), &self.ledger))
+                                .as_ptr(),
+                            None => made
+                                .get_or_insert_with(|| Owned::new_in(insert(), &self.ledger))
+                                .as_ptr(),
                         })
                     })
                 };
@@ -528,7 +539,7 @@ where
                 // Another writer added the key meanwhile: update it.
                 NewKey::Present(back, value) => {
                     key = back;
-                    made = Some(Owned::new(value));
+                    made = Some(Owned::new_in(value, &self.ledger));
                 }
             }
         }
