@@ -98,9 +98,10 @@
 //! wait for its next retirement on the same map, a [`SyncMap::flush`] or the
 //! map's drop; tables and roots go one by one. A map keeps the memory of the
 //! value cells it frees for its next values, which spares an overwrite two
-//! trips to the allocator: at most 1,024 cells and 64 KiB for each writing
-//! thread (threads share 8 slots round-robin, so at most 8 times that per
-//! map). [`SyncMap::flush`] and the map's drop give it back.
+//! trips to the allocator: up to 1,024 cells or 64 KiB, whichever is less (and
+//! one more set aside), for each writing thread; threads share 8 such pools
+//! round-robin, so a map keeps at most 8 times that. [`Stats::spare_cells`]
+//! counts them; [`SyncMap::flush`] and the map's drop give them back.
 //! [`SyncMap::stats`] counts what was retired
 //! and what is still waiting, in objects and bytes. A map owns what it retired
 //! until it is freed: dropping the map frees all of it at once, whatever guards

@@ -87,6 +87,13 @@ pub struct Stats {
     /// The most bytes ever pending at once, summed over shards like
     /// `peak_pending`.
     pub peak_pending_bytes: u64,
+    /// Freed value cells whose memory the map keeps for its next values
+    /// (`SyncMap` only; see "Memory reclamation" in the crate docs). Counted
+    /// in `freed`, not in `pending`: their values are dropped.
+    /// [`SyncMap::flush`](crate::SyncMap::flush) gives them back.
+    pub spare_cells: u64,
+    /// Their bytes (a cell's `size_of::<V>()`, at least 1).
+    pub spare_bytes: u64,
 }
 
 /// The protocol's event counters. Written by writers (and, in the classic
@@ -145,6 +152,8 @@ impl Counters {
             pending_bytes: counts.pending_bytes(),
             peak_pending: counts.peak_pending,
             peak_pending_bytes: counts.peak_pending_bytes,
+            spare_cells: counts.spare_cells,
+            spare_bytes: counts.spare_bytes,
         }
     }
 }

@@ -238,6 +238,9 @@ pub(crate) struct LedgerCounts {
     /// its peak at every instant).
     pub(crate) peak_pending: u64,
     pub(crate) peak_pending_bytes: u64,
+    /// Freed cells kept for reuse, set aside or not, and their bytes.
+    pub(crate) spare_cells: u64,
+    pub(crate) spare_bytes: u64,
 }
 
 impl LedgerCounts {
@@ -432,6 +435,13 @@ impl Ledger {
             counts.freed_bytes += state.freed_bytes;
             counts.peak_pending += state.peak_pending;
             counts.peak_pending_bytes += state.peak_pending_bytes;
+            if let Some(layout) = state.spares.layout() {
+                // Relaxed: a statistic; only a writer's swap empties the slot.
+                let aside = !shard.next_cell.load(Ordering::Relaxed).is_null();
+                let cells = (state.spares.len() + usize::from(aside)) as u64;
+                counts.spare_cells += cells;
+                counts.spare_bytes += cells * layout.size() as u64;
+            }
         }
         counts
     }
@@ -1317,13 +1327,7 @@ mod tests {
     impl Ledger {
         /// Cells kept, set aside or not.
         fn spare_cells(&self) -> usize {
-            self.shards
-                .iter()
-                .map(|shard| {
-                    shard.lock().spares.len()
-                        + usize::from(!shard.next_cell.load(Ordering::Relaxed).is_null())
-                })
-                .sum()
+            self.counts().spare_cells as usize
         }
     }
 

@@ -68,7 +68,6 @@ impl Spares {
         self.layout
     }
 
-    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.cells.len()
     }
