@@ -98,17 +98,19 @@
 //! wait for its next retirement on the same map, a [`SyncMap::flush`] or the
 //! map's drop; tables and roots go one by one. A map keeps the memory of the
 //! value cells it frees for its next values, which spares an overwrite two
-//! trips to the allocator: up to 1,024 cells or 64 KiB, whichever is less (and
-//! one more set aside), for each writing thread; threads share 8 such pools
-//! round-robin, so a map keeps at most 8 times that. [`Stats::spare_cells`]
-//! counts them; [`SyncMap::flush`] and the map's drop give them back.
+//! trips to the allocator. A map has 8 such pools, which its writing threads
+//! share round-robin (a thread uses one); each keeps up to 1,024 cells or
+//! 64 KiB, whichever is less, plus one cell set aside, and none at all for
+//! values over 4 KiB. [`Stats::spare_cells`] counts them; [`SyncMap::flush`]
+//! and the map's drop give them back.
 //! [`SyncMap::stats`] counts what was retired
 //! and what is still waiting, in objects and bytes. A map owns what it retired
 //! until it is freed: dropping the map frees all of it at once, whatever guards
 //! other threads hold on other maps.
 //!
 //! Unlike Go's `sync.Map`, memory of removed keys comes back by itself: once
-//! removed keys make up half of the map, a promotion drops them.
+//! removed keys make up half of the map, a promotion drops them (apart from
+//! the spare cells above, which wait for a flush or the drop).
 //!
 //! # Consistency
 //!

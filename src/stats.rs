@@ -92,7 +92,8 @@ pub struct Stats {
     /// in `freed`, not in `pending`: their values are dropped.
     /// [`SyncMap::flush`](crate::SyncMap::flush) gives them back.
     pub spare_cells: u64,
-    /// Their bytes (a cell's `size_of::<V>()`, at least 1).
+    /// Their bytes (a cell's `size_of::<V>()`, at least 1; not counting the
+    /// pools' lists of them, 8 bytes a cell).
     pub spare_bytes: u64,
 }
 

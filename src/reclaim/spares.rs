@@ -7,9 +7,9 @@
 //! bursts (a scheme's collection runs hundreds of value batches at once), which
 //! overflow any per-thread allocator cache, so both halves take the
 //! allocator's slow path. A shard keeps the memory of the cells it frees instead
-//! (up to [`CELLS`] cells and [`BYTES`] bytes), and a writer takes its next cell
-//! from its home shard, without a lock: each retirement into the shard sets one
-//! spare aside for it.
+//! (up to [`CELLS`] cells and [`BYTES`] bytes, plus one set aside), and a
+//! writer takes its next cell from its home shard, without a lock: each
+//! retirement into the shard sets one spare aside for it.
 //!
 //! Reusing a cell's memory is as safe as the allocator reusing it: a cell joins
 //! the spares only when the ledger frees it, after its grace period (no reader
@@ -26,8 +26,10 @@ use std::alloc::dealloc;
 /// most of each burst passes through it on the way to the allocator anyway.
 const CELLS: usize = 1024;
 
-/// The most cell memory a shard keeps, in bytes, for large values (at least
-/// one batch's worth of cells is kept whatever their size).
+/// The most cell memory a shard keeps, in bytes. Cells so large that a batch
+/// of them would not fit (over 4 KiB) are not kept at all: a pool smaller
+/// than a batch would pass most of each batch through to the allocator, and
+/// building such a value costs far more than its allocation.
 const BYTES: usize = 64 * 1024;
 
 /// Whether freed cells are kept at all. Memory checkers (Miri, and
@@ -54,8 +56,8 @@ impl Spares {
     /// Spares for cells of `layout`, or none at all (also in builds for
     /// memory checkers, unless `always`: for tests of the spares themselves).
     pub(super) fn new(layout: Option<Layout>, batch: usize, always: bool) -> Self {
-        let layout = layout.filter(|_| REUSE || always);
-        let cap = layout.map_or(0, |layout| (BYTES / layout.size()).clamp(batch, CELLS));
+        let cap = layout.map_or(0, |layout| (BYTES / layout.size()).min(CELLS));
+        let layout = layout.filter(|_| (REUSE || always) && cap >= batch);
         Spares {
             layout,
             cap,
@@ -123,5 +125,24 @@ impl Drop for Spares {
             // SAFETY: every kept cell has the spares' layout and is unused.
             unsafe { Spares::free(layout, self.take_all()) };
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_is_capped_in_cells_and_bytes_and_large_cells_are_not_kept() {
+        let cap = |size: usize| {
+            let layout = Layout::from_size_align(size, 8).unwrap();
+            let spares = Spares::new(Some(layout), 16, true);
+            spares.layout().map(|_| spares.cap)
+        };
+        assert_eq!(cap(8), Some(CELLS));
+        assert_eq!(cap(256), Some(BYTES / 256));
+        assert_eq!(cap(4096), Some(16), "a batch's worth still fits");
+        assert_eq!(cap(4104), None, "a batch would not fit: nothing kept");
+        assert_eq!(Spares::new(None, 16, true).layout(), None);
     }
 }
