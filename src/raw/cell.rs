@@ -150,7 +150,7 @@ impl<V> Owned<V> {
     }
 
     /// [`into_inner`](Self::into_inner), giving the cell's memory to `ledger`
-    /// for its next value if it keeps cells (a cell made by
+    /// for its next values if it keeps cells (a cell made by
     /// [`new_in`](Self::new_in) for a key that turned out to be new).
     pub(crate) fn into_inner_in(self, ledger: &Ledger) -> V {
         let ptr = self.publish();

@@ -184,8 +184,7 @@ struct Shard {
     freed_one: Condvar,
     /// One spare cell set aside for the shard's next new value, so that a
     /// writer takes it without the lock: a retirement into the shard (which
-    /// holds the lock anyway) refills it from the spares, and a writer whose
-    /// cell went unused (its key was new) puts it back. A `std` atomic even
+    /// holds the lock anyway) refills it from the spares. A `std` atomic even
     /// under loom, like the lock (loom models keep no spares).
     next_cell: AtomicPtr<u8>,
 }
@@ -415,27 +414,21 @@ impl Ledger {
         NonNull::new(slot.swap(core::ptr::null_mut(), Ordering::Acquire))
     }
 
-    /// Sets `cell` aside for this thread's next new value, if the shards keep
-    /// cells of `layout` and none is set aside; returns whether it did (if not,
-    /// the cell is the caller's to free).
+    /// Keeps `cell` in this thread's home shard for its next new values, if
+    /// the shards keep cells of `layout` and there is room; returns whether it
+    /// did (if not, the cell is the caller's to free).
     ///
     /// # Safety
     ///
     /// `cell` came from the global allocator with `layout`, holds no value, and
     /// is not used again by the caller if this returns `true`.
     pub(crate) unsafe fn give_back_cell(&self, layout: Layout, cell: NonNull<u8>) -> bool {
-        self.keeps_cells(layout)
-            && self.shards[home()]
-                .next_cell
-                // Release: the caller's last use of the cell happens-before the
-                // taker's Acquire swap. Relaxed on failure: nothing was read.
-                .compare_exchange(
-                    core::ptr::null_mut(),
-                    cell.as_ptr(),
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
+        if !self.keeps_cells(layout) {
+            return false;
+        }
+        let mut state = self.shards[home()].lock();
+        // The lock orders the caller's last use before the cell's next taker.
+        !state.closed && state.spares.keep(cell)
     }
 
     /// Gives every kept cell back to the allocator.
@@ -783,26 +776,13 @@ impl Shard {
 
     /// Sets a spare cell aside for [`Ledger::take_cell`] if none is.
     fn set_aside_cell(&self, state: &mut State) {
-        // Relaxed: a stale non-null just skips this refill; a stale null is
-        // caught by the exchange below.
-        if !self.next_cell.load(Ordering::Relaxed).is_null() {
-            return;
-        }
-        if let Some(cell) = state.spares.pop() {
-            // An exchange, not a store: `Ledger::give_back_cell` may have set
-            // a cell aside meanwhile, without the lock. Release: the cell's
-            // last value was dropped before it was kept (under this lock); the
-            // taker's Acquire sees that. Relaxed on failure: nothing was read.
-            let set = self.next_cell.compare_exchange(
-                core::ptr::null_mut(),
-                cell.as_ptr(),
-                Ordering::Release,
-                Ordering::Relaxed,
-            );
-            if set.is_err() {
-                // Room for it: it was just popped.
-                let kept = state.spares.keep(cell);
-                debug_assert!(kept, "a cell just taken out fits back");
+        // Relaxed: only a writer's swap empties the slot, and only this lock's
+        // holder fills it, so a stale non-null just skips this refill.
+        if self.next_cell.load(Ordering::Relaxed).is_null() {
+            if let Some(cell) = state.spares.pop() {
+                // Release: the cell's last value was dropped before it was
+                // kept (under this lock); the taker's Acquire sees that.
+                self.next_cell.store(cell.as_ptr(), Ordering::Release);
             }
         }
     }
@@ -1391,8 +1371,12 @@ mod tests {
         let unused = Owned::new_in(String::from("unused"), &ledger);
         let address = unused.as_ptr().addr();
         assert!(freed.contains(&address), "a freed cell's memory");
-        // A cell made for a key that turned out new goes back to the slot.
+        // A cell made for a key that turned out new goes back to the spares,
+        // and the next retirement sets it aside again.
         assert_eq!(unused.into_inner_in(&ledger), "unused");
+        let extra = crate::raw::cell::into_raw(String::from("extra"));
+        // SAFETY: a cell nobody else holds, retired once.
+        let _ = unsafe { crate::raw::retire::retire_cell(&keeper, &ledger, extra) };
         let reused = Owned::new_in(String::from("again"), &ledger);
         assert_eq!(reused.as_ptr().addr(), address, "given back, taken again");
         // SAFETY: the test owns the unpublished cell.
