@@ -148,24 +148,6 @@ impl<V> Owned<V> {
             value
         }
     }
-
-    /// [`into_inner`](Self::into_inner), giving the cell's memory to `ledger`
-    /// for its next values if it keeps cells (a cell made by
-    /// [`new_in`](Self::new_in) for a key that turned out to be new).
-    pub(crate) fn into_inner_in(self, ledger: &Ledger) -> V {
-        let ptr = self.publish();
-        // SAFETY: never published, so this is the only owner; the value is read
-        // out once, and the memory (from `into_memory`, with `layout::<V>()`) is
-        // given back or freed without dropping it.
-        unsafe {
-            let value = ptr.read();
-            let memory = NonNull::new_unchecked(ptr.cast::<u8>());
-            if !ledger.give_back_cell(layout::<V>(), memory) {
-                free_raw(ptr);
-            }
-            value
-        }
-    }
 }
 
 impl<V> Drop for Owned<V> {

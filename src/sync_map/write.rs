@@ -226,7 +226,7 @@ where
             };
             // A new key (rare after warm-up): its value goes inline into a node.
             let new = match cell {
-                Some(cell) => cell.into_inner_in(&self.ledger),
+                Some(cell) => cell.into_inner(),
                 None => pending.expect("not moved"),
             };
             match self.add_new(guard, searched, hash, key, new) {
@@ -328,7 +328,7 @@ where
             };
             // A new key: make the value now, so that `make` may use the map.
             let value = match made.take() {
-                Some(cell) => cell.into_inner_in(&self.ledger),
+                Some(cell) => cell.into_inner(),
                 None => make(),
             };
             match self.add_new(guard, searched, hash, key, value) {
@@ -435,8 +435,8 @@ where
                     .replaced(guard, slot, old)
                     .expect("a compare_exchange replaces a present value"))
             }
-            Some(Err(found)) => Err((found, cell.into_inner_in(&self.ledger))),
-            None => Err((None, cell.into_inner_in(&self.ledger))),
+            Some(Err(found)) => Err((found, cell.into_inner())),
+            None => Err((None, cell.into_inner())),
         }
     }
 
@@ -531,7 +531,7 @@ where
             drop_contained(|| drop(updated));
             // A new key: its value goes inline into a delta node. Made once.
             let value = match made.take() {
-                Some(cell) => cell.into_inner_in(&self.ledger),
+                Some(cell) => cell.into_inner(),
                 None => insert(),
             };
             match self.add_new(guard, searched, hash, key, value) {
