@@ -63,17 +63,6 @@ pub(crate) fn cell_bytes<V>() -> usize {
     layout::<V>().size()
 }
 
-/// Drops the value and leaves the cell's memory to the caller (a ledger that
-/// keeps cells for reuse).
-///
-/// # Safety
-///
-/// As for [`drop_raw`].
-pub(crate) unsafe fn drop_value<V>(ptr: *mut V) {
-    // SAFETY: the caller hands over sole ownership of a live value.
-    unsafe { ptr.drop_in_place() };
-}
-
 /// Drops the value and frees its cell.
 ///
 /// # Safety

@@ -32,7 +32,7 @@ pub(crate) unsafe fn retire_cell<'g, V: Send + 'static>(
     }
     unsafe fn drop_value<V>(ptr: NonNull<()>) {
         // SAFETY: as for `free`; the ledger keeps or frees the memory.
-        unsafe { cell::drop_value(ptr.cast::<V>().as_ptr()) }
+        unsafe { ptr.cast::<V>().drop_in_place() }
     }
     // A ledger that keeps cells of this layout takes the memory after the drop.
     let reuse = ledger.keeps_cells(cell::layout::<V>());

@@ -191,12 +191,8 @@ struct Shard {
 
 impl Drop for Shard {
     fn drop(&mut self) {
-        let cell = *self.next_cell.get_mut();
-        let layout = self.lock().spares.layout();
-        if let (Some(cell), Some(layout)) = (NonNull::new(cell), layout) {
-            // SAFETY: a spare cell, of the spares' layout, unused.
-            unsafe { Spares::free(layout, [cell]) };
-        }
+        // The cell set aside lives outside the spares, which free the rest.
+        self.free_spares();
     }
 }
 
@@ -371,10 +367,12 @@ impl Ledger {
     /// [`for_cells`](Self::for_cells), keeping cells even in a build for
     /// memory checkers if `always`.
     fn with_spares(layout: Layout, always: bool) -> Self {
-        let mut ledger = Ledger {
+        let spares = || Spares::new(Some(layout), BATCH, always);
+        Ledger {
+            cells: spares().layout(),
             shards: core::array::from_fn(|_| {
                 let state = State {
-                    spares: Spares::new(Some(layout), BATCH, always),
+                    spares: spares(),
                     ..State::default()
                 };
                 Arc::new(CachePadded::new(Shard {
@@ -383,10 +381,7 @@ impl Ledger {
                     next_cell: AtomicPtr::default(),
                 }))
             }),
-            cells: None,
-        };
-        ledger.cells = ledger.shards[0].lock().spares.layout();
-        ledger
+        }
     }
 
     /// Whether the shards keep freed cells of `layout` for reuse: the
