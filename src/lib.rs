@@ -53,7 +53,9 @@
 //!
 //! A write to a key the root holds — overwrite, update, compare-and-swap, remove,
 //! or re-insert of a removed key — is one compare-and-swap on its link. A new key
-//! takes a writer mutex and is added to the delta. A *promotion* copies every live
+//! is added to the delta with one compare-and-swap on an empty bucket; only when
+//! the delta is full does it take the writer mutex, to grow the delta or promote.
+//! A *promotion* copies every live
 //! key into a fresh read table — values inline again, removed keys left out — by
 //! *sealing* each link first, so that a write racing the copy either lands before
 //! the seal (and is copied) or fails and is retried in the new table. That copy

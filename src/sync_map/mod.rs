@@ -128,8 +128,9 @@ use crate::sync::{Arc, AtomicIsize, Mutex, Ordering};
 ///
 /// # Panics in user code
 ///
-/// A panicking `Hash`, `Eq` or closure leaves the map as it was before the call:
-/// user code runs only before a change is published, and the internal lock
+/// A panicking `Hash`, `Eq` or closure leaves the map as it was before the call
+/// (for `retain`, which removes key by key, as it was before the key whose
+/// `keep` panicked): user code runs only before a change is published, and the internal lock
 /// ignores poisoning. A panicking `Clone` or `Hash` in a promotion the map starts
 /// by itself abandons that promotion (nothing is published, the panic is reported
 /// by the panic hook and not propagated; `stats().promotions_abandoned` counts
@@ -212,7 +213,8 @@ unsafe impl<K: Send + Sync, V: Send + Sync, S: Sync, R: Reclaim> Sync for SyncMa
 impl<K, V> SyncMap<K, V> {
     /// An empty map with the default hasher and reclaimer.
     ///
-    /// Allocates an empty root: an empty read table and an 8-slot delta.
+    /// Allocates an empty root: an empty read table and a delta of 8 buckets,
+    /// with room for 4 keys.
     ///
     /// # Examples
     ///

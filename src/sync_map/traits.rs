@@ -35,8 +35,9 @@ where
     S: BuildHasher + Default,
     R: Reclaim,
 {
-    /// Builds a map and promotes once at the end, so that every key is inline in
-    /// the read table.
+    /// Builds a map by inserting each pair (a later duplicate key wins), then
+    /// promotes, so that every key is inline in the read table. While it fills,
+    /// the map grows and promotes as any insert would (`docs/design.md`).
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let mut map = Self::with_hasher_and_reclaim(S::default(), R::default());
         map.extend(iter);
@@ -110,9 +111,10 @@ where
     R: Reclaim,
 {
     /// A new, independent map with clones of this map's live keys and values (as
-    /// [`Pinned::iter`](crate::Pinned::iter)(crate::Pinned::iter) sees them: with writers running, each
+    /// [`Pinned::iter`](crate::Pinned::iter) sees them: with writers running, each
     /// key's value from some moment of the copy), all in its read table, and the
-    /// same hasher. Its statistics start at zero.
+    /// same hasher. Its statistics count only its own making (the inserts,
+    /// delta growths and promotions that built it), none of this map's.
     ///
     /// # Examples
     ///
