@@ -252,19 +252,27 @@ fn remove_if_asks_again_about_a_changed_value() {
 // Keys: "An existing key keeps its original key value, as with HashMap".
 // ---------------------------------------------------------------------------
 
+/// `Eq` and `Hash` by the first field only, so that two values of one key can
+/// differ in the rest.
+macro_rules! eq_and_hash_by_id {
+    ($name:ident) => {
+        impl PartialEq for $name {
+            fn eq(&self, o: &Self) -> bool {
+                self.0 == o.0
+            }
+        }
+        impl Eq for $name {}
+        impl Hash for $name {
+            fn hash<H: Hasher>(&self, h: &mut H) {
+                self.0.hash(h)
+            }
+        }
+    };
+}
+
 #[derive(Clone, Debug)]
 struct Tagged(u32, &'static str);
-impl PartialEq for Tagged {
-    fn eq(&self, o: &Self) -> bool {
-        self.0 == o.0
-    }
-}
-impl Eq for Tagged {}
-impl Hash for Tagged {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        self.0.hash(h)
-    }
-}
+eq_and_hash_by_id!(Tagged);
 
 #[test]
 fn an_existing_key_keeps_its_original_key_value() {
@@ -1014,17 +1022,7 @@ static LOUD_DROPS: AtomicUsize = AtomicUsize::new(0);
 /// so the test's own lookup temporaries do not.
 #[derive(Clone, Debug)]
 struct Loud(u64, bool);
-impl PartialEq for Loud {
-    fn eq(&self, o: &Self) -> bool {
-        self.0 == o.0
-    }
-}
-impl Eq for Loud {}
-impl Hash for Loud {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        self.0.hash(h)
-    }
-}
+eq_and_hash_by_id!(Loud);
 fn armed(id: u64) -> Loud {
     Loud(id, true)
 }
