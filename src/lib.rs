@@ -60,9 +60,10 @@
 //! *sealing* each link first, so that a write racing the copy either lands before
 //! the seal (and is copied) or fails and is retried in the new table. That copy
 //! **clones** keys and values (readers of the old table may still hold
-//! references into it), hence `K: Clone` and `V: Clone`. Go's protocol exactly —
-//! a locked dirty table and a misses counter — is kept as
-//! [`classic::ClassicSyncMap`] for comparison. The full protocols, their
+//! references into it), hence `K: Clone` and `V: Clone`. Go's protocol — a
+//! locked dirty table and a misses counter, plus a compaction that gives
+//! removed keys' memory back — is kept as [`classic::ClassicSyncMap`] for
+//! comparison. The full protocols, their
 //! invariants and the argument for each memory ordering are in `docs/design.md`.
 //!
 //! # When `SyncMap` promotes

@@ -46,9 +46,13 @@ pub struct Stats {
     /// published; see "Panics in user code" on [`SyncMap`](crate::SyncMap)).
     pub promotions_abandoned: u64,
     /// Of those, promotions started because removed keys (tombstones) reached half
-    /// of the map, to give their memory back.
+    /// of the map, to give their memory back. Classic protocol: the count is of
+    /// removes from the read table since its last rebuild, so a key removed,
+    /// stored again and removed again counts twice.
     pub compactions: u64,
-    /// Entries of removed keys dropped by promotions.
+    /// Entries of removed keys left out of a rebuilt table: by promotions
+    /// (SyncMap), by dirty copies and compactions (classic protocol; there, a
+    /// key stored again before the next promotion takes its entry back).
     pub tombstones_purged: u64,
     /// [`SyncMap`](crate::SyncMap): times the delta grew (copied into one twice the
     /// size).
@@ -58,7 +62,12 @@ pub struct Stats {
     pub dirty_copies: u64,
     /// Values retired after an overwrite, update or remove.
     pub values_retired: u64,
-    /// Entries (key, hash, value slot) retired after leaving their last table.
+    /// Classic protocol: entries (key, hash, value slot) retired on their own,
+    /// taken out of the dirty table by a remove or a compaction. Entries that
+    /// leave with a whole table — every entry at `clear`, and the entries of
+    /// removed keys a dirty copy left out, which go with the old read table at
+    /// the next promotion — are freed with that table and counted neither
+    /// here nor in its bytes.
     pub entries_retired: u64,
     /// Whole tables retired by promotion, delta growth or `clear` (a SyncMap root
     /// counts once, with its read table and delta).
@@ -74,10 +83,12 @@ pub struct Stats {
     /// `flush()` reaches a partial batch too).
     pub pending: u64,
     /// Bytes held by those pending objects: their own allocations (a value
-    /// cell's `size_of::<V>()`; a table's bucket array, a root's delta nodes and
-    /// the cells its slots still link), not memory their keys and values own
-    /// further down. A classic-protocol entry's first value is stored inside the
-    /// entry and counts 0 here: its bytes are counted with the entry.
+    /// cell's `size_of::<V>()`, at least 1; a table's bucket array, a root's
+    /// delta nodes and the cells its slots still link), not memory their keys
+    /// and values own further down. A classic-protocol entry's first value is
+    /// stored inside the entry and counts 0 here: its bytes are counted with
+    /// the entry (and an entry that leaves with its table counts 0; see
+    /// `entries_retired`).
     pub pending_bytes: u64,
     /// The most objects ever pending at once, measured at each retirement.
     /// Each thread counts in one of the ledger's shards and this is the sum of

@@ -1,6 +1,10 @@
 //! Go's `sync.Map` protocol (as of Go 1.23; Go 1.24 replaced it with a
-//! hash-trie), exactly: the baseline [`SyncMap`](crate::SyncMap) is measured
-//! against.
+//! hash-trie): the baseline [`SyncMap`](crate::SyncMap) is measured against.
+//! Every operation follows Go's, with one addition, *compaction*: once removes
+//! of read-table keys reach half of the read table, the remove that got there
+//! takes the mutex and rebuilds the table without them, so that removed keys
+//! give their memory back (Go keeps them until new keys happen to trigger a
+//! copy; [`Stats::compactions`](crate::Stats::compactions) counts these).
 //!
 //! [`ClassicSyncMap`] is the faithful port this crate shipped first: an immutable
 //! read table behind an atomic pointer; a mutex-protected *dirty* table holding
@@ -55,12 +59,12 @@ use table::{find, Table};
 /// # Locks and user code
 ///
 /// As in Go, a lookup that misses the read table while new keys are pending
-/// takes the map's mutex, and so do new keys and promotions: `K`'s `Hash` and
+/// takes the map's mutex, and so do new keys and promotions; so does the remove
+/// that starts a compaction (see the [module docs](self)). `K`'s `Hash` and
 /// `Eq` run under that lock on those paths (the key is looked up again in the
 /// dirty table). A `Hash` or `Eq` that uses the same map deadlocks there; one
-/// that panics leaves the map as it was. Closures (`update`, `remove_if`, the
-/// value of `get_or_insert_with`) and the destructors the map runs are called
-/// without the lock.
+/// that panics leaves the map as it was. Closures (`update`, `remove_if`) and
+/// the destructors the map runs are called without the lock.
 ///
 /// # Examples
 ///
@@ -484,10 +488,11 @@ where
     ///
     /// As in Go: the key is looked up like [`get`](Self::get) (a key not in the
     /// read table while new keys are pending takes the lock and counts a miss),
-    /// then removed with a compare-and-swap on its entry, without the lock. If
-    /// another writer changes the value in between, `remove` is asked again
-    /// about the new value, so it may run more than once; it never runs under
-    /// the lock.
+    /// then removed with a compare-and-swap on its entry, without the lock
+    /// (unless the removal starts a compaction; see the
+    /// [module docs](self)). If another writer changes the value in between,
+    /// `remove` is asked again about the new value, so it may run more than
+    /// once; it never runs under the lock.
     ///
     /// # Examples
     ///

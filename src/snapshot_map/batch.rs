@@ -26,9 +26,10 @@ use super::version::Version;
 /// Values the batch replaces or removes without handing them to you
 /// ([`update`](Batch::update), [`retain`](Batch::retain), [`clear`](Batch::clear),
 /// `extend`) are dropped after the writer lock is released, when the batch has
-/// ended: their `Drop` may write to the map. Values it hands back
-/// ([`insert`](Batch::insert), [`remove`](Batch::remove)) are dropped wherever
-/// the closure drops them.
+/// ended: their `Drop` may write to the map, and so are the keys it removes and
+/// the keys given to `insert` or `extend` for a key already present (the table
+/// keeps the key it has). Values it hands back ([`insert`](Batch::insert),
+/// [`remove`](Batch::remove)) are dropped wherever the closure drops them.
 ///
 /// # Examples
 ///
@@ -250,8 +251,14 @@ where
 {
     /// The table to change, copying the base on the first change.
     fn table(&mut self) -> &mut HashMap<K, V, S> {
+        self.table_and_graveyard().0
+    }
+
+    /// [`table`](Self::table), and where to put what the change takes out.
+    fn table_and_graveyard(&mut self) -> (&mut HashMap<K, V, S>, &mut Graveyard<K, V, S>) {
         let (base, copied) = (self.base, &mut self.copied);
-        self.next.get_or_insert_with(|| copy(base, copied))
+        let table = self.next.get_or_insert_with(|| copy(base, copied));
+        (table, &mut self.buried)
     }
 
     /// Inserts `value` for `key`, returning the value it replaces in the batch.
@@ -270,7 +277,8 @@ where
     /// assert_eq!(map.len(), 2);
     /// ```
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        self.table().insert(key, value)
+        let (table, buried) = self.table_and_graveyard();
+        put(table, buried, key, value)
     }
 
     /// Replaces the value of `key`, which must be present, and returns the old
@@ -308,7 +316,10 @@ where
         if !self.contains_key(key) {
             return None;
         }
-        self.table().remove(key)
+        let (table, buried) = self.table_and_graveyard();
+        let (key, value) = table.remove_entry(key)?;
+        buried.key(key);
+        Some(value)
     }
 
     /// Replaces `key`'s value with `f(current)` and returns the new value; does
@@ -382,6 +393,7 @@ where
 
     /// Removes every key, without copying the current table. (A copy made by
     /// earlier changes is dropped after the batch, outside the writer lock.)
+    /// Clearing a batch that sees no keys changes nothing.
     ///
     /// # Examples
     ///
@@ -396,11 +408,14 @@ where
     /// assert_eq!(map.len(), 1);
     /// ```
     pub fn clear(&mut self) {
+        if self.view().is_empty() {
+            return;
+        }
         let hasher = self.view().hasher().clone();
         if let Some(copy) = self.next.replace(HashMap::with_hasher(hasher)) {
             self.buried.table(copy);
         }
-        self.copied = None;
+        // A copy made before stays counted in `copied`: its clones were paid.
     }
 
     /// Makes room for at least `additional` more keys, so that inserting them
@@ -481,6 +496,28 @@ where
     }
 }
 
+/// Inserts `value` for `key` into `table` and returns the value it replaces.
+/// Over a key already present, the table keeps its own key and `key` goes to
+/// `buried` (`HashMap::insert` would drop it here, under the writer lock).
+fn put<K: Hash + Eq, V, S: BuildHasher>(
+    table: &mut HashMap<K, V, S>,
+    buried: &mut Graveyard<K, V, S>,
+    key: K,
+    value: V,
+) -> Option<V> {
+    match table.get_mut(&key) {
+        Some(slot) => {
+            let old = core::mem::replace(slot, value);
+            buried.key(key);
+            Some(old)
+        }
+        None => {
+            table.insert(key, value);
+            None
+        }
+    }
+}
+
 /// A copy of `base`'s table, noting how many entries it cloned.
 fn copy<K: Clone, V: Clone, S: Clone>(
     base: &Version<K, V, S>,
@@ -524,7 +561,7 @@ where
             lower.div_ceil(2)
         });
         for (key, value) in iter {
-            if let Some(old) = table.insert(key, value) {
+            if let Some(old) = put(table, &mut self.buried, key, value) {
                 self.buried.value(old);
             }
         }

@@ -91,8 +91,9 @@ where
     /// sized for them (one copy, O(len); watchers see a new version with
     /// unchanged contents); otherwise does nothing.
     ///
-    /// The room lasts until a write removes keys and leaves the table less than
-    /// a quarter full: such a publish gives the memory back. To size one large
+    /// The room lasts until a write leaves fewer keys than it found and its
+    /// table (of more than 64 slots) less than a quarter full: such a publish
+    /// gives the memory back. Writes that only add or change keys keep it. To size one large
     /// batch, call [`Batch::reserve`](crate::Batch::reserve) inside it instead
     /// (no extra publish).
     ///
@@ -122,8 +123,9 @@ where
 
     /// Publishes a version with the same entries in the smallest table that
     /// holds them, if that frees memory; otherwise does nothing. (A write that
-    /// removes keys and leaves its table under a quarter full shrinks it by
-    /// itself.) O(len): rebuilds the table, running `Hash` under the writer lock.
+    /// leaves fewer keys than it found, in a table of more than 64 slots now
+    /// under a quarter full, shrinks it by itself.) O(len): rebuilds the table,
+    /// running `Hash` under the writer lock.
     ///
     /// # Panics
     ///

@@ -4,9 +4,10 @@
 
 use hashbrown::HashMap;
 
-/// Values, entries and whole tables a batch took out of its copy. Dropping it
-/// drops them; nothing allocates until something is buried.
+/// Keys, values, entries and whole tables a batch took out of its copy.
+/// Dropping it drops them; nothing allocates until something is buried.
 pub(crate) struct Graveyard<K, V, S> {
+    keys: Vec<K>,
     values: Vec<V>,
     entries: Vec<(K, V)>,
     tables: Vec<HashMap<K, V, S>>,
@@ -15,10 +16,17 @@ pub(crate) struct Graveyard<K, V, S> {
 impl<K, V, S> Graveyard<K, V, S> {
     pub(crate) fn new() -> Self {
         Graveyard {
+            keys: Vec::new(),
             values: Vec::new(),
             entries: Vec::new(),
             tables: Vec::new(),
         }
+    }
+
+    /// A key the copy did not keep: one removed (its value handed back), or
+    /// the key given to an insert over a key already present.
+    pub(crate) fn key(&mut self, key: K) {
+        self.keys.push(key);
     }
 
     /// A value replaced in the copy.

@@ -640,10 +640,12 @@ where
         let (old, number) = self.publish(table, None);
         drop(writer);
         self.watch.published(number);
+        self.ledger.note_peak();
         old
     }
 
-    /// Removes every key, publishing an empty version.
+    /// Removes every key, publishing an empty version; clearing a map that is
+    /// already empty changes nothing and publishes nothing.
     ///
     /// # Panics
     ///
@@ -664,7 +666,17 @@ where
     where
         S: Clone,
     {
-        drop(self.replace_all([]));
+        let hasher = self.current.load().table.hasher().clone();
+        let writer = self.writer.lock();
+        if self.current.load().table.is_empty() {
+            return;
+        }
+        let (old, number) = self.publish(HashMap::with_hasher(hasher), None);
+        drop(writer);
+        self.watch.published(number);
+        // The replaced version's entries drop here, outside the lock.
+        drop(old);
+        self.ledger.note_peak();
     }
 }
 
@@ -775,6 +787,7 @@ where
             }
         };
         let (changes, buried) = batch.into_parts();
+        let changed = changes.is_some();
         let published = changes.map(|(table, copied)| self.publish(table, copied));
         drop(writer);
         // Outside the lock, in this order: wake watchers (an executor may poll
@@ -788,6 +801,10 @@ where
         });
         drop(buried);
         drop(old);
+        if changed {
+            drop(base);
+            self.ledger.note_peak();
+        }
         Ok(out)
     }
 

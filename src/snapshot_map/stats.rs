@@ -74,9 +74,12 @@ pub struct SnapshotStats {
     pub retired_bytes: u64,
     /// Bytes of the retired versions freed so far.
     pub freed_bytes: u64,
-    /// The most versions ever held at once (measured at each retirement).
+    /// The most versions ever held at once, measured after each publish once
+    /// the writer has let go of the version it replaced (the snapshot
+    /// [`replace_all`](crate::SnapshotMap::replace_all) hands back is held
+    /// until its caller drops it).
     pub peak_held: u64,
-    /// The most bytes ever held at once (measured at each retirement).
+    /// The most bytes ever held at once, measured as `peak_held` is.
     pub peak_held_bytes: u64,
 }
 
@@ -114,8 +117,14 @@ impl Ledger {
     pub(crate) fn record_retire(&self, bytes: usize) {
         Self::add(&self.retired, 1);
         Self::add(&self.retired_bytes, bytes as u64);
-        // What is held right after this retirement (frees read first, as in
-        // `fill`); with frees racing, a value it passed through, never more.
+    }
+
+    /// Raises the peaks to what is held now. Called by a writer once it has
+    /// let go of its own handles to the version it replaced, so that only
+    /// snapshots, in-flight reads and grace periods count.
+    pub(crate) fn note_peak(&self) {
+        // Frees read first, as in `fill`; with frees racing, a value the count
+        // passed through, never more.
         let (freed, freed_bytes) = (Self::read(&self.freed), Self::read(&self.freed_bytes));
         let held = Self::read(&self.retired).saturating_sub(freed);
         let held_bytes = Self::read(&self.retired_bytes).saturating_sub(freed_bytes);

@@ -190,6 +190,29 @@ fn stats_keep_the_high_water_mark_of_held_versions() {
 }
 
 #[test]
+fn the_peak_counts_only_what_snapshots_hold() {
+    let map: SnapshotMap<u64, u64> = SnapshotMap::new();
+    for i in 0..10 {
+        map.insert(i, i);
+    }
+    map.clear();
+    let stats = map.stats();
+    assert_eq!((stats.retired, stats.freed), (11, 11));
+    assert_eq!(stats.peak_held, 0, "the writer's own handle is no hold");
+    // The version `replace_all` hands back is held until the caller drops it.
+    drop(map.replace_all([(1, 1)]));
+    assert_eq!((map.stats().held, map.stats().peak_held), (0, 1));
+    let held = map.snapshot();
+    for i in 0..100 {
+        map.insert(i, i);
+    }
+    let stats = map.stats();
+    assert_eq!((stats.held, stats.peak_held), (1, 1));
+    drop(held);
+    assert_eq!(map.stats().held, 0);
+}
+
+#[test]
 fn dropping_the_map_keeps_snapshots_readable() {
     let map = SnapshotMap::new();
     map.insert(String::from("k"), String::from("v"));

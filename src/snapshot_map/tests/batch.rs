@@ -205,3 +205,38 @@ fn a_replace_all_whose_hash_panics_counts_as_aborted() {
     assert_eq!((map.version(), map.stats().aborted), (0, 1));
     assert_eq!(map.get_cloned(&Fragile(1)), Some(1));
 }
+
+#[test]
+fn clearing_what_is_already_empty_publishes_nothing() {
+    let map: SnapshotMap<u32, u32> = SnapshotMap::new();
+    map.clear();
+    map.batch(|txn| {
+        txn.clear();
+        assert!(!txn.is_changed());
+    });
+    assert_eq!(map.version(), 0);
+    map.insert(1, 1);
+    map.clear();
+    map.clear();
+    assert_eq!((map.version(), map.len()), (2, 0));
+    // A batch that emptied its copy and clears it again publishes once.
+    map.insert(1, 1);
+    map.batch(|txn| {
+        txn.remove(&1);
+        txn.clear();
+    });
+    assert_eq!((map.version(), map.len()), (4, 0));
+}
+
+#[test]
+fn a_copy_a_batch_clears_afterwards_still_counts() {
+    let map: SnapshotMap<u32, u32> = (0..100).map(|i| (i, i)).collect();
+    map.batch(|txn| {
+        txn.insert(1000, 1000); // copies the 100 entries
+        txn.clear();
+        txn.insert(1, 1);
+    });
+    let stats = map.stats();
+    assert_eq!((stats.copies, stats.copied_entries), (1, 100));
+    assert_eq!(map.len(), 1);
+}

@@ -411,3 +411,116 @@ fn writers_on_other_threads_wait_for_the_lock_and_are_not_taken_for_reentrant() 
         assert_eq!(map.stats().aborted, 0);
     });
 }
+
+/// A key, equal and hashed by `id`, whose drop runs a hook.
+struct HookedKey {
+    id: u32,
+    on_drop: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl HookedKey {
+    fn plain(id: u32) -> Self {
+        HookedKey { id, on_drop: None }
+    }
+}
+
+impl Clone for HookedKey {
+    /// Clones carry no hook: only the instance the test made writes.
+    fn clone(&self) -> Self {
+        HookedKey::plain(self.id)
+    }
+}
+
+impl PartialEq for HookedKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for HookedKey {}
+
+impl core::hash::Hash for HookedKey {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+impl core::borrow::Borrow<u32> for HookedKey {
+    fn borrow(&self) -> &u32 {
+        &self.id
+    }
+}
+
+impl Drop for HookedKey {
+    fn drop(&mut self) {
+        if let Some(hook) = &self.on_drop {
+            hook();
+        }
+    }
+}
+
+type KeyHookMap = SnapshotMap<HookedKey, u32>;
+
+/// Key 1 of a map holding keys 1 and 2, made with `hooked(1)`, whose drop
+/// inserts key 999 into the map: the write panics if it runs under the lock.
+fn check_key_drop_writes(write: impl FnOnce(&KeyHookMap, HookedKey) + Send + 'static) {
+    no_hang(move || {
+        let map = Arc::new(KeyHookMap::new());
+        let weak: Weak<KeyHookMap> = Arc::downgrade(&map);
+        map.insert(HookedKey::plain(2), 2);
+        let fired = Arc::new(AtomicBool::new(false));
+        let hook = {
+            let fired = Arc::clone(&fired);
+            move || {
+                fired.store(true, Ordering::SeqCst);
+                if let Some(map) = weak.upgrade() {
+                    map.insert(HookedKey::plain(999), 999);
+                }
+            }
+        };
+        let key = HookedKey {
+            id: 1,
+            on_drop: Some(Arc::new(hook)),
+        };
+        write(&map, key);
+        assert!(fired.load(Ordering::SeqCst), "the hooked key was dropped");
+        assert_eq!(map.get_cloned(&999), Some(999), "its drop wrote");
+    });
+}
+
+#[test]
+fn keys_a_write_lets_go_of_drop_after_unlocking() {
+    // The stored key goes: remove, remove_if, Batch::remove.
+    check_key_drop_writes(|map, key| {
+        map.insert(key, 1);
+        assert_eq!(map.remove(&1), Some(1));
+    });
+    check_key_drop_writes(|map, key| {
+        map.insert(key, 1);
+        assert_eq!(map.remove_if(&1, |v| *v == 1), Some(1));
+    });
+    check_key_drop_writes(|map, key| {
+        map.insert(key, 1);
+        map.batch(|txn| assert_eq!(txn.remove(&1), Some(1)));
+    });
+    // The key given for a key already present goes (the table keeps its own):
+    // insert, Batch::insert, extend.
+    check_key_drop_writes(|map, key| {
+        map.insert(HookedKey::plain(1), 1);
+        assert_eq!(map.insert(key, 10), Some(1));
+        assert_eq!(map.get_cloned(&1), Some(10));
+    });
+    check_key_drop_writes(|map, key| {
+        map.insert(HookedKey::plain(1), 1);
+        map.batch(|txn| assert_eq!(txn.insert(key, 10), Some(1)));
+        assert_eq!(map.get_cloned(&1), Some(10));
+    });
+    check_key_drop_writes(|map, key| {
+        map.insert(HookedKey::plain(1), 1);
+        map.batch(|txn| txn.extend([(key, 10), (HookedKey::plain(3), 3)]));
+        assert_eq!(
+            (map.get_cloned(&1), map.get_cloned(&3)),
+            (Some(10), Some(3))
+        );
+    });
+}
