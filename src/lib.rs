@@ -181,8 +181,9 @@
 //! equal to one key prefix of an etcd cluster, so a fleet of processes serves a
 //! shared routing or config table from memory. It reads the prefix at one revision
 //! and follows etcd's watch: each etcd revision — a put, a delete, a multi-key
-//! transaction — becomes one version, so readers never see half of one, and each
-//! version is paired with the revision it reflects. A dropped connection resumes
+//! transaction — becomes at most one version (none if every value it wrote
+//! failed to decode), so readers never see half of one, and each version is
+//! paired with the revision it reflects. A dropped connection resumes
 //! after the last applied revision; a compaction past it makes the replica re-read
 //! the prefix and publish it whole. Replicas agree only eventually: at one instant
 //! two may be at different revisions. The module's docs state the guarantees

@@ -13,6 +13,7 @@ use super::error::{BoxError, ReplicaError};
 use super::group::Revision;
 use super::snapshot::ReplicaSnapshot;
 use super::stats::Counters;
+use super::sync::ReadEntry;
 use crate::SnapshotMap;
 
 /// The map a [`Replica`](super::Replica) fills: the etcd keys without the
@@ -107,26 +108,31 @@ impl<V: Clone> Publisher<V> {
 
     /// Publishes the prefix as read at `revision` as one version, replacing
     /// everything. A key whose value does not decode keeps the value the map
-    /// had for it, if any.
-    pub(crate) fn publish_whole(&mut self, revision: i64, entries: Vec<(Vec<u8>, Vec<u8>)>) {
+    /// had for it, if it had one and the key was not deleted since (created
+    /// at or before the applied revision): what following every revision
+    /// would have left.
+    pub(crate) fn publish_whole(&mut self, revision: i64, entries: Vec<ReadEntry>) {
         let mut errors = Vec::new();
         let mut table = Vec::with_capacity(entries.len());
         let previous = self.shared.map.snapshot();
-        for (raw_key, raw_value) in entries {
-            let key = match self.decoder.key(&raw_key, revision) {
+        for entry in entries {
+            let key = match self.decoder.key(&entry.key, entry.mod_revision) {
                 Ok(key) => key,
                 Err(error) => {
                     errors.push(error);
                     continue;
                 }
             };
-            match self.decoder.value(&key, &raw_value) {
+            match self.decoder.value(&key, &entry.value) {
                 Ok(value) => table.push((key, value)),
                 Err(source) => {
-                    let kept = previous.get(&*key).cloned();
+                    // A key created after the applied revision was deleted
+                    // since the value the map holds: that value is gone.
+                    let same_key = entry.create_revision <= self.applied;
+                    let kept = previous.get(&*key).filter(|_| same_key).cloned();
                     errors.push(ReplicaError::Decode {
                         key: Arc::clone(&key),
-                        revision,
+                        revision: entry.mod_revision,
                         kept_previous: kept.is_some(),
                         source,
                     });

@@ -134,8 +134,9 @@ impl<V> ReplicaBuilder<V> {
     /// Sends every error the replica meets while it runs to `handler`
     /// instead of stderr: decode failures, lost connections (and the retries
     /// after them), compactions. It runs on the replica's task, after the
-    /// version it concerns is published; keep it short. A panic in it is
-    /// caught.
+    /// version it concerns is published (errors of the first read, inside
+    /// [`start`](Self::start), on the caller's task before `start` returns);
+    /// keep it short. A panic in it is caught.
     ///
     /// # Examples
     ///
@@ -182,7 +183,10 @@ impl<V> ReplicaBuilder<V> {
     }
 
     /// After a failed request or a broken watch, waits `min`, then twice as
-    /// long after each further failure, up to `max`, before trying again.
+    /// long after each further failure, up to `max`, before trying again. The
+    /// wait goes back to `min` once the replica makes progress again: a watch
+    /// delivers events, or a re-read of the prefix succeeds (a watch that
+    /// reconnects and then sees no change keeps the longer wait).
     ///
     /// # Examples
     ///

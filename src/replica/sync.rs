@@ -21,6 +21,17 @@ pub(crate) struct Settings {
     pub(crate) retry_max: Duration,
 }
 
+/// One key as a read of the prefix found it.
+#[derive(Debug)]
+pub(crate) struct ReadEntry {
+    pub(crate) key: Vec<u8>,
+    pub(crate) value: Vec<u8>,
+    /// The revision that wrote this value.
+    pub(crate) mod_revision: i64,
+    /// The revision that created the key (since its last delete).
+    pub(crate) create_revision: i64,
+}
+
 /// Reads every key under `prefix` at one revision, `page_size` keys per
 /// request: the first request fixes the revision, the next ones ask for it.
 /// Returns that revision and the keys in key order. Fails if the revision is
@@ -29,7 +40,7 @@ pub(crate) async fn read_prefix(
     kv: &mut KvClient,
     prefix: &[u8],
     page_size: i64,
-) -> Result<(i64, Vec<(Vec<u8>, Vec<u8>)>), etcd_client::Error> {
+) -> Result<(i64, Vec<ReadEntry>), etcd_client::Error> {
     let end = prefix_end(prefix);
     let mut from = if prefix.is_empty() {
         vec![0]
@@ -53,7 +64,16 @@ pub(crate) async fn read_prefix(
         // The next page starts just after the last key of this one.
         from = last.key().to_vec();
         from.push(0);
-        entries.extend(kvs.into_iter().map(|kv| kv.into_key_value()));
+        entries.extend(kvs.into_iter().map(|kv| {
+            let (mod_revision, create_revision) = (kv.mod_revision(), kv.create_revision());
+            let (key, value) = kv.into_key_value();
+            ReadEntry {
+                key,
+                value,
+                mod_revision,
+                create_revision,
+            }
+        }));
         if !more {
             break;
         }

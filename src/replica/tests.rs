@@ -11,7 +11,7 @@ use super::apply::{ErrorHandler, Publisher, Shared};
 use super::decode::Decoder;
 use super::error::ReplicaError;
 use super::group::{Grouper, KeyChange, Revision};
-use super::sync::prefix_end;
+use super::sync::{prefix_end, ReadEntry};
 
 fn put(key: &str, value: &str) -> KeyChange {
     KeyChange {
@@ -114,10 +114,22 @@ fn numbers() -> Decoder<u32> {
     )
 }
 
-fn entries(pairs: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// A key as a read finds it, written at `mod_revision` and created (since its
+/// last delete) at `create_revision`.
+fn read_entry(key: &[u8], value: &str, mod_revision: i64, create_revision: i64) -> ReadEntry {
+    ReadEntry {
+        key: key.to_vec(),
+        value: value.as_bytes().to_vec(),
+        mod_revision,
+        create_revision,
+    }
+}
+
+/// Keys as a read finds them, each created and written at revision 1.
+fn entries(pairs: &[(&str, &str)]) -> Vec<ReadEntry> {
     pairs
         .iter()
-        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .map(|(k, v)| read_entry(k.as_bytes(), v, 1, 1))
         .collect()
 }
 
@@ -215,6 +227,33 @@ fn a_full_read_keeps_the_last_good_value_of_keys_that_fail() {
 }
 
 #[test]
+fn a_full_read_names_the_failed_value_s_revision_and_forgets_a_deleted_key() {
+    let mut h = harness(numbers());
+    h.publisher
+        .publish_whole(2, entries(&[("/n/a", "1"), ("/n/b", "2")]));
+    // Read at 9 after a compaction: `a` was deleted and created again at 5
+    // with a value that does not decode; `b` was rewritten at 7, also badly.
+    h.publisher.publish_whole(
+        9,
+        vec![
+            read_entry(b"/n/a", "bad", 5, 5),
+            read_entry(b"/n/b", "bad", 7, 1),
+        ],
+    );
+    let pair = h.shared.latest.load_full();
+    assert_eq!(pair.get("a"), None, "deleted since: its old value is gone");
+    assert_eq!(
+        pair.get("b"),
+        Some(&2),
+        "the same key keeps its last good value"
+    );
+    let errors = h.errors.lock().unwrap().clone();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].contains("revision 5"), "{errors:?}");
+    assert!(errors[1].contains("revision 7"), "{errors:?}");
+}
+
+#[test]
 fn panics_in_user_code_are_contained() {
     let decoder: Decoder<u32> = Decoder::new(
         "/n/",
@@ -243,8 +282,8 @@ fn keys_that_are_not_utf8_are_reported_and_left_out() {
     h.publisher.publish_whole(
         4,
         vec![
-            (b"/p/\xff".to_vec(), b"v".to_vec()),
-            (b"/p/ok".to_vec(), b"v".to_vec()),
+            read_entry(b"/p/\xff", "v", 3, 3),
+            read_entry(b"/p/ok", "v", 1, 1),
         ],
     );
     assert_eq!(h.shared.map.len(), 1);
