@@ -51,6 +51,7 @@ MUTANTS=(
     "grow_drops_node|delta_growth_vs_read::v3::loom|key 2|key 5|leaked"
     "delta_not_closed|new_key_vs_promotion::v3::loom|key 3"
     "delta_insert_skips_winner|get_or_insert_new_key::v3::loom|exactly one stores|iterated twice|key 5"
+    "clear_skips_reopen|new_key_vs_clear_of_empty::v3::loom|maximum number of branches"
     "swap_ignores_expunged|revive_vs_promotion::classic::loom|key 1|iteration"
     "load_or_store_blind|get_or_insert_deleted_key::classic::loom|exactly one stores"
     "cas_failure_relaxed|get_or_insert_deleted_key::classic::loom|Causality violation"

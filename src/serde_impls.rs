@@ -174,6 +174,9 @@ mod tests {
             back.get_cloned(format!("key {i}").as_str());
         }
         assert_eq!(back.stats().delta_reads, delta_reads);
+        // Built at its size: promoted once, never grown.
+        let stats = back.stats();
+        assert_eq!((stats.promotions, stats.delta_growths), (1, 0));
         let as_std: HashMap<String, Vec<u32>> = serde_json::from_str(&json).unwrap();
         assert_eq!(as_std.len(), 499);
         let empty: SyncMap<u8, u8> = serde_json::from_str("{}").unwrap();

@@ -210,6 +210,7 @@ pub trait ModelMap: Send + Sync + Sized + 'static {
     fn read_under_one_guard(&self, keys: &[u64], before: impl FnMut(usize)) -> Vec<Option<u64>>;
     fn len(&self) -> usize;
     fn promote(&self);
+    fn clear(&self);
     fn flush(&self);
     fn stats(&self) -> Stats;
     /// Whether the map's reclaimer is the loom backend.
@@ -293,6 +294,10 @@ macro_rules! model_map {
 
             fn promote(&self) {
                 $map::promote(self)
+            }
+
+            fn clear(&self) {
+                $map::clear(self)
             }
 
             fn flush(&self) {

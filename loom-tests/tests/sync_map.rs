@@ -365,6 +365,27 @@ fn new_keys_vs_growth<M: ModelMap>() {
     );
 }
 
+/// Model 13: a new key racing a `clear` of an empty map. `SyncMap`'s clear
+/// closes the empty delta to look, finds no key anywhere, and opens it again
+/// without publishing anything; an insert that met a closed bucket waits for
+/// the writer lock and retries. Either the insert lands before the close (and
+/// the clear removes it) or after the reopen (and stays): key 3 is present
+/// with its value or absent, and the map takes the next key.
+fn new_key_vs_clear_of_empty<M: ModelMap>() {
+    let map = setup::<M>(&[], &[]);
+    let writer = {
+        let map = Arc::clone(&map);
+        thread::spawn(move || assert_eq!(map.insert(3, 30), None))
+    };
+    map.clear();
+    writer.join().unwrap();
+    let mut expected: Vec<(u64, u64)> = map.get(3).map(|v| (3, v)).into_iter().collect();
+    assert!(expected.is_empty() || expected == [(3, 30)], "key 3: {expected:?}");
+    assert_eq!(map.insert(4, 40), None, "key 4 after the clear");
+    expected.push((4, 40));
+    check_quiescent(&*map, &expected);
+}
+
 models! {
     get_vs_promotion: v3 { loom 3, crossbeam 1 } classic { loom 5, crossbeam 1 };
     revive_vs_promotion: v3 { loom 4, crossbeam 1 } classic { loom 5, crossbeam 1 };
@@ -379,4 +400,5 @@ models! {
     delta_growth_vs_read: v3 { loom 3, crossbeam 1 };
     new_key_vs_promotion: v3 { loom unbounded, crossbeam 1 };
     new_keys_vs_growth: v3 { loom unbounded, crossbeam 1 };
+    new_key_vs_clear_of_empty: v3 { loom 3, crossbeam 1 } classic { loom 3, crossbeam 1 };
 }

@@ -344,7 +344,8 @@ where
         self.promote_now(&guard);
     }
 
-    /// Removes every key.
+    /// Removes every key. As in Go, a map that holds no key at all (removed
+    /// ones included) is left as it is: clearing it allocates nothing.
     ///
     /// # Examples
     ///

@@ -462,6 +462,12 @@ where
     /// empty tables instead of into a discarded entry; that also keeps `len` exact.
     pub(crate) fn clear_tables(&self, guard: &R::Guard<'_>) {
         let mut dirty = self.lock_dirty();
+        // SAFETY: lock held.
+        let read = unsafe { self.read_side.read.load_locked() };
+        if read.table.is_empty() && dirty.table.is_none() {
+            // Go's `Clear` of a clear map: no key anywhere, nothing allocated.
+            return;
+        }
         let old_read = self.read_side.read.replace(Table::new());
         let old_dirty = dirty.table.take();
         dirty.misses = 0;

@@ -381,6 +381,7 @@ pub(crate) const MUTANTS: &[&str] = &[
     "iter_skips_delta",
     "delta_not_closed",
     "delta_insert_skips_winner",
+    "clear_skips_reopen",
     // ClassicSyncMap.
     "swap_ignores_expunged",
     "load_or_store_blind",

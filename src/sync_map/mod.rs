@@ -412,7 +412,8 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
     ///
     /// * If no guard of this map is live on another thread (with the default
     ///   backend, crossbeam-epoch, whose collector is global: no guard of any
-    ///   map pinned before the call), everything retired before the call is
+    ///   map pinned before the call) and no [`OwnedPinned`] of this map is live
+    ///   on any thread, everything retired before the call is
     ///   freed when `flush` returns and `stats().pending` counts only what
     ///   other threads retired meanwhile. (crossbeam-epoch frees in the order
     ///   garbage was queued, every map's alike: behind a large backlog of
@@ -421,7 +422,9 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
     /// * Otherwise what such a guard may reach waits for it: it is freed once
     ///   the last of those guards is dropped — on seize by that guard's own
     ///   drop; on crossbeam-epoch by the next collection, which any thread's
-    ///   pin or flush may run.
+    ///   pin or flush may run. What an owned guard's hold keeps (everything
+    ///   retired after it was taken) is freed when it is dropped or
+    ///   [refreshed](OwnedPinned::refresh).
     ///
     /// It reaches garbage wherever the backend keeps it, whichever thread
     /// retired it — threads that have exited or sit idle included: the map
@@ -663,8 +666,9 @@ where
     }
 
     /// Keys the map holds or can take without reorganizing: the read table's keys
-    /// (a removed key comes back into its own slot) plus the room left in the
-    /// delta for new ones. New keys beyond it grow the delta or promote.
+    /// (a removed key comes back into its own slot) plus the keys the delta has
+    /// room for, those it holds included. New keys beyond it grow the delta or
+    /// promote.
     ///
     /// # Examples
     ///
@@ -725,7 +729,8 @@ where
     /// Removes every key. Linearizable with respect to each key: an insert racing
     /// with `clear` either happens before it (and is cleared) or after (and stays).
     /// O(len): every slot is sealed, so that no racing lock-free write lands in
-    /// the discarded tables.
+    /// the discarded tables. A map with no key at all (removed ones included)
+    /// is left as it is: clearing it allocates and retires nothing.
     ///
     /// # Examples
     ///

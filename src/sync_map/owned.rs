@@ -128,8 +128,10 @@ where
     /// Ends this guard's hold and takes a new one in place, so that what was
     /// retired meanwhile can be freed: for a task that keeps one guard across
     /// many operations. Takes `&mut self`, so no reference obtained before
-    /// outlives it. What only the old hold kept is freed at once, on this
-    /// thread.
+    /// outlives it. What only the old hold kept, and whose grace period the
+    /// reclaimer has ended, is freed at once, on this thread; the rest follows
+    /// its usual way (a value waits for its batch of 16 and its grace period,
+    /// see "Memory reclamation" in the crate docs).
     ///
     /// # Examples
     ///
@@ -139,10 +141,14 @@ where
     ///
     /// let map = Arc::new(SyncMap::new());
     /// map.insert(1, vec![0u8; 1024]);
+    /// map.insert(1, vec![1u8; 1024]); // overwritten: the value is in a cell
     /// let mut pinned = map.pin_owned();
-    /// pinned.insert(1, vec![1u8; 1024]); // the old vector waits for the hold
-    /// pinned.refresh(); // ... and is freed here
-    /// assert_eq!(pinned.get(&1).map(|v| v[0]), Some(1));
+    /// pinned.insert(1, vec![2u8; 1024]); // retires the cell of `[1; 1024]`
+    /// map.flush(); // its grace period ends, but the hold keeps it
+    /// assert_eq!(map.stats().pending, 1);
+    /// pinned.refresh(); // ... until here, where it is freed
+    /// assert_eq!(map.stats().pending, 0);
+    /// assert_eq!(pinned.get(&1).map(|v| v[0]), Some(2));
     /// ```
     pub fn refresh(&mut self) {
         // The new hold first: nothing retired in between escapes both.

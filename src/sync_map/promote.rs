@@ -255,6 +255,16 @@ where
         let root = unsafe { self.read_side.root.load_locked() };
         // Closed first, so that no new key lands in the discarded root.
         let delta_len = root.delta_locked().close();
+        if delta_len == 0 && root.read.len() == 0 {
+            // No key at all, removed ones included: nothing to clear, so no
+            // new root (as Go's `Clear` of an empty map allocates nothing).
+            // Inserters that met a closed bucket wait for the lock, then retry.
+            // (Mutant: leave the delta closed, and every later insert spins.)
+            if mutant!("clear_skips_reopen" => false, else true) {
+                root.delta_locked().reopen();
+            }
+            return;
+        }
         let (mut removed, mut cells) = (0isize, 0usize);
         for (_, slot) in root.slots(root.delta_locked()) {
             let current = slot.seal();

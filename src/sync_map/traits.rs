@@ -35,11 +35,15 @@ where
     S: BuildHasher + Default,
     R: Reclaim,
 {
-    /// Builds a map by inserting each pair (a later duplicate key wins), then
-    /// promotes, so that every key is inline in the read table. While it fills,
-    /// the map grows and promotes as any insert would (`docs/design.md`).
+    /// Builds a map sized for the iterator's lower size hint, inserts each pair
+    /// (a later duplicate key wins), then promotes, so that every key is inline
+    /// in the read table. An iterator that knows its length (a `Vec`'s, a
+    /// `HashMap`'s) fills it without growing or promoting, so the build
+    /// promotes once; past the hint, the map grows and promotes as any insert
+    /// would (`docs/design.md`).
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut map = Self::with_hasher_and_reclaim(S::default(), R::default());
+        let iter = iter.into_iter();
+        let mut map = Self::with_parts(iter.size_hint().0, S::default(), R::default());
         map.extend(iter);
         map.promote();
         map
@@ -148,7 +152,10 @@ where
     R: Reclaim,
 {
     /// Whether both maps hold the same keys with equal values. Compares what the
-    /// two iterations see: exact when no writer runs on either map.
+    /// two iterations see: exact when no writer runs on either map. Each key
+    /// of `self` is looked up in `other` as [`Pinned::get`](crate::Pinned::get)
+    /// does, so the lookups count toward `other`'s promotion rule like any
+    /// read.
     ///
     /// # Examples
     ///

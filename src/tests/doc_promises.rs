@@ -642,7 +642,16 @@ fn default_debug_from_iterator_extend_and_eq() {
     assert_eq!(format!("{:?}", one.pin()), "{1: \"a\"}");
     assert_eq!(format!("{:?}", Arc::new(one).pin_owned()), "{1: \"a\"}");
 
-    // FromIterator: duplicates, last wins; every key inline afterwards.
+    // FromIterator: sized for the size hint, so an iterator that knows its
+    // length fills it without growing and promotes once; past the hint, it
+    // grows as inserts do.
+    let sized: SyncMap<u64, u64> = (0..1000).map(|k| (k, k)).collect();
+    let stats = sized.stats();
+    assert_eq!((stats.promotions, stats.delta_growths), (1, 0));
+    let unsized_: SyncMap<u64, u64> = (0..1000).filter(|_| true).map(|k| (k, k)).collect();
+    assert!(unsized_.stats().delta_growths > 0);
+    assert_eq!(unsized_.len(), 1000);
+    // Duplicates, last wins; every key inline afterwards.
     let map: SyncMap<u64, u64> = (0..1000).map(|k| (k % 500, k)).collect();
     assert_eq!(map.len(), 500);
     assert_eq!(map.get_cloned(&3), Some(503));

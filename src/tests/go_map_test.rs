@@ -18,9 +18,9 @@
 //! `src/classic/tests/mod.rs`). Checks of those operations run on `SyncMap`
 //! only ([`GoMap::FULL_API`]); everything else runs on both.
 //!
-//! Not ported: `TestMapRangeNoAllocations` (an allocation count, not behaviour;
-//! the crate has no zero-allocation promise for iteration). Every check asserts
-//! results, never timings.
+//! Go's allocation counts (`TestMapRangeNoAllocations`,
+//! `TestMapClearNoAllocations`) need a counting global allocator, so they live
+//! in `src/tests/memory.rs`. Every check asserts results, never timings.
 mod common;
 
 use std::borrow::Borrow;

@@ -37,11 +37,13 @@
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use readmostly::classic::ClassicSyncMap;
 use readmostly::{Stats, SyncMap};
 
 /// Forwards to the system allocator and counts the bytes currently allocated
@@ -50,8 +52,16 @@ struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 static PEAK: AtomicIsize = AtomicIsize::new(0);
+std::thread_local! {
+    /// Calls that allocated (`alloc`, `alloc_zeroed`, `realloc`) on this
+    /// thread: the harness's own threads allocate too, around test boundaries.
+    /// Const-initialized and without a destructor, so reading it allocates
+    /// nothing.
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
 
 fn grew(bytes: usize) {
+    let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
     let now = LIVE.fetch_add(bytes as isize, Ordering::Relaxed) + bytes as isize;
     PEAK.fetch_max(now, Ordering::Relaxed);
 }
@@ -411,4 +421,69 @@ fn a_burst_of_retirements_leaves_no_memory_behind_once_freed() {
         burst as f64 <= quiet as f64 * 1.1,
         "the map owns {burst} B after a burst of 10,000 retirements, all freed; {quiet} B after one"
     );
+}
+
+/// Allocations this thread makes while `f` runs.
+fn allocations_in(f: impl FnOnce()) -> usize {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+/// Go's TestMapClearNoAllocations and TestMapRangeNoAllocations: clearing a
+/// map that holds no key, on either protocol, and iterating a map allocate
+/// nothing. Measured under an outer guard, so that crossbeam-epoch's periodic
+/// collection (every 128th outermost pin, which may allocate a node of its own
+/// queue) does not run inside the measurement: that allocation is the
+/// collector's, not the map's.
+#[test]
+fn clearing_an_empty_map_and_iterating_allocate_nothing() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let map: SyncMap<u64, u64> = SyncMap::new();
+    let classic: ClassicSyncMap<u64, u64> = ClassicSyncMap::new();
+    // Warm-up: this thread's collector state is allocated on its first pin.
+    map.clear();
+    classic.clear();
+    let outer = map.pin();
+    let clears = || {
+        for _ in 0..100 {
+            map.clear();
+            classic.clear();
+            outer.clear();
+        }
+    };
+    assert_eq!(allocations_in(clears), 0, "clears of new, empty maps");
+    drop(outer);
+
+    // Keys came and went: the first clear rebuilds; clearing again is free.
+    for k in 0..100 {
+        map.insert(k, k);
+        classic.insert(k, k);
+    }
+    map.clear();
+    classic.clear();
+    let outer = map.pin();
+    let clears = || {
+        for _ in 0..100 {
+            map.clear();
+            classic.clear();
+        }
+    };
+    assert_eq!(allocations_in(clears), 0, "clears of cleared maps");
+    assert!(map.is_empty() && classic.is_empty());
+    drop(outer);
+
+    // Iteration, over the read table and the delta alike.
+    let full: SyncMap<u64, u64> = (0..100).map(|k| (k, k)).collect();
+    full.insert(1000, 1000);
+    let outer = full.pin();
+    let walks = || {
+        for _ in 0..100 {
+            assert_eq!(full.pin().iter().count(), 101);
+            assert_eq!(outer.iter().count(), 101);
+        }
+    };
+    assert_eq!(allocations_in(walks), 0, "iterations");
 }
