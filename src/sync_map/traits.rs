@@ -117,8 +117,10 @@ where
     /// A new, independent map with clones of this map's live keys and values (as
     /// [`Pinned::iter`](crate::Pinned::iter) sees them: with writers running, each
     /// key's value from some moment of the copy), all in its read table, and the
-    /// same hasher. Its statistics count only its own making (the inserts,
-    /// delta growths and promotions that built it), none of this map's.
+    /// same hasher. Its reclaimer is a new `R::default()`: a scheme's settings
+    /// (seize's batch size, say) are not copied. Its statistics count only its
+    /// own making (the inserts, delta growths and promotions that built it),
+    /// none of this map's.
     ///
     /// # Examples
     ///
