@@ -32,7 +32,7 @@
 //!
 //! | you have | use | because |
 //! |---|---|---|
-//! | a mostly stable key set, values updated in place (caches, sessions, symbol tables) | [`SyncMap`] | no read ever locks, and a hit reads what a `HashMap` hit reads; updates, removes and new keys are one CAS each, with no lock (new keys go into a delta until the next promotion). `K` and `V` must be `Clone` |
+//! | a mostly stable key set, values updated in place (caches, sessions, symbol tables) | [`SyncMap`] | no read ever locks, and a hit reads what a `HashMap` hit reads; updates, removes and new keys are one CAS each (new keys go into a delta until the next promotion); the writer lock only grows or promotes. `K` and `V` must be `Clone` |
 //! | a table reloaded or edited as a whole, readers needing one consistent version (routing, config) | [`SnapshotMap`] | every read and iteration sees one version; batches publish atomically |
 //! | frequent inserts of new keys, or writes as common as reads | `dashmap`, `papaya`, or `RwLock<HashMap>` | `SyncMap`'s promotions copy the map, and each overwrite allocates a cell (`docs/performance.md`) |
 //! | a few threads and no measured contention | `RwLock<HashMap>` | simplest; a read lock is two atomic RMWs on one shared cache line, which only hurts under many cores |
@@ -53,8 +53,9 @@
 //!
 //! A write to a key the root holds — overwrite, update, compare-and-swap, remove,
 //! or re-insert of a removed key — is one compare-and-swap on its link. A new key
-//! is added to the delta with one compare-and-swap on an empty bucket; only when
-//! the delta is full does it take the writer mutex, to grow the delta or promote.
+//! is added to the delta with one compare-and-swap on an empty bucket; it takes
+//! the writer mutex only to grow or promote a full delta, to wait for a growth
+//! or promotion in progress, or to run a promotion a reader asked for.
 //! A *promotion* copies every live
 //! key into a fresh read table — values inline again, removed keys left out — by
 //! *sealing* each link first, so that a write racing the copy either lands before
@@ -96,10 +97,13 @@
 //! by a reader that loaded it a moment before. Such objects are *retired* to a
 //! reclamation scheme ([`reclaim`]) and freed once no reader can hold them. The
 //! default scheme is crossbeam-epoch; the `seize` feature adds a second one.
-//! Replaced and removed values go to the scheme in batches of 16 per thread
-//! (one record, one deferral for all), so up to 15 of a thread's retired values
-//! wait for its next retirement on the same map, a [`SyncMap::flush`] or the
-//! map's drop; tables and roots go one by one. A map keeps the memory of the
+//! Replaced and removed values held in cells (a key written since the last
+//! promotion) go to the scheme in batches of 16 per ledger shard (8 a map;
+//! each thread retires into one), so up to 15 of a shard's retired values wait
+//! for the next retirement into that shard, a [`SyncMap::flush`] or the map's
+//! drop; tables and roots go one by one. A value still inline in its table (a
+//! key's value as the last promotion left it, or a new key's first value) is
+//! not retired on its own: it goes with that table, after the next promotion. A map keeps the memory of the
 //! value cells it frees for its next values, which spares an overwrite two
 //! trips to the allocator. A map has 8 such pools, which its writing threads
 //! share round-robin (a thread uses one); each keeps up to 1,024 cells or
