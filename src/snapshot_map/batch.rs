@@ -345,11 +345,9 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let new = f(self.get(key)?);
-        let table = self
-            .next
-            .get_or_insert_with(|| copy(self.base, &mut self.copied));
+        let (table, buried) = self.table_and_graveyard();
         let slot = table.get_mut(key)?;
-        self.buried.value(core::mem::replace(slot, new));
+        buried.value(core::mem::replace(slot, new));
         Some(slot)
     }
 
@@ -550,9 +548,7 @@ where
             return;
         }
         let (lower, _) = iter.size_hint();
-        let table = self
-            .next
-            .get_or_insert_with(|| copy(self.base, &mut self.copied));
+        let (table, buried) = self.table_and_graveyard();
         // As `HashMap::extend` reserves: all of the hint when empty, half otherwise
         // (duplicates are likely when the table already has keys).
         table.reserve(if table.is_empty() {
@@ -561,8 +557,8 @@ where
             lower.div_ceil(2)
         });
         for (key, value) in iter {
-            if let Some(old) = put(table, &mut self.buried, key, value) {
-                self.buried.value(old);
+            if let Some(old) = put(table, buried, key, value) {
+                buried.value(old);
             }
         }
     }

@@ -83,7 +83,7 @@ use batch::trim;
 use stats::Ledger;
 use version::Version;
 use watch::Watch;
-use writer::WriterLock;
+use writer::{WriterGuard, WriterLock};
 
 use crate::reclaim::{ArcSwapCell, ArcSwapPublish, AtomicArc, Publish};
 use crate::sync::Arc;
@@ -636,10 +636,7 @@ where
             Ledger::add(&self.ledger.aborted, 1);
             resume_unwind(panic)
         });
-        let writer = self.writer.lock();
-        let (old, number) = self.publish(table, None);
-        drop(writer);
-        self.watch.published(number);
+        let old = self.publish_built(self.writer.lock(), table);
         self.ledger.note_peak();
         old
     }
@@ -671,12 +668,18 @@ where
         if self.current.load().table.is_empty() {
             return;
         }
-        let (old, number) = self.publish(HashMap::with_hasher(hasher), None);
+        // The replaced version's entries drop here, outside the lock.
+        drop(self.publish_built(writer, HashMap::with_hasher(hasher)));
+        self.ledger.note_peak();
+    }
+
+    /// Publishes `table`, built from scratch, under `writer` (this map's lock,
+    /// held), then unlocks and wakes watchers; returns the replaced version.
+    fn publish_built(&self, writer: WriterGuard<'_>, table: HashMap<K, V, S>) -> Snapshot<K, V, S> {
+        let (old, number) = self.publish(table, None);
         drop(writer);
         self.watch.published(number);
-        // The replaced version's entries drop here, outside the lock.
-        drop(old);
-        self.ledger.note_peak();
+        old
     }
 }
 
@@ -787,7 +790,6 @@ where
             }
         };
         let (changes, buried) = batch.into_parts();
-        let changed = changes.is_some();
         let published = changes.map(|(table, copied)| self.publish(table, copied));
         drop(writer);
         // Outside the lock, in this order: wake watchers (an executor may poll
@@ -801,10 +803,8 @@ where
         });
         drop(buried);
         drop(old);
-        if changed {
-            drop(base);
-            self.ledger.note_peak();
-        }
+        drop(base);
+        self.ledger.note_peak();
         Ok(out)
     }
 
