@@ -9,7 +9,8 @@
 #         rebuilt, at opt-level 3), a few minutes.
 # heavy — ASan (+LSan), LSan, TSan (-Zbuild-std), Miri, valgrind memcheck: each
 #         nightly tool builds the dev-dependencies once in its own target dir
-#         under target/reliability/.
+#         under target/reliability/. Miri, which interprets on one core, runs
+#         in a background lane beside the others; its lines follow at the end.
 #
 # Knobs: READMOSTLY_LIN_HISTORIES (histories per map, default 5000),
 # READMOSTLY_FUZZ_SECS (seconds per fuzz target, default 120), RELIABILITY_SKIP
@@ -107,6 +108,66 @@ skip_tool() {
     skipped+=("$name: $why")
 }
 
+# Lanes: a sequence of steps run in the background beside the others, for a
+# tool that keeps one core busy (Miri interprets on one thread) while the
+# sanitizers' builds and tests use the other. A lane's lines go to
+# $logs/lane-NAME.out and are replayed when it ends; a failing lane fails the
+# script then, and a failing script stops its lanes.
+declare -A lane_pids=()
+
+# lane_start NAME FUNCTION: runs FUNCTION's steps in the background.
+lane_start() {
+    local name=$1 fn=$2
+    echo "::: reliability: lane $name started beside the next steps (its lines follow when it ends)"
+    (
+        summary=() skipped=() passed_total=0
+        "$fn"
+        printf '%s\n' "${summary[@]}" "${skipped[@]/#/SKIPPED }" >"$logs/lane-$name.summary"
+        echo "$passed_total" >"$logs/lane-$name.passed"
+    ) >"$logs/lane-$name.out" 2>&1 &
+    lane_pids[$name]=$!
+}
+
+# lane_wait NAME: waits for the lane, replays its lines and adds its counts.
+lane_wait() {
+    local name=$1 rc=0 t0 line
+    t0=$(date +%s)
+    wait "${lane_pids[$name]}" || rc=$?
+    unset "lane_pids[$name]"
+    cat "$logs/lane-$name.out"
+    if [[ $rc -ne 0 ]]; then
+        echo "FAILED: reliability lane $name (exit $rc; its lines above)" >&2
+        exit 1
+    fi
+    echo "::: reliability: lane $name done ($(($(date +%s) - t0))s spent waiting for it)"
+    while IFS= read -r line; do
+        case $line in
+        "") ;;
+        "SKIPPED "*) skipped+=("${line#SKIPPED }") ;;
+        *) summary+=("$line") ;;
+        esac
+    done <"$logs/lane-$name.summary"
+    passed_total=$((passed_total + $(cat "$logs/lane-$name.passed")))
+}
+
+# kill_tree PID: PID and every process under it (cargo's children included).
+kill_tree() {
+    local child
+    if command -v pkill >/dev/null 2>&1; then
+        for child in $(pgrep -P "$1" 2>/dev/null); do
+            kill_tree "$child"
+        done
+    fi
+    kill "$1" 2>/dev/null || true
+}
+stop_lanes() {
+    local pid
+    for pid in "${lane_pids[@]}"; do
+        kill_tree "$pid"
+    done
+}
+trap stop_lanes EXIT
+
 # ----------------------------------------------------------------------------
 # Fast tier.
 # ----------------------------------------------------------------------------
@@ -161,12 +222,54 @@ sanitize() {
     step "$name-lib" "${build[@]}" cargo +nightly test --locked --target "$host" --lib -- differential
 }
 
+# Miri: Tree Borrows (crossbeam-epoch 0.9 fails Stacked Borrows in its own
+# code); leaks ignored (epoch garbage pending at exit; the drop tests check it
+# instead); isolation off so the fuzz corpus can be read. Tests scale
+# themselves down under cfg(miri).
+miri_steps() {
+    local miri=(env -u READMOSTLY_FUZZ_SECS -u READMOSTLY_LIN_HISTORIES
+        CARGO_TARGET_DIR="$root/miri"
+        MIRIFLAGS="-Zmiri-tree-borrows -Zmiri-ignore-leaks -Zmiri-disable-isolation")
+    step miri-setup "${miri[@]}" cargo +nightly miri setup
+    step miri "${miri[@]}" cargo +nightly miri test --locked \
+        --test hostile --test fuzz_differential --test linearizability
+    # The single-threaded drop-counting tests (the others are too slow).
+    step miri-drop "${miri[@]}" cargo +nightly miri test --locked --test drop_counting -- \
+        overwrite_drops remove_drops clear_drops retain_drops dropping_a_map zero_sized
+    # Inline values stay valid under a guard after their table is replaced and
+    # freed; the ledger's shards, holds and sweeps (threads included).
+    step miri-inline "${miri[@]}" cargo +nightly miri test --locked --lib -- \
+        inline_values_outlive reclaim::retired
+    # The seize backend: its own tests, the hostile inputs and the
+    # linearizability histories (threads retiring and reclaiming), and the
+    # single-threaded drop counts. Not the differential fuzz cases: they
+    # run single-threaded sequences whose reclamation ASan checks on seize
+    # (`asan-seize`, fresh cells), and under Miri on crossbeam-epoch above;
+    # under Miri on seize they took almost 3 of this step's 10 minutes.
+    step miri-seize "${miri[@]}" cargo +nightly miri test --locked \
+        --no-default-features --features seize --test seize_backend \
+        --test hostile --test linearizability
+    step miri-seize-drop "${miri[@]}" cargo +nightly miri test --locked \
+        --no-default-features --features seize --test drop_counting -- \
+        overwrite_drops remove_drops dropping_a_map
+}
+
 heavy_tier() {
     local t0
     t0=$(date +%s)
     echo "::: reliability: heavy tier (nightly sanitizers, Miri, valgrind)"
     local have_nightly=1
     nightly_with || have_nightly=0
+
+    # Miri first, in a lane of its own: it is the longest tool here and runs
+    # on one core, so it goes beside the sanitizers and valgrind, not after.
+    local miri_lane=0
+    if [[ $have_nightly == 1 ]] && nightly_with miri rust-src; then
+        lane_start miri miri_steps
+        miri_lane=1
+    else
+        skip_tool miri "'rustup component add miri rust-src --toolchain nightly' is not possible on this machine"
+    fi
 
     if [[ $have_nightly == 1 ]]; then
         # AddressSanitizer, with its LeakSanitizer on (the default on Linux).
@@ -225,39 +328,6 @@ heavy_tier() {
         skip_tool tsan "needs the nightly toolchain with rust-src"
     fi
 
-    # Miri: Tree Borrows (crossbeam-epoch 0.9 fails Stacked Borrows in its own
-    # code); leaks ignored (epoch garbage pending at exit; the drop tests check it
-    # instead); isolation off so the fuzz corpus can be read. Tests scale
-    # themselves down under cfg(miri).
-    if [[ $have_nightly == 1 ]] && nightly_with miri rust-src; then
-        local miri=(env -u READMOSTLY_FUZZ_SECS -u READMOSTLY_LIN_HISTORIES
-            CARGO_TARGET_DIR="$root/miri"
-            MIRIFLAGS="-Zmiri-tree-borrows -Zmiri-ignore-leaks -Zmiri-disable-isolation")
-        step miri-setup "${miri[@]}" cargo +nightly miri setup
-        step miri "${miri[@]}" cargo +nightly miri test --locked \
-            --test hostile --test fuzz_differential --test linearizability
-        # The single-threaded drop-counting tests (the others are too slow).
-        step miri-drop "${miri[@]}" cargo +nightly miri test --locked --test drop_counting -- \
-            overwrite_drops remove_drops clear_drops retain_drops dropping_a_map zero_sized
-        # Inline values stay valid under a guard after their table is replaced and
-        # freed; the ledger's shards, holds and sweeps (threads included).
-        step miri-inline "${miri[@]}" cargo +nightly miri test --locked --lib -- \
-            inline_values_outlive reclaim::retired
-        # The seize backend: its own tests, the hostile inputs and the
-        # linearizability histories (threads retiring and reclaiming), and the
-        # single-threaded drop counts. Not the differential fuzz cases: they
-        # run single-threaded sequences whose reclamation ASan checks on seize
-        # (`asan-seize`, fresh cells), and under Miri on crossbeam-epoch above;
-        # under Miri on seize they took almost 3 of this step's 10 minutes.
-        step miri-seize "${miri[@]}" cargo +nightly miri test --locked \
-            --no-default-features --features seize --test seize_backend \
-            --test hostile --test linearizability
-        step miri-seize-drop "${miri[@]}" cargo +nightly miri test --locked \
-            --no-default-features --features seize --test drop_counting -- \
-            overwrite_drops remove_drops dropping_a_map
-    else
-        skip_tool miri "'rustup component add miri rust-src --toolchain nightly' is not possible on this machine"
-    fi
 
     # valgrind memcheck on the stable debug test binaries.
     if ! command -v valgrind >/dev/null 2>&1; then
@@ -294,8 +364,9 @@ heavy_tier() {
         for target in drop_counting fuzz_differential hostile stress; do
             bin=$(test_binary "$build" "$target")
             # The stress tests' 8 threads run one at a time under valgrind: a
-            # quarter of their rounds (the same checks) keeps the step to minutes.
-            step "valgrind-$target" env -u READMOSTLY_FUZZ_SECS READMOSTLY_STRESS_PERCENT=25 \
+            # tenth of their rounds (the same checks; ASan and TSan run them
+            # whole) keeps the step to minutes.
+            step "valgrind-$target" env -u READMOSTLY_FUZZ_SECS READMOSTLY_STRESS_PERCENT=10 \
                 "${vg[@]}" "$bin"
         done
         # The seize backend's own target, in a build with seize alone.
@@ -305,6 +376,9 @@ heavy_tier() {
         step valgrind-seize "${vg[@]}" "$bin"
     else
         skip_tool valgrind "valgrind is not installed and apt-get could not install it"
+    fi
+    if [[ $miri_lane == 1 ]]; then
+        lane_wait miri
     fi
     echo "::: reliability: heavy tier done in $(($(date +%s) - t0))s"
 }
