@@ -46,9 +46,9 @@ pub struct Stats {
     /// published; see "Panics in user code" on [`SyncMap`](crate::SyncMap)).
     pub promotions_abandoned: u64,
     /// Of those, promotions started because removed keys (tombstones) reached half
-    /// of the map, to give their memory back. Classic protocol: the count is of
-    /// removes from the read table since its last rebuild, so a key removed,
-    /// stored again and removed again counts twice.
+    /// of the map, to give their memory back. Classic protocol: what reaches
+    /// half is a count of removes from the read table since its last rebuild,
+    /// so a key removed, stored again and removed again counts twice toward it.
     pub compactions: u64,
     /// Entries of removed keys left out of a rebuilt table: by promotions
     /// (SyncMap), by dirty copies and compactions (classic protocol; there, a
@@ -79,8 +79,9 @@ pub struct Stats {
     /// Their bytes.
     pub freed_bytes: u64,
     /// Retired objects not freed yet: garbage waiting for readers to move on,
-    /// or for its batch (values reach the reclaimer 16 at a time per thread;
-    /// `flush()` reaches a partial batch too).
+    /// or for its batch (values reach the reclaimer 16 at a time per ledger
+    /// shard, see "Memory reclamation" in the crate docs; `flush()` reaches a
+    /// partial batch too).
     pub pending: u64,
     /// Bytes held by those pending objects: their own allocations (a value
     /// cell's `size_of::<V>()`, at least 1; a table's bucket array, a root's
@@ -92,8 +93,9 @@ pub struct Stats {
     pub pending_bytes: u64,
     /// The most objects ever pending at once, measured at each retirement.
     /// Each thread counts in one of the ledger's shards and this is the sum of
-    /// their peaks: exact when one thread retires, otherwise an upper bound
-    /// (never below the true peak).
+    /// their peaks: exact when only one thread ever retires into the map,
+    /// otherwise an upper bound (never below the true peak), even for threads
+    /// that retire one after another.
     pub peak_pending: u64,
     /// The most bytes ever pending at once, summed over shards like
     /// `peak_pending`.

@@ -24,7 +24,8 @@ use seize::Guard as _;
 ///
 /// Retired objects wait in a batch that belongs to the retiring thread — kept
 /// *per thread id, inside the map's collector* — until the batch is full (32
-/// objects with [`Seize::new`], or the machine's CPU count if that is larger; see
+/// objects with [`Seize::new`], or the machine's CPU count rounded up to a power
+/// of two if that is larger; see
 /// [`Seize::with_batch_size`]), and seize hands a batch over only once it holds
 /// an entry per thread active in the collector. seize's own flush reaches only
 /// the calling thread's batch, so a thread that retired fewer objects than a
@@ -36,8 +37,8 @@ use seize::Guard as _;
 /// backend's [`Reclaim::flush`] adds four entries that own nothing, and the
 /// map repeats it while that makes progress, and a few times more). Once
 /// every guard live during the flush is gone, all of it is freed — at once if
-/// none was live on another thread, and otherwise by the last of those guards
-/// as it is dropped, with no further call. (With more than 32 threads inside a
+/// none was live (on any thread, the caller's included), and otherwise by the
+/// last of those guards as it is dropped, with no further call. (With more than 32 threads inside a
 /// guard during the flush, the padding may not reach seize's threshold; the
 /// sweep then waits in this thread's batch for its next flush or retirements.)
 ///
@@ -91,6 +92,7 @@ impl Seize {
     /// as there are threads active in the collector, so with more active threads
     /// than `batch_size` batches grow past it. (seize uses the value as given:
     /// unlike [`Seize::new`]'s default, it is not raised to the CPU count.)
+    /// A `batch_size` of 0 acts as 1: every retirement tries a hand-over.
     ///
     /// # Examples
     ///

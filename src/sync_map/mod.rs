@@ -407,20 +407,22 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
     /// values, old tables — once no guard that was live during the call can
     /// still reach it. For tests and memory diagnostics; the map never needs it.
     /// (Without it, what the reclaimer has not been handed yet waits for more:
-    /// values go to it in batches of 16 per thread, see "Memory reclamation" in
-    /// the crate docs.)
+    /// values go to it in batches of 16 per ledger shard, see "Memory
+    /// reclamation" in the crate docs.)
     ///
-    /// * If no guard of this map is live on another thread (with the default
-    ///   backend, crossbeam-epoch, whose collector is global: no guard of any
-    ///   map pinned before the call) and no [`OwnedPinned`] of this map is live
-    ///   on any thread, everything retired before the call is
-    ///   freed when `flush` returns and `stats().pending` counts only what
-    ///   other threads retired meanwhile. (crossbeam-epoch frees in the order
+    /// * If no guard of this map is live on any thread, the calling thread
+    ///   included (with the default backend, crossbeam-epoch, whose collector
+    ///   is global: no guard of any map pinned before the call), and no
+    ///   [`OwnedPinned`] of this map is live, everything retired before the
+    ///   call is freed when `flush` returns and `stats().pending` counts only
+    ///   what other threads retired meanwhile. (crossbeam-epoch frees in the order
     ///   garbage was queued, every map's alike: behind a large backlog of
     ///   *other* maps' garbage, `flush` may return first, and a later flush or
     ///   pin on any thread finishes the job.)
-    /// * Otherwise what such a guard may reach waits for it: it is freed once
-    ///   the last of those guards is dropped — on seize by that guard's own
+    /// * Otherwise everything retired before the call waits for those guards,
+    ///   what they cannot reach included (an epoch scheme knows when a guard
+    ///   began, not what it read): it is freed once the last of them is
+    ///   dropped — on seize by that guard's own
     ///   drop; on crossbeam-epoch by the next collection, which any thread's
     ///   pin or flush may run. What an owned guard's hold keeps (everything
     ///   retired after it was taken) is freed when it is dropped or
