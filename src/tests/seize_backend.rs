@@ -30,7 +30,7 @@ type Map<K, V> = SyncMap<K, V, RandomState, Seize>;
 /// Operations per differential run: Miri interprets every one.
 const OPS: u64 = if cfg!(miri) { 600 } else { 20_000 };
 /// Writes of the churning thread in the guard test.
-const CHURN: u64 = if cfg!(miri) { 200 } else { 2_000 };
+const CHURN: u64 = if cfg!(miri) { 80 } else { 2_000 };
 type Classic<K, V> = ClassicSyncMap<K, V, RandomState, Seize>;
 
 fn map_with_batch<K, V>(batch: Option<usize>) -> Map<K, V> {
