@@ -79,7 +79,11 @@
 //!    reader that sees it promotes if the writer lock is free — it only *tries*
 //!    the lock, a read never waits — and otherwise leaves it to the next writer.
 //!    A map filled by single inserts and then only read thus reaches the inline
-//!    read path within a few reads per key, with no writer at all.
+//!    read path with no writer at all, after 2n reads served by the delta for
+//!    n keys: about two reads per key when every key waits there (a map filled
+//!    after `with_capacity`), and in general 2n/d passes over the keys when d
+//!    of them do (the fill's own promotions took in the rest). A small delta
+//!    costs little to keep, so it takes that long to be worth a copy of all n.
 //! 2. **A full delta.** A new key that finds the delta full promotes instead of
 //!    growing it once the delta holds half as many keys as the read table (and at
 //!    least 64).

@@ -240,6 +240,34 @@ where
         Some(unsafe { extend(self, old) })
     }
 
+    /// Returns `key`'s value if present; otherwise stores `value` and returns it
+    /// (Go's `LoadOrStore`); see
+    /// [`Pinned::get_or_insert`](crate::Pinned::get_or_insert).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use readmostly::{LoadOrStore, SyncMap};
+    /// use std::sync::Arc;
+    ///
+    /// let map = Arc::new(SyncMap::new());
+    /// let pinned = map.pin_owned();
+    /// assert_eq!(pinned.get_or_insert("k", 1), LoadOrStore::Stored(&1));
+    /// assert_eq!(pinned.get_or_insert("k", 2), LoadOrStore::Loaded(&1));
+    /// ```
+    pub fn get_or_insert(&self, key: K, value: V) -> LoadOrStore<'_, V> {
+        let mut value = Some(value);
+        let result = self.get_or_insert_with(key, || {
+            value
+                .take()
+                .expect("get_or_insert_with makes the value at most once")
+        });
+        // Present key: the value was never used; its drop is contained like every
+        // drop the map makes.
+        crate::raw::cell::drop_contained(|| drop(value));
+        result
+    }
+
     /// Returns `key`'s value if present, otherwise stores `make()`; see
     /// [`Pinned::get_or_insert_with`](crate::Pinned::get_or_insert_with).
     ///

@@ -54,7 +54,9 @@ pub(crate) const SAMPLE: usize = 16;
 /// about as much as one key's share of a promotion (a seal, a clone, a hash and
 /// an insert). With 2, a new key read four times (the lab's new-key storm) still
 /// promotes through the full-delta rule first, and a map filled by single inserts
-/// and then only read is promoted by its readers within two reads per key.
+/// and then only read is promoted by its readers once its delta has served 2n
+/// reads: two reads per key when all n keys wait in the delta, 2n/d passes over
+/// the keys when d of them do.
 pub(crate) const DELTA_READS_PER_KEY: usize = 2;
 
 /// Reads through a cell (a key overwritten since the last promotion) per key of

@@ -265,3 +265,26 @@ fn refresh_frees_what_only_the_old_hold_kept() {
     );
     assert_eq!(pinned.get(&1).map(|v| v.payload), Some(3));
 }
+
+/// `OwnedPinned::get_or_insert` is Go's `LoadOrStore`, as on `Pinned`: the
+/// first call stores its value, later ones return it and drop theirs at once,
+/// and the stored value lives until the map goes.
+#[test]
+fn get_or_insert_through_an_owned_guard_stores_once_and_drops_the_rest() {
+    let values = DropLedger::new();
+    {
+        let map: Arc<SyncMap<u64, Tracked<u64>>> = Arc::new(SyncMap::new());
+        let pinned = map.pin_owned();
+        let first = pinned.get_or_insert(7, values.track(1));
+        assert!(first.is_stored());
+        assert_eq!(first.value().payload, 1);
+        let second = pinned.get_or_insert(7, values.track(2));
+        assert!(!second.is_stored());
+        assert_eq!(second.value().payload, 1);
+        assert_eq!(values.created(), 2);
+        assert_eq!(values.alive(), 1, "the unused value drops at once");
+        drop(pinned);
+        assert_eq!(map.get_cloned(&7).map(|v| v.payload), Some(1));
+    }
+    values.assert_alive(0);
+}
