@@ -601,6 +601,9 @@ impl<K, V, S, R: Reclaim> Drop for ClassicSyncMap<K, V, S, R> {
     }
 }
 
+/// Prints the map's length only (`ClassicSyncMap { len: 2, .. }`): listing its
+/// entries would promote pending keys, as Go's `Range` does, and a `Debug`
+/// print should not change the map.
 impl<K, V, S, R: Reclaim> fmt::Debug for ClassicSyncMap<K, V, S, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClassicSyncMap")

@@ -377,8 +377,11 @@ impl<K, V, S, P: Publish> SnapshotMap<K, V, S, P> {
     }
 
     /// The current version's number: 0 for a new map, +1 per publish. A write
-    /// that changes nothing (removing an absent key, a batch that made no
-    /// change) publishes nothing.
+    /// that makes no change publishes nothing: removing an absent key, a
+    /// failed conditional write, clearing an empty map, a batch none of whose
+    /// operations changed anything. Values are not compared (`V` need not be
+    /// `Eq`), so an insert publishes even if the value equals the old one, and
+    /// so does a batch whose changes cancel out.
     ///
     /// # Examples
     ///
