@@ -9,8 +9,9 @@
 #         rebuilt, at opt-level 3), a few minutes.
 # heavy — ASan (+LSan), LSan, TSan (-Zbuild-std), Miri, valgrind memcheck: each
 #         nightly tool builds the dev-dependencies once in its own target dir
-#         under target/reliability/. Miri, which interprets on one core, runs
-#         in a background lane beside the others; its lines follow at the end.
+#         under target/reliability/. Miri and valgrind, which keep one core
+#         busy each, run one after the other in a background lane beside the
+#         sanitizers; their lines follow at the end.
 #
 # Knobs: READMOSTLY_LIN_HISTORIES (histories per map, default 5000),
 # READMOSTLY_FUZZ_SECS (seconds per fuzz target, default 120), RELIABILITY_SKIP
@@ -108,20 +109,21 @@ skip_tool() {
     skipped+=("$name: $why")
 }
 
-# Lanes: a sequence of steps run in the background beside the others, for a
-# tool that keeps one core busy (Miri interprets on one thread) while the
-# sanitizers' builds and tests use the other. A lane's lines go to
+# Lanes: a sequence of steps run in the background beside the others, for
+# tools that keep one core busy (Miri interprets on one thread, valgrind runs
+# threads one at a time) while the sanitizers' builds and tests use the other. A lane's lines go to
 # $logs/lane-NAME.out and are replayed when it ends; a failing lane fails the
 # script then, and a failing script stops its lanes.
 declare -A lane_pids=()
 
-# lane_start NAME FUNCTION: runs FUNCTION's steps in the background.
+# lane_start NAME FUNCTION [ARG...]: runs FUNCTION's steps in the background.
 lane_start() {
     local name=$1 fn=$2
+    shift 2
     echo "::: reliability: lane $name started beside the next steps (its lines follow when it ends)"
     (
         summary=() skipped=() passed_total=0
-        "$fn"
+        "$fn" "$@"
         printf '%s\n' "${summary[@]}" "${skipped[@]/#/SKIPPED }" >"$logs/lane-$name.summary"
         echo "$passed_total" >"$logs/lane-$name.passed"
     ) >"$logs/lane-$name.out" 2>&1 &
@@ -254,6 +256,66 @@ miri_steps() {
         overwrite_drops remove_drops dropping_a_map
 }
 
+# valgrind memcheck on the stable debug test binaries.
+valgrind_steps() {
+    if ! command -v valgrind >/dev/null 2>&1; then
+        { apt-get update -qq && apt-get install -y -qq valgrind; } >"$logs/valgrind-install.log" 2>&1 || true
+    fi
+    if command -v valgrind >/dev/null 2>&1; then
+        # test_binaries LOG CARGO_ARGS...: builds the test targets CARGO_ARGS name
+        # (debug, stable) with cargo's output in LOG; fails loudly.
+        test_binaries() {
+            local log=$1
+            shift
+            cargo test --locked --no-run "$@" >"$log" 2>&1 || {
+                tail -n 50 "$log" >&2
+                echo "FAILED: reliability/valgrind build ($*)" >&2
+                exit 1
+            }
+        }
+        # test_binary LOG TARGET: the path of TARGET's test binary in LOG.
+        test_binary() {
+            local bin
+            bin=$(sed -n "s|^ *Executable src/tests/$2.rs (\(.*\))$|\1|p" "$1")
+            [[ -n $bin ]] || {
+                echo "FAILED: no test binary for $2 in $1" >&2
+                exit 1
+            }
+            echo "$bin"
+        }
+        local build=$logs/valgrind-build.log
+        test_binaries "$build" --test stress --test drop_counting --test fuzz_differential \
+            --test hostile
+        local vg=(valgrind --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite
+            --show-leak-kinds=definite --error-exitcode=1 --fair-sched=yes -q)
+        local target bin
+        for target in drop_counting fuzz_differential hostile stress; do
+            bin=$(test_binary "$build" "$target")
+            # The stress tests' 8 threads run one at a time under valgrind: a
+            # tenth of their rounds (the same checks; ASan and TSan run them
+            # whole) keeps the step to minutes.
+            step "valgrind-$target" env -u READMOSTLY_FUZZ_SECS READMOSTLY_STRESS_PERCENT=10 \
+                "${vg[@]}" "$bin"
+        done
+        # The seize backend's own target, in a build with seize alone.
+        local build_seize=$logs/valgrind-build-seize.log
+        test_binaries "$build_seize" --no-default-features --features seize --test seize_backend
+        bin=$(test_binary "$build_seize" seize_backend)
+        step valgrind-seize "${vg[@]}" "$bin"
+    else
+        skip_tool valgrind "valgrind is not installed and apt-get could not install it"
+    fi
+}
+
+# The lane of single-threaded tools: Miri (when it can be had) interprets on
+# one thread, and valgrind runs a program's threads one at a time.
+one_core_steps() {
+    if [[ $1 == 1 ]]; then
+        miri_steps
+    fi
+    valgrind_steps
+}
+
 heavy_tier() {
     local t0
     t0=$(date +%s)
@@ -261,15 +323,15 @@ heavy_tier() {
     local have_nightly=1
     nightly_with || have_nightly=0
 
-    # Miri first, in a lane of its own: it is the longest tool here and runs
-    # on one core, so it goes beside the sanitizers and valgrind, not after.
-    local miri_lane=0
-    if [[ $have_nightly == 1 ]] && nightly_with miri rust-src; then
-        lane_start miri miri_steps
-        miri_lane=1
-    else
+    # Miri and valgrind first, in a lane of their own: each keeps one core busy
+    # (together, over half of this tier's time), so they run beside the
+    # sanitizers, whose builds and tests use the other, rather than after them.
+    local have_miri=1
+    if [[ $have_nightly == 0 ]] || ! nightly_with miri rust-src; then
+        have_miri=0
         skip_tool miri "'rustup component add miri rust-src --toolchain nightly' is not possible on this machine"
     fi
+    lane_start one-core one_core_steps "$have_miri"
 
     if [[ $have_nightly == 1 ]]; then
         # AddressSanitizer, with its LeakSanitizer on (the default on Linux).
@@ -329,57 +391,7 @@ heavy_tier() {
     fi
 
 
-    # valgrind memcheck on the stable debug test binaries.
-    if ! command -v valgrind >/dev/null 2>&1; then
-        { apt-get update -qq && apt-get install -y -qq valgrind; } >"$logs/valgrind-install.log" 2>&1 || true
-    fi
-    if command -v valgrind >/dev/null 2>&1; then
-        # test_binaries LOG CARGO_ARGS...: builds the test targets CARGO_ARGS name
-        # (debug, stable) with cargo's output in LOG; fails loudly.
-        test_binaries() {
-            local log=$1
-            shift
-            cargo test --locked --no-run "$@" >"$log" 2>&1 || {
-                tail -n 50 "$log" >&2
-                echo "FAILED: reliability/valgrind build ($*)" >&2
-                exit 1
-            }
-        }
-        # test_binary LOG TARGET: the path of TARGET's test binary in LOG.
-        test_binary() {
-            local bin
-            bin=$(sed -n "s|^ *Executable src/tests/$2.rs (\(.*\))$|\1|p" "$1")
-            [[ -n $bin ]] || {
-                echo "FAILED: no test binary for $2 in $1" >&2
-                exit 1
-            }
-            echo "$bin"
-        }
-        local build=$logs/valgrind-build.log
-        test_binaries "$build" --test stress --test drop_counting --test fuzz_differential \
-            --test hostile
-        local vg=(valgrind --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite
-            --show-leak-kinds=definite --error-exitcode=1 --fair-sched=yes -q)
-        local target bin
-        for target in drop_counting fuzz_differential hostile stress; do
-            bin=$(test_binary "$build" "$target")
-            # The stress tests' 8 threads run one at a time under valgrind: a
-            # tenth of their rounds (the same checks; ASan and TSan run them
-            # whole) keeps the step to minutes.
-            step "valgrind-$target" env -u READMOSTLY_FUZZ_SECS READMOSTLY_STRESS_PERCENT=10 \
-                "${vg[@]}" "$bin"
-        done
-        # The seize backend's own target, in a build with seize alone.
-        local build_seize=$logs/valgrind-build-seize.log
-        test_binaries "$build_seize" --no-default-features --features seize --test seize_backend
-        bin=$(test_binary "$build_seize" seize_backend)
-        step valgrind-seize "${vg[@]}" "$bin"
-    else
-        skip_tool valgrind "valgrind is not installed and apt-get could not install it"
-    fi
-    if [[ $miri_lane == 1 ]]; then
-        lane_wait miri
-    fi
+    lane_wait one-core
     echo "::: reliability: heavy tier done in $(($(date +%s) - t0))s"
 }
 
