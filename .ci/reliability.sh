@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reliability checks (docs/reliability.md): linearizability, differential fuzzing,
-# hostile inputs, AddressSanitizer/LeakSanitizer, ThreadSanitizer, Miri, valgrind.
+# hostile inputs, AddressSanitizer (with LeakSanitizer), ThreadSanitizer, Miri,
+# valgrind.
 #
 #   .ci/reliability.sh [fast|heavy|all]      (default: all; or RELIABILITY_TIER)
 #
@@ -9,13 +10,14 @@
 #         rebuilt, at opt-level 3), a few minutes.
 # heavy — ASan (+LSan), LSan, TSan (-Zbuild-std), Miri, valgrind memcheck: each
 #         nightly tool builds the dev-dependencies once in its own target dir
-#         under target/reliability/. Miri and valgrind, which keep one core
-#         busy each, run one after the other in a background lane beside the
-#         sanitizers; their lines follow at the end.
+#         under target/reliability/. Miri, which interprets on one core,
+#         runs in a background lane beside the others; its lines follow at
+#         the end.
 #
 # Knobs: READMOSTLY_LIN_HISTORIES (histories per map, default 5000),
 # READMOSTLY_FUZZ_SECS (seconds per fuzz target, default 120), RELIABILITY_SKIP
-# (space-separated step names to skip, e.g. "lsan valgrind-stress").
+# (space-separated step names to skip; unset: "lsan lsan-lib", the standalone
+# LeakSanitizer run; set it to "" to run every step).
 #
 # Every step prints its wall time; a failing step prints the end of its log and
 # the script exits non-zero. A tool that cannot be installed on this machine
@@ -34,7 +36,10 @@ export CARGO_TERM_COLOR=never
 export RUST_BACKTRACE=1
 export READMOSTLY_LIN_HISTORIES=${READMOSTLY_LIN_HISTORIES:-5000}
 export READMOSTLY_FUZZ_SECS=${READMOSTLY_FUZZ_SECS:-120}
-skip=" ${RELIABILITY_SKIP:-} "
+# Unset, it skips the standalone LeakSanitizer run (ASan runs LeakSanitizer).
+skip=" ${RELIABILITY_SKIP-lsan lsan-lib} "
+skip_why=${RELIABILITY_SKIP+RELIABILITY_SKIP}
+skip_why=${skip_why:-"by default (ASan runs LeakSanitizer; RELIABILITY_SKIP= runs it)"}
 host=x86_64-unknown-linux-gnu
 root=target/reliability
 logs=$root/logs
@@ -55,8 +60,8 @@ step() {
     local name=$1
     shift
     if [[ $skip == *" $name "* ]]; then
-        echo "::: reliability/$name: skipped (RELIABILITY_SKIP)"
-        skipped+=("$name: RELIABILITY_SKIP")
+        echo "::: reliability/$name: skipped ($skip_why)"
+        skipped+=("$name: $skip_why")
         return
     fi
     local log=$logs/$name.log t0 rc=0
@@ -110,8 +115,8 @@ skip_tool() {
 }
 
 # Lanes: a sequence of steps run in the background beside the others, for
-# tools that keep one core busy (Miri interprets on one thread, valgrind runs
-# threads one at a time) while the sanitizers' builds and tests use the other. A lane's lines go to
+# a tool that keeps one core busy (Miri interprets on one thread) while the
+# sanitizers' builds and tests and valgrind use the other. A lane's lines go to
 # $logs/lane-NAME.out and are replayed when it ends; a failing lane fails the
 # script then, and a failing script stops its lanes.
 declare -A lane_pids=()
@@ -307,15 +312,6 @@ valgrind_steps() {
     fi
 }
 
-# The lane of single-threaded tools: Miri (when it can be had) interprets on
-# one thread, and valgrind runs a program's threads one at a time.
-one_core_steps() {
-    if [[ $1 == 1 ]]; then
-        miri_steps
-    fi
-    valgrind_steps
-}
-
 heavy_tier() {
     local t0
     t0=$(date +%s)
@@ -323,20 +319,24 @@ heavy_tier() {
     local have_nightly=1
     nightly_with || have_nightly=0
 
-    # Miri and valgrind first, in a lane of their own: each keeps one core busy
-    # (together, over half of this tier's time), so they run beside the
-    # sanitizers, whose builds and tests use the other, rather than after them.
+    # Miri first, in a lane of its own: it interprets on one thread and is
+    # the longest tool here, so it runs beside the sanitizers and valgrind
+    # (which runs threads one at a time), not after them.
     local have_miri=1
     if [[ $have_nightly == 0 ]] || ! nightly_with miri rust-src; then
         have_miri=0
         skip_tool miri "'rustup component add miri rust-src --toolchain nightly' is not possible on this machine"
     fi
-    lane_start one-core one_core_steps "$have_miri"
+    if [[ $have_miri == 1 ]]; then
+        lane_start miri miri_steps
+    fi
 
     if [[ $have_nightly == 1 ]]; then
         # AddressSanitizer, with its LeakSanitizer on (the default on Linux).
         sanitize asan address ASAN_OPTIONS=detect_leaks=1
-        # LeakSanitizer alone (no ASan shadow memory).
+        # LeakSanitizer alone (no ASan shadow memory): the same leak checks
+        # ASan's LeakSanitizer makes above, so skipped unless RELIABILITY_SKIP
+        # is set without it.
         sanitize lsan leak
         # The same memory targets on the seize backend alone (then its
         # `DefaultReclaim`), plus the tests that name `Seize` explicitly.
@@ -391,7 +391,10 @@ heavy_tier() {
     fi
 
 
-    lane_wait one-core
+    valgrind_steps
+    if [[ $have_miri == 1 ]]; then
+        lane_wait miri
+    fi
     echo "::: reliability: heavy tier done in $(($(date +%s) - t0))s"
 }
 

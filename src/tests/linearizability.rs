@@ -984,12 +984,18 @@ fn snapshot_map_is_linearizable() {
     check_subject::<SnapshotSubject>("SnapshotMap");
 }
 
+// The checker's own logic, over maps broken on purpose (no unsafe code):
+// nothing for Miri to find, and a minute of its time.
 #[test]
+#[cfg_attr(miri, ignore = "tests the checker, not a map's memory safety")]
 fn the_checker_rejects_stale_reads() {
     check_broken::<StaleReads>("StaleReads");
 }
 
+// The checker's own logic, over maps broken on purpose (no unsafe code):
+// nothing for Miri to find, and a minute of its time.
 #[test]
+#[cfg_attr(miri, ignore = "tests the checker, not a map's memory safety")]
 fn the_checker_rejects_lost_inserts() {
     check_broken::<LostInserts>("LostInserts");
 }
