@@ -160,7 +160,7 @@ lane_wait() {
 # kill_tree PID: PID and every process under it (cargo's children included).
 kill_tree() {
     local child
-    if command -v pkill >/dev/null 2>&1; then
+    if command -v pgrep >/dev/null 2>&1; then
         for child in $(pgrep -P "$1" 2>/dev/null); do
             kill_tree "$child"
         done

@@ -425,16 +425,7 @@ where
     /// assert_eq!(map.pin().get_or_insert(1, 'a'), LoadOrStore::Stored(&'a'));
     /// ```
     pub fn get_or_insert(&self, key: K, value: V) -> LoadOrStore<'_, V> {
-        let mut value = Some(value);
-        let result = self.map.load_or_store(&self.guard, key, &mut || {
-            value
-                .take()
-                .expect("load_or_store makes the value at most once")
-        });
-        // Present key: the value was never used; its drop is contained like every
-        // drop the map makes.
-        crate::raw::cell::drop_contained(|| drop(value));
-        result
+        crate::raw::cell::store_value(value, |make| self.map.load_or_store(&self.guard, key, make))
     }
 
     /// Replaces `key`'s value with `f(current)` and returns the new value; `None`

@@ -158,6 +158,24 @@ pub(crate) fn drop_contained(drop: impl FnOnce()) {
     let _ = std::panic::catch_unwind(core::panic::AssertUnwindSafe(drop));
 }
 
+/// Go's `LoadOrStore` with a value, for both protocols' `get_or_insert`: runs
+/// `load_or_store` with a maker that hands `value` over (at most once), then
+/// drops `value` if it was not taken — the key was present — containing a
+/// panic like every drop the map makes.
+pub(crate) fn store_value<V, T>(
+    value: V,
+    load_or_store: impl FnOnce(&mut dyn FnMut() -> V) -> T,
+) -> T {
+    let mut value = Some(value);
+    let result = load_or_store(&mut || {
+        value
+            .take()
+            .expect("load_or_store makes the value at most once")
+    });
+    drop_contained(|| drop(value));
+    result
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

@@ -25,11 +25,11 @@ use seize::Guard as _;
 /// Retired objects wait in a batch that belongs to the retiring thread — kept
 /// *per thread id, inside the map's collector* — until the batch is full (32
 /// objects with [`Seize::new`], or the machine's CPU count rounded up to a power
-/// of two if that is larger; see
-/// [`Seize::with_batch_size`]), and seize hands a batch over only once it holds
-/// an entry per thread active in the collector. seize's own flush reaches only
-/// the calling thread's batch, so a thread that retired fewer objects than a
-/// batch and then exited or went idle would leave them pending for good.
+/// of two if that is larger; see [`Seize::with_batch_size`]), and seize hands a
+/// batch over only once it holds an entry per thread active in the collector.
+/// seize's own flush reaches only the calling thread's batch, so a thread that
+/// retired fewer objects than a batch and then exited or went idle would leave
+/// them pending for good.
 ///
 /// A map's `flush` ([`SyncMap::flush`](crate::SyncMap::flush)) does not depend
 /// on that: it retires a *sweep record* that frees everything the map retired
@@ -38,9 +38,10 @@ use seize::Guard as _;
 /// map repeats it while that makes progress, and a few times more). Once
 /// every guard live during the flush is gone, all of it is freed — at once if
 /// none was live (on any thread, the caller's included), and otherwise by the
-/// last of those guards as it is dropped, with no further call. (With more than 32 threads inside a
-/// guard during the flush, the padding may not reach seize's threshold; the
-/// sweep then waits in this thread's batch for its next flush or retirements.)
+/// last of those guards as it is dropped, with no further call. (With more
+/// than 32 threads inside a guard during the flush, the padding may not reach
+/// seize's threshold; the sweep then waits in this thread's batch for its next
+/// flush or retirements.)
 ///
 /// **The map's drop frees everything.** Every map owns its collector, so nothing
 /// a map retired outlives it: dropping the map frees every object it ever

@@ -21,8 +21,8 @@ use crate::sync::Arc;
 ///
 /// Cheap to take ([`SnapshotMap::snapshot`](crate::SnapshotMap::snapshot): one
 /// reference-count increment) and to clone. It is `Send + Sync` when the keys,
-/// values and hasher are `Send + Sync`, so it can be held across an `.await`, sent to another
-/// thread or shared. Lookups through a snapshot cost what a plain `hashbrown`
+/// values and hasher are `Send + Sync`, so it can be held across an `.await`,
+/// sent to another thread or shared. Lookups through a snapshot cost what a plain `hashbrown`
 /// lookup costs — no synchronization at all — so a reader doing many lookups
 /// should take one snapshot and reuse it.
 ///

@@ -415,18 +415,17 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
     ///   is global: no guard of any map pinned before the call), and no
     ///   [`OwnedPinned`] of this map is live, everything retired before the
     ///   call is freed when `flush` returns and `stats().pending` counts only
-    ///   what other threads retired meanwhile. (crossbeam-epoch frees in the order
-    ///   garbage was queued, every map's alike: behind a large backlog of
+    ///   what other threads retired meanwhile. (crossbeam-epoch frees in the
+    ///   order garbage was queued, every map's alike: behind a large backlog of
     ///   *other* maps' garbage, `flush` may return first, and a later flush or
     ///   pin on any thread finishes the job.)
     /// * Otherwise everything retired before the call waits for those guards,
     ///   what they cannot reach included (an epoch scheme knows when a guard
     ///   began, not what it read): it is freed once the last of them is
-    ///   dropped — on seize by that guard's own
-    ///   drop; on crossbeam-epoch by the next collection, which any thread's
-    ///   pin or flush may run. What an owned guard's hold keeps (everything
-    ///   retired after it was taken) is freed when it is dropped or
-    ///   [refreshed](OwnedPinned::refresh).
+    ///   dropped — on seize by that guard's own drop; on crossbeam-epoch by the
+    ///   next collection, which any thread's pin or flush may run. What an
+    ///   owned guard's hold keeps (everything retired after it was taken) is
+    ///   freed when it is dropped or [refreshed](OwnedPinned::refresh).
     ///
     /// It reaches garbage wherever the backend keeps it, whichever thread
     /// retired it — threads that have exited or sit idle included: the map

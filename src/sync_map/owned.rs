@@ -256,16 +256,7 @@ where
     /// assert_eq!(pinned.get_or_insert("k", 2), LoadOrStore::Loaded(&1));
     /// ```
     pub fn get_or_insert(&self, key: K, value: V) -> LoadOrStore<'_, V> {
-        let mut value = Some(value);
-        let result = self.get_or_insert_with(key, || {
-            value
-                .take()
-                .expect("get_or_insert_with makes the value at most once")
-        });
-        // Present key: the value was never used; its drop is contained like every
-        // drop the map makes.
-        crate::raw::cell::drop_contained(|| drop(value));
-        result
+        crate::raw::cell::store_value(value, |make| self.get_or_insert_with(key, make))
     }
 
     /// Returns `key`'s value if present, otherwise stores `make()`; see

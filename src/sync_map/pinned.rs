@@ -283,16 +283,7 @@ where
     /// assert_eq!(pinned.get_or_insert("k", 2), LoadOrStore::Loaded(&1));
     /// ```
     pub fn get_or_insert(&self, key: K, value: V) -> LoadOrStore<'_, V> {
-        let mut value = Some(value);
-        let result = self.map.load_or_store(&self.guard, key, &mut || {
-            value
-                .take()
-                .expect("load_or_store makes the value at most once")
-        });
-        // Present key: the value was never used; its drop is contained like every
-        // drop the map makes.
-        crate::raw::cell::drop_contained(|| drop(value));
-        result
+        crate::raw::cell::store_value(value, |make| self.map.load_or_store(&self.guard, key, make))
     }
 
     /// Like [`get_or_insert`](Pinned::get_or_insert), but makes the value only if

@@ -984,16 +984,14 @@ fn snapshot_map_is_linearizable() {
     check_subject::<SnapshotSubject>("SnapshotMap");
 }
 
-// The checker's own logic, over maps broken on purpose (no unsafe code):
-// nothing for Miri to find, and a minute of its time.
+// The checker's own tests (here and below) run maps broken on purpose, with
+// no unsafe code: nothing for Miri to find, and a minute of its time.
 #[test]
 #[cfg_attr(miri, ignore = "tests the checker, not a map's memory safety")]
 fn the_checker_rejects_stale_reads() {
     check_broken::<StaleReads>("StaleReads");
 }
 
-// The checker's own logic, over maps broken on purpose (no unsafe code):
-// nothing for Miri to find, and a minute of its time.
 #[test]
 #[cfg_attr(miri, ignore = "tests the checker, not a map's memory safety")]
 fn the_checker_rejects_lost_inserts() {
