@@ -340,8 +340,10 @@ heavy_tier() {
         sanitize lsan leak
         # The same memory targets on the seize backend alone (then its
         # `DefaultReclaim`), plus the tests that name `Seize` explicitly.
+        # It shares asan's target directory (same RUSTFLAGS): the
+        # dev-dependencies are built once.
         step asan-seize env -u READMOSTLY_FUZZ_SECS ASAN_OPTIONS=detect_leaks=1 \
-            READMOSTLY_LIN_HISTORIES=200 CARGO_TARGET_DIR="$root/asan-seize" \
+            READMOSTLY_LIN_HISTORIES=200 CARGO_TARGET_DIR="$root/asan" \
             RUSTFLAGS="-Zsanitizer=address --cfg readmostly_fresh_cells" \
             cargo +nightly test --locked --target "$host" \
             --no-default-features --features seize "${memory_targets[@]}" --test seize_backend
@@ -355,8 +357,14 @@ heavy_tier() {
     # uninstrumented Arc shows up as false races. No suppressions on
     # crossbeam-epoch.
     if [[ $have_nightly == 1 ]] && nightly_with rust-src; then
-        step tsan env -u READMOSTLY_FUZZ_SECS READMOSTLY_LIN_HISTORIES=200 \
-            CARGO_TARGET_DIR="$root/tsan" RUSTFLAGS="-Zsanitizer=thread" \
+        # Both backends' runs share one target directory, so std and the
+        # dev-dependencies are built once: `--cfg readmostly_tsan` touches
+        # only the seize backend (below). The stress tests run half their
+        # rounds under TSan (same checks; the native run does them whole).
+        local tsan_env=(env -u READMOSTLY_FUZZ_SECS READMOSTLY_LIN_HISTORIES=200
+            READMOSTLY_STRESS_PERCENT=50 CARGO_TARGET_DIR="$root/tsan"
+            RUSTFLAGS="-Zsanitizer=thread --cfg readmostly_tsan")
+        step tsan "${tsan_env[@]}" \
             TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
             cargo +nightly test --locked -Zbuild-std --target "$host" \
             --test stress --test drop_counting --test linearizability
@@ -364,9 +372,7 @@ heavy_tier() {
         # standalone fences, which TSan does not model: `--cfg readmostly_tsan`
         # tells TSan what seize guarantees (src/reclaim/seize.rs, `mod tsan`),
         # and .ci/tsan-seize.supp silences races on seize's own records only.
-        local tsan_seize=(env -u READMOSTLY_FUZZ_SECS READMOSTLY_LIN_HISTORIES=200
-            CARGO_TARGET_DIR="$root/tsan-seize"
-            RUSTFLAGS="-Zsanitizer=thread --cfg readmostly_tsan"
+        local tsan_seize=("${tsan_env[@]}"
             TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/.ci/tsan-seize.supp"
             cargo +nightly test --locked -Zbuild-std --target "$host"
             --no-default-features --features seize)
@@ -389,7 +395,6 @@ heavy_tier() {
     else
         skip_tool tsan "needs the nightly toolchain with rust-src"
     fi
-
 
     valgrind_steps
     if [[ $have_miri == 1 ]]; then

@@ -246,21 +246,24 @@ fn clear_drops_every_key_and_value_once() {
 /// inline one stays in its table until the next promotion; kept values stay.
 #[test]
 fn retain_drops_exactly_the_rejected_values() {
+    // `total` keys, the first `promoted` in the read table, the rest in the delta.
+    let (promoted, total) = (common::size(200, 60), common::size(250, 75));
     let ledger = DropLedger::new();
     let map = Map::new();
-    fill(&map, &ledger, 0..200);
+    fill(&map, &ledger, 0..promoted);
     map.promote();
-    fill(&map, &ledger, 200..250); // in the delta: retain walks it too
-                                   // Keys 0..30 get cells (their inline values stay, stale).
+    // The rest in the delta: retain walks it too.
+    fill(&map, &ledger, promoted..total);
+    // Keys 0..30 get cells (their inline values stay, stale).
     for k in 0..30 {
         map.pin().insert(ledger.track(k), ledger.track(k * 10));
     }
     quiet(&map);
-    let rejected: Vec<(u64, usize)> = (0..250)
+    let rejected: Vec<(u64, usize)> = (0..total)
         .filter(|k| k % 3 == 0)
         .map(|k| (k, value_id(&map, k)))
         .collect();
-    let kept: Vec<usize> = (0..250)
+    let kept: Vec<usize> = (0..total)
         .filter(|k| k % 3 != 0)
         .map(|k| value_id(&map, k))
         .collect();
@@ -271,7 +274,7 @@ fn retain_drops_exactly_the_rejected_values() {
         assert_eq!(v.payload, k.payload * 10);
         k.payload % 3 != 0
     });
-    assert_eq!(visited, 250);
+    assert_eq!(visited, total);
     assert_eq!(map.len(), kept.len());
     // The rejected cells (keys 0, 3, …, 27) are retired and go now; rejected
     // inline values stay in their tables until a promotion.
@@ -284,7 +287,7 @@ fn retain_drops_exactly_the_rejected_values() {
     map.promote();
     settle(&map, &ledger, 2 * kept.len());
     assert!(rejected.iter().all(|(_, id)| ledger.is_dropped(*id)));
-    for k in 0..250 {
+    for k in 0..total {
         let value = map.get_cloned(&k).map(|v| v.payload);
         assert_eq!(value, (k % 3 != 0).then_some(k * 10), "key {k}");
     }
@@ -609,24 +612,25 @@ fn promotion_and_compaction_drop_each_key_once() {
 fn dropping_a_map_with_garbage_pending_drops_everything_once() {
     let ledger = DropLedger::new();
     with_another_map_pinned(|| {
+        let n = common::size(300, 60);
         let map = Map::new();
-        fill(&map, &ledger, 0..300);
+        fill(&map, &ledger, 0..n);
         map.promote();
         {
             let pinned = map.pin();
-            for k in 0..100 {
+            for k in 0..n / 3 {
                 pinned.remove(&k); // tombstones
             }
-            fill(&map, &ledger, 300..320); // new keys, in the delta
+            fill(&map, &ledger, n..n + 20); // new keys, in the delta
             for k in 0..10 {
                 pinned.insert(ledger.track(k), ledger.track(k)); // tombstones revived
             }
-            for k in 100..150 {
+            for k in n / 3..n / 2 {
                 pinned.insert(ledger.track(k), ledger.track(k)); // overwritten
             }
         }
         map.promote();
-        fill(&map, &ledger, 320..330); // in the delta
+        fill(&map, &ledger, n + 20..n + 30); // in the delta
         map.flush();
         // Only crossbeam-epoch's collector is global, so that another map's pin
         // holds this one's frees back; seize's is this map's own.

@@ -24,7 +24,8 @@ const THREADS: usize = 8;
 /// The share of each test's rounds to run, in percent:
 /// `READMOSTLY_STRESS_PERCENT` (default 100). CI runs the tests again under
 /// valgrind, which runs the 8 threads one at a time and some 50x slower, with
-/// a quarter of the rounds; the checks are the same.
+/// a tenth of the rounds, and under ThreadSanitizer with half; the checks are
+/// the same.
 fn rounds<T: TryFrom<u64> + TryInto<u64> + Copy>(full: T) -> T {
     let percent: u64 = std::env::var("READMOSTLY_STRESS_PERCENT")
         .ok()
