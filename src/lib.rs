@@ -87,8 +87,9 @@
 //! 2. **A full delta.** A new key that finds the delta full promotes instead of
 //!    growing it once the delta holds half as many keys as the read table (and at
 //!    least 64).
-//! 3. **Removed keys.** A remove that brings removed keys to half of the map's
-//!    keys promotes (a compaction): their memory comes back by itself.
+//! 3. **Removed keys.** A remove that brings removed keys to half of the keys
+//!    the map's tables hold (live and removed) promotes (a compaction): their
+//!    memory comes back by itself.
 //! 4. [`SyncMap::promote`] (or [`SyncMap::shrink_to_fit`]), on request.
 //!
 //! A promotion the map starts by itself contains a panic of user `Clone` or

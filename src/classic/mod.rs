@@ -102,8 +102,6 @@ struct Dirty<K, V> {
     table: Option<Table<K, V>>,
     /// Lookups that missed `read` and took the lock since the last promotion.
     misses: usize,
-    /// From `with_capacity`: the first dirty table is sized for it.
-    capacity_hint: usize,
 }
 
 // SAFETY: as for `SyncMap`: the map owns its keys and values, which may be dropped
@@ -164,7 +162,6 @@ impl<K, V, S, R: Reclaim> ClassicSyncMap<K, V, S, R> {
                 dirty: Mutex::new(Dirty {
                     table: None,
                     misses: 0,
-                    capacity_hint: 0,
                 }),
                 len: AtomicIsize::new(0),
                 tombstones: AtomicUsize::new(0),

@@ -147,9 +147,7 @@ where
         if dirty.table.is_none() {
             // SAFETY: we hold the lock (`dirty` is its guard's contents).
             let read = unsafe { self.read_side.read.load_locked() };
-            // The capacity hint sizes the first dirty table only.
-            let hint = core::mem::take(&mut dirty.capacity_hint);
-            let mut copy = Table::with_capacity(read.table.len().max(hint));
+            let mut copy = Table::with_capacity(read.table.len());
             let mut purged = 0;
             for entry in read.table.iter() {
                 if entry.try_expunge_locked() {

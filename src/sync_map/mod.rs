@@ -130,8 +130,11 @@ use crate::sync::{Arc, AtomicIsize, Mutex, Ordering};
 ///
 /// A panicking `Hash`, `Eq` or closure leaves the map as it was before the call
 /// (for `retain`, which removes key by key, as it was before the key whose
-/// `keep` panicked): user code runs only before a change is published, and the internal lock
-/// ignores poisoning. A panicking `Clone` or `Hash` in a promotion the map starts
+/// `keep` panicked): user code runs only before a change is published, and the
+/// internal lock ignores poisoning. The one exception is the `Clone` of the value
+/// a guard-free method (`insert`, `remove`, `get_or_insert_with`, …) returns:
+/// it runs after the change is made, so if it panics, the change stays. A
+/// panicking `Clone` or `Hash` in a promotion the map starts
 /// by itself abandons that promotion (nothing is published, the panic is reported
 /// by the panic hook and not propagated; `stats().promotions_abandoned` counts
 /// it); in [`promote`](SyncMap::promote) it propagates, the map unchanged. A
@@ -345,7 +348,8 @@ impl<K, V, S, R: Reclaim> SyncMap<K, V, S, R> {
     /// after each change takes effect, not with it, so while writes run it may
     /// differ from the number of keys present at any one moment by up to the
     /// number of inserts and removes in flight (each adds or takes one, a moment
-    /// late). It is never negative.
+    /// late; a `clear` in flight counts as removing every key it clears). It is
+    /// never negative.
     ///
     /// # Examples
     ///
@@ -535,7 +539,10 @@ where
     /// `Swap`; `Store` when the result is ignored). [`Pinned::insert`] returns a
     /// reference instead.
     ///
-    /// An existing key keeps its original key value, as with `HashMap`.
+    /// A key already present keeps the key the map holds and `key` is dropped, as
+    /// with `HashMap`. So does a key removed and inserted again before the next
+    /// promotion: its slot, stored key included, comes back to life (`HashMap`
+    /// would store the new key).
     ///
     /// # Examples
     ///
@@ -750,7 +757,8 @@ where
 
     /// Keeps only the keys for which `keep` returns true. Each removal is its own
     /// atomic compare-and-remove, so a value changed concurrently is judged again
-    /// (and `keep` may see a key more than once); `retain` as a whole is not atomic.
+    /// (and `keep` may see a key more than once, also when a promotion or a
+    /// `clear` interrupts the removal); `retain` as a whole is not atomic.
     ///
     /// # Examples
     ///

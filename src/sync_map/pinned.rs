@@ -338,7 +338,8 @@ where
 
     /// Removes `key` if `remove` returns true for its current value, atomically
     /// with respect to other writers: if the value changes between the check and
-    /// the removal, `remove` is asked again about the new value. Returns the
+    /// the removal, or a promotion or a `clear` interrupts it, `remove` is asked
+    /// again about the current value. Returns the
     /// removed value. With `|v| v == &expected` this is Go's `CompareAndDelete`.
     ///
     /// # Examples
@@ -395,9 +396,11 @@ where
     /// Replaces `key`'s value with `f(current)` and returns the new value (a
     /// read-modify-write). Does nothing and returns `None` if the key is absent.
     ///
-    /// `f` may run more than once if other writers change the value concurrently:
-    /// each run sees the latest value, and only the last result is stored (earlier
-    /// ones are dropped). If `f` panics the map is unchanged.
+    /// `f` may run more than once: when another writer changes the value
+    /// concurrently, or when a promotion or a `clear` (which a reader on another
+    /// thread may start) interrupts the write. Each run sees the latest value, and
+    /// only the last result is stored (earlier ones are dropped). If `f` panics
+    /// the map is unchanged.
     ///
     /// # Examples
     ///
@@ -424,9 +427,10 @@ where
     /// `entry().and_modify().or_insert_with()`).
     ///
     /// `insert` runs at most once, and only if the key is absent when this thread
-    /// tries to store. `update` may run more than once if other writers change the
-    /// value concurrently: each run sees the latest value and only the last result
-    /// is stored (earlier ones are dropped). Neither runs under a lock, so both may
+    /// tries to store. `update` may run more than once — when another writer
+    /// changes the value concurrently, or a promotion or a `clear` interrupts the
+    /// write: each run sees the latest value and only the last result is stored
+    /// (earlier ones are dropped). Neither runs under a lock, so both may
     /// use the map. If either panics, the map is unchanged.
     ///
     /// # Examples

@@ -19,7 +19,8 @@
 //!    least [`MIN_PROMOTION_LEN`]), so a promotion copies at most three keys per
 //!    key added since the last one.
 //! 3. **Removed keys.** A remove that brings removed keys to half of the root's
-//!    keys promotes (a *compaction*): memory of removed keys comes back by itself.
+//!    keys (live and removed) promotes (a *compaction*): memory of removed keys
+//!    comes back by itself.
 //! 4. **`promote()`**, on request.
 //!
 //! A promotion the map starts by itself (1–3) contains a panic of user `Clone` or

@@ -294,6 +294,43 @@ fn an_existing_key_keeps_its_original_key_value() {
             .map(|(k, v)| (k.1, *v)),
         Some(("first", 3))
     );
+    // Removed and inserted again before a promotion: the slot comes back with
+    // its stored key. (Other keys keep the removal from compacting the map.)
+    for k in 2..10 {
+        map.insert(Tagged(k, ""), k);
+    }
+    map.remove(&Tagged(1, ""));
+    map.insert(Tagged(1, "fourth"), 4);
+    let stored = |map: &SyncMap<Tagged, u32>| {
+        map.pin()
+            .get_key_value(&Tagged(1, ""))
+            .map(|(k, v)| (k.1, *v))
+    };
+    assert_eq!(stored(&map), Some(("first", 4)));
+    // After a promotion has dropped the removed slot, the new key is stored.
+    map.remove(&Tagged(1, ""));
+    map.promote();
+    map.insert(Tagged(1, "fifth"), 5);
+    assert_eq!(stored(&map), Some(("fifth", 5)));
+}
+
+/// "`f` may run more than once: when another writer changes the value
+/// concurrently, or when a promotion or a `clear` … interrupts the write".
+#[test]
+fn a_promotion_during_a_write_reruns_its_closure_on_the_same_value() {
+    let _s = serial();
+    let map: SyncMap<u64, u64> = SyncMap::new();
+    map.insert(1, 1);
+    let mut seen = Vec::new();
+    let pinned = map.pin();
+    let v = pinned.update(&1, |n| {
+        seen.push(*n);
+        if seen.len() == 1 {
+            map.promote(); // no writer changes the value; the slot is sealed
+        }
+        n + 1
+    });
+    assert_eq!((v.copied(), seen.as_slice()), (Some(2), &[1, 1][..]));
 }
 
 // ---------------------------------------------------------------------------
