@@ -371,22 +371,24 @@ where
             }
             return;
         }
-        // Not copied yet: copy only what is kept, and nothing at all if `keep`
-        // keeps everything.
+        // Not copied yet: `keep` judges every entry before anything is cloned,
+        // so a `retain` that keeps everything clones nothing, and a panicking
+        // `keep` leaves nothing to drop under the lock. Then only the kept
+        // entries are copied, into a table with the current one's room (`seal`
+        // trims it if it ends up under a quarter full).
         let base = &self.base.table;
-        let mut kept = HashMap::with_capacity_and_hasher(base.len(), base.hasher().clone());
-        let mut removed = false;
-        for (k, v) in base {
-            if keep(k, v) {
-                kept.insert(k.clone(), v.clone());
-            } else {
-                removed = true;
-            }
+        let verdicts: Vec<bool> = base.iter().map(|(k, v)| keep(k, v)).collect();
+        if verdicts.iter().all(|&kept| kept) {
+            return;
         }
-        if removed {
-            self.copied = Some(kept.len());
-            self.next = Some(kept);
+        let empty = HashMap::with_capacity_and_hasher(base.capacity(), base.hasher().clone());
+        let mut kept = Filling::new(empty, &mut self.buried);
+        for ((k, v), _) in base.iter().zip(&verdicts).filter(|(_, &keep)| keep) {
+            kept.table().insert(k.clone(), v.clone());
         }
+        let kept = kept.finish();
+        self.copied = Some(kept.len());
+        self.next = Some(kept);
     }
 
     /// Removes every key, without copying the current table. (A copy made by
@@ -442,13 +444,14 @@ where
             Some(table) => table.reserve(additional),
             None => {
                 let base = &self.base.table;
-                let mut table = HashMap::with_capacity_and_hasher(
+                let table = HashMap::with_capacity_and_hasher(
                     base.len().saturating_add(additional),
                     base.hasher().clone(),
                 );
-                table.extend(base.iter().map(|(k, v)| (k.clone(), v.clone())));
+                let mut table = Filling::new(table, &mut self.buried);
+                table.clone_from(base);
                 self.copied = Some(base.len());
-                self.next = Some(table);
+                self.next = Some(table.finish());
             }
         }
     }
@@ -471,14 +474,14 @@ where
             Some(table) => table.shrink_to_fit(),
             None => {
                 let base = &self.base.table;
-                let mut table =
-                    HashMap::with_capacity_and_hasher(base.len(), base.hasher().clone());
+                let table = HashMap::with_capacity_and_hasher(base.len(), base.hasher().clone());
                 if table.capacity() >= base.capacity() {
                     return;
                 }
-                table.extend(base.iter().map(|(k, v)| (k.clone(), v.clone())));
+                let mut table = Filling::new(table, &mut self.buried);
+                table.clone_from(base);
                 self.copied = Some(base.len());
-                self.next = Some(table);
+                self.next = Some(table.finish());
             }
         }
     }
@@ -516,7 +519,58 @@ fn put<K: Hash + Eq, V, S: BuildHasher>(
     }
 }
 
-/// A copy of `base`'s table, noting how many entries it cloned.
+/// A table a batch fills entry by entry under the writer lock. If a `Clone`
+/// panics meanwhile, what it holds goes to the graveyard, so the entries
+/// already cloned are dropped after the lock is released, like the rest of an
+/// aborted batch.
+struct Filling<'g, K, V, S> {
+    /// `None` once finished.
+    table: Option<HashMap<K, V, S>>,
+    buried: &'g mut Graveyard<K, V, S>,
+}
+
+impl<'g, K, V, S> Filling<'g, K, V, S> {
+    fn new(table: HashMap<K, V, S>, buried: &'g mut Graveyard<K, V, S>) -> Self {
+        Filling {
+            table: Some(table),
+            buried,
+        }
+    }
+
+    fn table(&mut self) -> &mut HashMap<K, V, S> {
+        self.table.as_mut().expect("not finished")
+    }
+
+    /// Inserts a clone of every entry of `source`.
+    fn clone_from(&mut self, source: &HashMap<K, V, S>)
+    where
+        K: Hash + Eq + Clone,
+        V: Clone,
+        S: BuildHasher,
+    {
+        let table = self.table();
+        for (k, v) in source {
+            table.insert(k.clone(), v.clone());
+        }
+    }
+
+    /// The filled table.
+    fn finish(mut self) -> HashMap<K, V, S> {
+        self.table.take().expect("finished once")
+    }
+}
+
+impl<K, V, S> Drop for Filling<'_, K, V, S> {
+    fn drop(&mut self) {
+        if let Some(table) = self.table.take() {
+            self.buried.table(table);
+        }
+    }
+}
+
+/// A copy of `base`'s table, noting how many entries it cloned. hashbrown
+/// clones the table whole (no rehash); if a `Clone` panics, it drops the
+/// entries already cloned as the panic unwinds, under the writer lock.
 fn copy<K: Clone, V: Clone, S: Clone>(
     base: &Version<K, V, S>,
     copied: &mut Option<usize>,

@@ -92,10 +92,13 @@ where
     /// unchanged contents); otherwise does nothing.
     ///
     /// The room lasts until a write leaves fewer keys than it found and its
-    /// table (of more than 64 slots) less than a quarter full: such a publish
-    /// gives the memory back. Writes that only add or change keys keep it. To size one large
-    /// batch, call [`Batch::reserve`](crate::Batch::reserve) inside it instead
-    /// (no extra publish).
+    /// table (with a capacity above 64) less than a quarter full: such a publish
+    /// gives the memory back. Writes that only add, change or remove keys
+    /// otherwise keep it; [`clear`](SnapshotMap::clear) and
+    /// [`replace_all`](SnapshotMap::replace_all) build a fresh table, which does
+    /// not inherit it. To size one large batch, call
+    /// [`Batch::reserve`](crate::Batch::reserve) inside it instead (no extra
+    /// publish).
     ///
     /// # Panics
     ///
@@ -123,7 +126,7 @@ where
 
     /// Publishes a version with the same entries in the smallest table that
     /// holds them, if that frees memory; otherwise does nothing. (A write that
-    /// leaves fewer keys than it found, in a table of more than 64 slots now
+    /// leaves fewer keys than it found, in a table with a capacity above 64 now
     /// under a quarter full, shrinks it by itself.) O(len): rebuilds the table,
     /// running `Hash` under the writer lock.
     ///

@@ -157,7 +157,10 @@ use crate::sync::Arc;
 ///
 /// A panicking `Hash`, `Eq`, `Clone` or closure during a write leaves the map
 /// as it was: nothing is published before user code has finished, and the
-/// half-built copy is dropped. A version's keys and values are dropped by
+/// half-built copy is dropped after the writer lock is released — apart from
+/// the entries a `Clone` that panics while the whole table is copied (a
+/// batch's first change) had already cloned, which the copy drops as the
+/// panic unwinds, under the lock. A version's keys and values are dropped by
 /// whoever drops its last holder; a panicking `Drop` propagates there, as it
 /// would from an `Arc<HashMap>`.
 ///
@@ -470,10 +473,12 @@ impl<K, V, S, P: Publish> SnapshotMap<K, V, S, P> {
     }
 
     /// Ends the grace period of every version replaced before the call, so that
-    /// those no [`Snapshot`] holds are freed — at once if no reader is inside
-    /// a load on another thread, otherwise when the last such reader is done;
+    /// those no [`Snapshot`] holds are freed — at once if no other thread is
+    /// pinned, otherwise when the last thread pinned during the call unpins;
     /// whichever threads replaced them (see [`SyncMap::flush`](crate::SyncMap::flush),
-    /// which works the same way). A no-op for the default scheme,
+    /// which works the same way: with a crossbeam-epoch scheme, whose collector
+    /// is global, a thread pinned for any map or for crossbeam-epoch itself
+    /// counts, not only readers of this one). A no-op for the default scheme,
     /// [`ArcSwapPublish`], which has no grace period.
     ///
     /// Never needed for correctness; for tests and memory-bound tools.

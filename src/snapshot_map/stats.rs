@@ -56,7 +56,8 @@ pub struct SnapshotStats {
     /// while the new table was being built for publishing — and `replace_all`
     /// calls whose iterator or `Hash` panicked. (A conditional write whose
     /// condition panics in its first check, before it takes the lock, had not
-    /// started writing and is not counted.)
+    /// started writing and is not counted; nor is one whose condition simply
+    /// fails, which is an answer, not a failure.)
     pub aborted: u64,
     /// Versions replaced by a newer one.
     pub retired: u64,

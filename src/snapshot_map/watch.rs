@@ -267,8 +267,9 @@ impl<'m, K, V, S, P: Publish> Watcher<'m, K, V, S, P> {
     }
 
     /// As [`wait`](Watcher::wait), giving up after `timeout`. (Inside a batch
-    /// of the same map it can only time out: nothing is published until the
-    /// batch returns.)
+    /// of the same map it returns a version published before the batch began
+    /// that the watcher has not seen, and otherwise can only time out: nothing
+    /// is published until the batch returns.)
     ///
     /// # Examples
     ///

@@ -100,3 +100,17 @@ fn a_batch_that_removes_most_keys_gives_the_memory_back() {
     assert_eq!(map.len(), 17);
     assert!(map.capacity() * 8 < big);
 }
+
+#[test]
+fn retain_keeps_the_room_unless_it_leaves_the_table_under_a_quarter_full() {
+    let map: SnapshotMap<u32, u32> = SnapshotMap::with_capacity(1000);
+    map.batch(|txn| txn.extend((0..600).map(|i| (i, i))));
+    let room = map.capacity();
+    map.retain(|k, _| *k != 0);
+    assert_eq!((map.len(), map.capacity()), (599, room));
+    map.batch(|txn| txn.retain(|k, _| *k != 1));
+    assert_eq!((map.len(), map.capacity()), (598, room));
+    // Under a quarter full: the memory comes back.
+    map.retain(|k, _| *k < 100);
+    assert!(map.capacity() < room / 4, "{} of {room}", map.capacity());
+}

@@ -127,10 +127,28 @@ fn a_panicking_waker_keeps_no_other_waiter_asleep_and_the_map_usable() {
 }
 
 /// A value whose drop runs a hook (once per hook, whichever copy drops first).
-#[derive(Clone)]
 struct Hooked {
     value: u32,
     on_drop: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+std::thread_local! {
+    /// Clones of a `Hooked` this thread may still make before one panics;
+    /// `None`: no limit.
+    static CLONES_LEFT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+impl Clone for Hooked {
+    fn clone(&self) -> Self {
+        if let Some(left) = CLONES_LEFT.get() {
+            assert!(left > 0, "Hooked::clone: out of clones");
+            CLONES_LEFT.set(Some(left - 1));
+        }
+        Hooked {
+            value: self.value,
+            on_drop: self.on_drop.clone(),
+        }
+    }
 }
 
 impl Hooked {
@@ -268,6 +286,86 @@ fn an_aborted_batch_drops_its_copy_after_unlocking() {
         }));
         assert!(panicked.is_err());
         assert!(map.get(&2).is_none());
+    });
+}
+
+/// A map holding keys `1..=n`, each value carrying one shared hook that, at
+/// the first drop of any of them or of a clone, inserts key 999 into the same
+/// map; and a flag set once it has. Built in one batch, so no copy of a value
+/// has been dropped yet.
+fn map_of_writing_values(n: u32) -> (Arc<HookMap>, Arc<AtomicBool>) {
+    let map = Arc::new(HookMap::new());
+    let weak: Weak<HookMap> = Arc::downgrade(&map);
+    let fired = Arc::new(AtomicBool::new(false));
+    let hook: Arc<dyn Fn() + Send + Sync> = {
+        let fired = Arc::clone(&fired);
+        Arc::new(move || {
+            if !fired.swap(true, Ordering::SeqCst) {
+                // The clone limit is for the write under test, not this one.
+                CLONES_LEFT.set(None);
+                if let Some(map) = weak.upgrade() {
+                    map.insert(999, Hooked::plain(999));
+                }
+            }
+        })
+    };
+    map.batch(|txn| {
+        for value in 1..=n {
+            let on_drop = Some(Arc::clone(&hook));
+            txn.insert(value, Hooked { value, on_drop });
+        }
+    });
+    (map, fired)
+}
+
+#[test]
+fn retain_clones_and_drops_nothing_under_the_lock_unless_it_removes() {
+    // Keeps everything: no clone is made (one would panic), none is dropped
+    // and nothing is published.
+    no_hang(|| {
+        let (map, fired) = map_of_writing_values(10);
+        let copies = map.stats().copies;
+        CLONES_LEFT.set(Some(0));
+        map.retain(|_, _| true);
+        map.batch(|txn| txn.retain(|_, _| true));
+        CLONES_LEFT.set(None);
+        assert!(!fired.load(Ordering::SeqCst));
+        assert_eq!((map.version(), map.stats().copies), (1, copies));
+    });
+    // A panicking `keep` panics before anything is cloned.
+    no_hang(|| {
+        let (map, fired) = map_of_writing_values(10);
+        CLONES_LEFT.set(Some(0));
+        let mut calls = 0;
+        let panicked = catch_unwind(AssertUnwindSafe(|| {
+            map.retain(|k, _| {
+                calls += 1;
+                assert!(calls < 10, "keep panics");
+                *k != 5
+            })
+        }));
+        CLONES_LEFT.set(None);
+        assert!(panicked.is_err());
+        assert!(!fired.load(Ordering::SeqCst));
+        assert_eq!((map.version(), map.len()), (1, 10));
+    });
+}
+
+#[test]
+fn a_retain_aborted_by_a_panicking_clone_drops_its_copy_after_unlocking() {
+    // Whichever value is cloned first, its clone sits in the partial copy when
+    // the second clone panics, and drops after the lock is released: the
+    // hook's write lands.
+    no_hang(|| {
+        let (map, fired) = map_of_writing_values(10);
+        CLONES_LEFT.set(Some(1));
+        let panicked = catch_unwind(AssertUnwindSafe(|| map.retain(|k, _| *k != 5)));
+        CLONES_LEFT.set(None);
+        assert!(panicked.is_err());
+        assert!(fired.load(Ordering::SeqCst), "the partial copy was dropped");
+        // Nothing of the retain was published; the hook's insert was.
+        assert_eq!((map.version(), map.len()), (2, 11));
+        assert!(map.get(&5).is_some() && map.get(&999).is_some());
     });
 }
 
