@@ -7,7 +7,9 @@
 //! replica — no network on the request path — and checks that no version ever
 //! mixes the two colors: each transaction arrives whole.
 //!
-//! Needs an etcd on 127.0.0.1 (any other endpoint in `ETCD_ENDPOINT`):
+//! Needs an etcd on 127.0.0.1 (any other endpoint in `ETCD_ENDPOINT`). It
+//! deletes everything under `/routes/` there first: use a throwaway etcd, as
+//! below.
 //!
 //! ```sh
 //! etcd --data-dir "$(mktemp -d)" &

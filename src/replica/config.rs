@@ -134,9 +134,11 @@ impl<V> ReplicaBuilder<V> {
     /// Sends every error the replica meets while it runs to `handler`
     /// instead of stderr: decode failures, lost connections (and the retries
     /// after them), compactions. It runs on the replica's task, after the
-    /// version it concerns is published (errors of the first read, inside
-    /// [`start`](Self::start), on the caller's task before `start` returns);
-    /// keep it short. A panic in it is caught.
+    /// version it concerns is published — except a compaction, reported
+    /// before the re-read it starts. Decode errors of the first read are
+    /// reported inside [`start`](Self::start), on the caller's task before
+    /// `start` returns; a first read that fails is not reported here, `start`
+    /// returns the error. Keep it short. A panic in it is caught.
     ///
     /// # Examples
     ///
@@ -186,7 +188,8 @@ impl<V> ReplicaBuilder<V> {
     /// long after each further failure, up to `max`, before trying again. The
     /// wait goes back to `min` once the replica makes progress again: a watch
     /// delivers events, or a re-read of the prefix succeeds (a watch that
-    /// reconnects and then sees no change keeps the longer wait).
+    /// reconnects and then sees no change keeps the longer wait). A `max`
+    /// below `min` is taken as `min`.
     ///
     /// # Examples
     ///
@@ -217,7 +220,8 @@ impl<V> ReplicaBuilder<V> {
     ///
     /// # Panics
     ///
-    /// Outside a Tokio runtime.
+    /// Outside a Tokio runtime (after the first read, when it spawns the
+    /// replica's task).
     ///
     /// # Examples
     ///

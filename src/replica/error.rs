@@ -77,7 +77,8 @@ pub enum ReplicaError {
     KeyNotUtf8 {
         /// The key's bytes, without the prefix.
         key: Vec<u8>,
-        /// The etcd revision at which it was seen.
+        /// The etcd revision that wrote it (a watch event's revision, or the
+        /// key's `mod_revision` in a whole-prefix read).
         revision: i64,
     },
     /// The replica has stopped (it was shut down or dropped), so the revision

@@ -57,14 +57,18 @@
 //!   one version ([`replace_all`](crate::SnapshotMap::replace_all)): readers
 //!   jump from the old state to the new one without the revisions between.
 //! * **Decode errors** are reported to the error handler, never fatal: the key
-//!   keeps its last value that decoded (a key that never decoded stays
-//!   absent), and its next good value or its delete applies as usual. Keys
-//!   that are not UTF-8 are reported and left out. See [`ReplicaError`].
-//! * **Watchers.** [`map().watch()`](crate::SnapshotMap::watch) wakes on each
-//!   new version: one per applied revision that changed the map, one per
-//!   re-read. (A revision whose only changes failed to decode publishes no
-//!   version; the replica's revision still advances.) To wait for the next
-//!   pair rather than the next version, use
+//!   keeps the last good value the replica saw (a key that never decoded
+//!   stays absent; a re-read after a compaction sees only the current value),
+//!   and its next good value or its delete applies as usual. Keys that are not
+//!   UTF-8 are reported where they are written and left out (their deletes
+//!   have nothing to remove and are skipped silently). See [`ReplicaError`].
+//! * **Watchers.** The replica publishes one version per applied revision
+//!   that changed the map and one per re-read;
+//!   [`map().watch()`](crate::SnapshotMap::watch) wakes with the newest, and
+//!   may skip versions published in quick succession. (A revision whose only
+//!   changes failed to decode publishes no version; the replica's revision
+//!   still advances.) To wait for the next pair rather than the next version,
+//!   use
 //!   [`wait_for_revision(pair.revision() + 1)`](Replica::wait_for_revision).
 //!
 //! # What it does not guarantee
