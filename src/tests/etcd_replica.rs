@@ -12,6 +12,8 @@
 mod proxy;
 #[path = "etcd_replica/server.rs"]
 mod server;
+#[path = "etcd_replica/support.rs"]
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,14 +22,12 @@ use std::thread;
 use std::time::Duration;
 
 use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp};
-use readmostly::replica::{BoxError, Replica, ReplicaBuilder, ReplicaMap, ReplicaSnapshot};
+use readmostly::replica::{BoxError, Replica, ReplicaBuilder, ReplicaMap};
 use readmostly::Snapshot;
 
 use proxy::Proxy;
 use server::EtcdServer;
-
-/// A bound on every wait for the replica, so a bug fails instead of hanging.
-const PATIENCE: Duration = Duration::from_secs(60);
+use support::{caught_up, etcd_revision, PATIENCE};
 
 type Contents = BTreeMap<String, Vec<u8>>;
 
@@ -56,28 +56,12 @@ fn contents<V: AsRef<[u8]>>(snapshot: &Snapshot<Arc<str>, V>) -> Contents {
         .collect()
 }
 
-/// etcd's current revision (a read of one key: the header carries it).
-async fn etcd_revision(client: &mut Client) -> i64 {
-    let response = client.get("\0", None).await.expect("read etcd");
-    response.header().expect("header").revision()
-}
-
 /// The error messages a replica reported, collected for assertions.
-#[derive(Clone, Default)]
-struct Errors(Arc<Mutex<Vec<String>>>);
+type Errors = support::Errors<String>;
 
-impl Errors {
-    fn all(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-/// A builder with fast retries and collected errors.
+/// A builder with fast retries and collected error messages.
 fn builder(prefix: &str, errors: &Errors) -> ReplicaBuilder {
-    let sink = errors.clone();
-    Replica::builder(prefix)
-        .retry(Duration::from_millis(10), Duration::from_millis(200))
-        .on_error(move |error| sink.0.lock().unwrap().push(error.to_string()))
+    support::builder(prefix, errors, |error| error.to_string())
 }
 
 async fn start(endpoint: &str, prefix: &str) -> (Replica, Errors) {
@@ -88,13 +72,6 @@ async fn start(endpoint: &str, prefix: &str) -> (Replica, Errors) {
         .await
         .expect("start the replica");
     (replica, errors)
-}
-
-async fn caught_up<V>(replica: &Replica<V>, revision: i64) -> ReplicaSnapshot<V> {
-    tokio::time::timeout(PATIENCE, replica.wait_for_revision(revision))
-        .await
-        .unwrap_or_else(|_| panic!("replica stuck at {} < {revision}", replica.revision()))
-        .expect("replica running")
 }
 
 /// A small deterministic generator (xorshift64*), so no test needs a crate for it.
@@ -708,7 +685,7 @@ async fn typed_values_and_decode_errors_through_a_real_watch() {
         .decode(|_key, raw: &[u8]| -> Result<u32, BoxError> {
             Ok(std::str::from_utf8(raw)?.parse()?)
         })
-        .on_error(move |error| sink.0.lock().unwrap().push(error.to_string()))
+        .on_error(move |error| sink.push(error.to_string()))
         .start(server.client().await)
         .await
         .expect("start");

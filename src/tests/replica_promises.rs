@@ -9,6 +9,8 @@ mod proxy;
 #[allow(dead_code)]
 #[path = "etcd_replica/server.rs"]
 mod server;
+#[path = "etcd_replica/support.rs"]
+mod support;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,14 +19,12 @@ use std::time::Duration;
 
 use etcd_client::{Client, Txn, TxnOp};
 use readmostly::replica::{
-    BoxError, Bytes, Replica, ReplicaBuilder, ReplicaError, ReplicaMap, ReplicaSnapshot,
-    ReplicaStats,
+    BoxError, Bytes, Replica, ReplicaBuilder, ReplicaError, ReplicaMap, ReplicaStats,
 };
 
 use proxy::Proxy;
 use server::EtcdServer;
-
-const PATIENCE: Duration = Duration::from_secs(60);
+use support::{caught_up, etcd_revision, PATIENCE};
 
 /// What the error handler was given, copied out (`ReplicaError` is not `Clone`).
 #[derive(Debug, Clone, PartialEq)]
@@ -79,27 +79,10 @@ fn seen(error: &ReplicaError) -> Seen {
     }
 }
 
-#[derive(Clone, Default)]
-struct Errors(Arc<Mutex<Vec<Seen>>>);
-
-impl Errors {
-    fn all(&self) -> Vec<Seen> {
-        self.0.lock().unwrap().clone()
-    }
-}
+type Errors = support::Errors<Seen>;
 
 fn builder(prefix: &str, errors: &Errors) -> ReplicaBuilder {
-    let sink = errors.clone();
-    Replica::builder(prefix)
-        .retry(Duration::from_millis(10), Duration::from_millis(200))
-        .on_error(move |error| sink.0.lock().unwrap().push(seen(error)))
-}
-
-async fn caught_up<V>(replica: &Replica<V>, revision: i64) -> ReplicaSnapshot<V> {
-    tokio::time::timeout(PATIENCE, replica.wait_for_revision(revision))
-        .await
-        .unwrap_or_else(|_| panic!("replica stuck at {} < {revision}", replica.revision()))
-        .expect("replica running")
+    support::builder(prefix, errors, seen)
 }
 
 fn rev_of(header: Option<&etcd_client::ResponseHeader>) -> i64 {
@@ -115,10 +98,6 @@ async fn txn(client: &mut Client, ops: Vec<TxnOp>) -> i64 {
     let response = client.txn(Txn::new().and_then(ops)).await.expect("txn");
     assert!(response.succeeded());
     rev_of(response.header())
-}
-
-async fn etcd_revision(client: &mut Client) -> i64 {
-    rev_of(client.get("\0", None).await.expect("get").header())
 }
 
 /// Waits (bounded) until `cond` holds.
@@ -255,7 +234,7 @@ async fn decode_errors_from_the_watch_carry_the_documented_fields() {
                     .unwrap()
                     .push((key.to_string(), map.get_cloned("b")));
             }
-            sink.0.lock().unwrap().push(seen(error));
+            sink.push(seen(error));
         })
         .start(server.client().await)
         .await
