@@ -5,7 +5,7 @@
 //!
 //! The current version is an immutable `hashbrown` table in an `Arc` behind one
 //! published pointer, whose scheme the map's type parameter `P`
-//! ([`Publish`](crate::reclaim::Publish)) selects:
+//! ([`Publish`]) selects:
 //!
 //! * [`ArcSwapPublish`] (the default): arc-swap's `ArcSwap` (a loom-visible
 //!   mutex stand-in under `cfg(loom)`). A read records a debt in a slot of the
@@ -115,7 +115,7 @@ use crate::sync::Arc;
 ///
 /// How the current version is published — and so what a read costs and when a
 /// replaced version is freed — is the type parameter `P`
-/// ([`Publish`](crate::reclaim::Publish)), chosen at construction with
+/// ([`Publish`]), chosen at construction with
 /// [`with_hasher_and_publish`](SnapshotMap::with_hasher_and_publish) or
 /// [`with_publish`](SnapshotMap::with_publish):
 ///

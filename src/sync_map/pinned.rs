@@ -314,8 +314,9 @@ where
     /// `LoadAndDelete`).
     ///
     /// One compare-and-swap, leaving a tombstone that a later promotion drops;
-    /// once removed keys reach half of the map it compacts itself, so removed
-    /// keys give their memory back.
+    /// enough removes make the map compact itself (rule 3 of
+    /// [When `SyncMap` promotes](crate#when-syncmap-promotes)), so removed keys
+    /// give their memory back.
     ///
     /// # Examples
     ///

@@ -1,32 +1,18 @@
-//! When a [`SyncMap`](crate::SyncMap) promotes: the one statement of the rule.
+//! When a [`SyncMap`](crate::SyncMap) promotes.
 //!
-//! A *promotion* builds a fresh read table from the current root — every live key
-//! of the read table and of the delta, each value inline again, removed keys left
-//! out — and publishes it with an empty delta. It costs O(n) for n keys, so each
-//! trigger below fires only after Ω(n) operations have paid for it, which keeps
-//! every operation amortized O(1):
+//! The rule is stated once, for users, in the crate docs ("When `SyncMap`
+//! promotes", `src/lib.rs`): four triggers, each firing only after Ω(n)
+//! operations have paid for an O(n) promotion. This module implements
+//! triggers 1–3, and its items carry the figures that statement quotes:
 //!
-//! 1. **Reads off the inline path.** A read served by the delta (a key added since
-//!    the last promotion) or through a cell (a key overwritten since) costs a
-//!    dependent load or a second probe more than an inline hit. One such read in
-//!    [`SAMPLE`] per thread is counted, on a cache line of its own. Rent or buy:
-//!    once the counted extra cost reaches what a promotion would cost —
-//!    [`DELTA_READS_PER_KEY`] delta reads or [`CELL_READS_PER_KEY`] cell reads per
-//!    key of the map — the reader that sees it promotes if the writer lock is free
-//!    (`try_lock`: a reader never waits), and otherwise asks the next writer to.
-//! 2. **A full delta.** A new key that finds the delta full promotes instead of
-//!    growing it once the delta holds half as many keys as the read table (at
-//!    least [`MIN_PROMOTION_LEN`]), so a promotion copies at most three keys per
-//!    key added since the last one.
-//! 3. **Removed keys.** A remove that brings removed keys to half of the root's
-//!    keys (live and removed) promotes (a *compaction*): memory of removed keys
-//!    comes back by itself.
-//! 4. **`promote()`**, on request.
+//! 1. reads off the inline path: [`sampled`] (one in [`SAMPLE`] per thread),
+//!    [`Sampler`], [`DELTA_READS_PER_KEY`], [`CELL_READS_PER_KEY`] and the
+//!    64-key floor; the reader that spends the budget only `try_lock`s
+//!    (`SyncMap::promote_from_reader`);
+//! 2. a full delta: [`full_delta_promotes`], [`MIN_PROMOTION_LEN`];
+//! 3. removed keys: [`removed_keys_compact`].
 //!
-//! A promotion the map starts by itself (1–3) contains a panic of user `Clone` or
-//! `Hash`: the promotion is abandoned, nothing is published, the triggers start
-//! over, and the operation that started it completes (a new key then grows the
-//! delta). `promote()` propagates the panic.
+//! Why the figures are what they are is said where each is defined.
 
 use crate::sync::{AtomicBool, AtomicUsize, Ordering};
 

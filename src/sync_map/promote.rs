@@ -223,9 +223,9 @@ where
         root.read.len() + root.delta(guard).room()
     }
 
-    /// Counts a removed key; once removed keys reach half of the root's keys,
-    /// compacts (promotes), so their memory comes back by itself. Amortized O(1):
-    /// a compaction of `n` keys follows at least `n / 2` removes.
+    /// Counts a removed key, and compacts (promotes) when
+    /// [`policy::removed_keys_compact`] says so. Amortized O(1): a compaction
+    /// of `n` keys follows at least `n / 2` removes.
     pub(super) fn note_tombstone(&self, guard: &GuardOf<'_, R>) {
         // Relaxed: a heuristic trigger, re-checked under the lock.
         let removed = self.write_side.tombstones.fetch_add(1, Ordering::Relaxed) + 1;

@@ -3,7 +3,7 @@
 //! writer lock only makes room in a full delta, or waits out a promotion.
 //!
 //! Each write finds the key's slot — read table, then delta — and runs one
-//! [`Slot::write`]. If a promotion sealed the slot, the write waits for that
+//! [`SlotRef::write`]. If a promotion sealed the slot, the write waits for that
 //! promotion (by taking the writer lock, which it holds) and starts over on the
 //! root it published; nothing was written to the sealed slot, so nothing is lost
 //! ([`retrying`](SyncMap::retrying)). Every function takes the caller's guard;
@@ -382,7 +382,7 @@ where
     }
 
     /// Accounts for a remove that replaced `old`, hands back the removed value,
-    /// and compacts if removed keys now make up half of the map.
+    /// and compacts if the promotion rule says so (`note_tombstone`).
     pub(super) fn removed<'g>(
         &self,
         guard: &'g GuardOf<'_, R>,
