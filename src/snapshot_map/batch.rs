@@ -381,14 +381,11 @@ where
         if verdicts.iter().all(|&kept| kept) {
             return;
         }
-        let empty = HashMap::with_capacity_and_hasher(base.capacity(), base.hasher().clone());
-        let mut kept = Filling::new(empty, &mut self.buried);
-        for ((k, v), _) in base.iter().zip(&verdicts).filter(|(_, &keep)| keep) {
-            kept.table().insert(k.clone(), v.clone());
-        }
-        let kept = kept.finish();
-        self.copied = Some(kept.len());
-        self.next = Some(kept);
+        let kept = base.iter().zip(&verdicts).filter(|(_, &keep)| keep);
+        self.copy_entries(
+            empty_like(base, base.capacity()),
+            kept.map(|(entry, _)| entry),
+        );
     }
 
     /// Removes every key, without copying the current table. (A copy made by
@@ -444,14 +441,8 @@ where
             Some(table) => table.reserve(additional),
             None => {
                 let base = &self.base.table;
-                let table = HashMap::with_capacity_and_hasher(
-                    base.len().saturating_add(additional),
-                    base.hasher().clone(),
-                );
-                let mut table = Filling::new(table, &mut self.buried);
-                table.clone_from(base);
-                self.copied = Some(base.len());
-                self.next = Some(table.finish());
+                let table = empty_like(base, base.len().saturating_add(additional));
+                self.copy_entries(table, base.iter());
             }
         }
     }
@@ -474,16 +465,36 @@ where
             Some(table) => table.shrink_to_fit(),
             None => {
                 let base = &self.base.table;
-                let table = HashMap::with_capacity_and_hasher(base.len(), base.hasher().clone());
-                if table.capacity() >= base.capacity() {
-                    return;
+                let table = empty_like(base, base.len());
+                if table.capacity() < base.capacity() {
+                    self.copy_entries(table, base.iter());
                 }
-                let mut table = Filling::new(table, &mut self.buried);
-                table.clone_from(base);
-                self.copied = Some(base.len());
-                self.next = Some(table.finish());
             }
         }
+    }
+
+    /// Makes the batch's copy: clones of `entries` (of the base) in `table`.
+    /// If a `Clone` panics, the entries already cloned are dropped after the
+    /// lock is released ([`Filling`]).
+    fn copy_entries<'e>(
+        &mut self,
+        table: HashMap<K, V, S>,
+        entries: impl Iterator<Item = (&'e K, &'e V)>,
+    ) where
+        K: 'e,
+        V: 'e,
+    {
+        let mut filling = Filling {
+            table: Some(table),
+            buried: &mut self.buried,
+        };
+        let table = filling.table.as_mut().expect("filling");
+        for (k, v) in entries {
+            table.insert(k.clone(), v.clone());
+        }
+        let table = filling.table.take().expect("filled once");
+        self.copied = Some(table.len());
+        self.next = Some(table);
     }
 
     /// Closes the batch before it is published: gives memory back if it removed
@@ -519,45 +530,18 @@ fn put<K: Hash + Eq, V, S: BuildHasher>(
     }
 }
 
-/// A table a batch fills entry by entry under the writer lock. If a `Clone`
-/// panics meanwhile, what it holds goes to the graveyard, so the entries
-/// already cloned are dropped after the lock is released, like the rest of an
-/// aborted batch.
-struct Filling<'g, K, V, S> {
-    /// `None` once finished.
-    table: Option<HashMap<K, V, S>>,
-    buried: &'g mut Graveyard<K, V, S>,
+/// An empty table with `base`'s hasher and room for `capacity` keys.
+fn empty_like<K, V, S: Clone>(base: &HashMap<K, V, S>, capacity: usize) -> HashMap<K, V, S> {
+    HashMap::with_capacity_and_hasher(capacity, base.hasher().clone())
 }
 
-impl<'g, K, V, S> Filling<'g, K, V, S> {
-    fn new(table: HashMap<K, V, S>, buried: &'g mut Graveyard<K, V, S>) -> Self {
-        Filling {
-            table: Some(table),
-            buried,
-        }
-    }
-
-    fn table(&mut self) -> &mut HashMap<K, V, S> {
-        self.table.as_mut().expect("not finished")
-    }
-
-    /// Inserts a clone of every entry of `source`.
-    fn clone_from(&mut self, source: &HashMap<K, V, S>)
-    where
-        K: Hash + Eq + Clone,
-        V: Clone,
-        S: BuildHasher,
-    {
-        let table = self.table();
-        for (k, v) in source {
-            table.insert(k.clone(), v.clone());
-        }
-    }
-
-    /// The filled table.
-    fn finish(mut self) -> HashMap<K, V, S> {
-        self.table.take().expect("finished once")
-    }
+/// The batch's copy while [`Batch::copy_entries`] fills it: if a `Clone`
+/// panics, what it holds goes to the graveyard, so the entries already cloned
+/// are dropped after the lock is released, like the rest of an aborted batch.
+struct Filling<'g, K, V, S> {
+    /// `None` once filled.
+    table: Option<HashMap<K, V, S>>,
+    buried: &'g mut Graveyard<K, V, S>,
 }
 
 impl<K, V, S> Drop for Filling<'_, K, V, S> {

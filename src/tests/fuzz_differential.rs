@@ -168,7 +168,7 @@ fn fuzz<Op: fmt::Display + Clone + fmt::Debug + 'static>(
         let result = runner.run(&strategy, |script| {
             executions.fetch_add(1, Ordering::Relaxed);
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&script.0)))
-                .map_err(|panic| TestCaseError::fail(panic_message(&panic)))
+                .map_err(|panic| TestCaseError::fail(common::panic_message(&*panic)))
         });
         match result {
             Ok(()) => {}
@@ -210,14 +210,6 @@ fn seed_bytes(seed: u64) -> [u8; 32] {
         chunk.copy_from_slice(&word.to_le_bytes());
     }
     bytes
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "panic".to_string())
 }
 
 /// Scripts: generated from scratch, or a corpus seed with random operations

@@ -16,6 +16,9 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{no_hang, panic_message, DropLedger};
+
 #[cfg(feature = "crossbeam-epoch")]
 use readmostly::reclaim::CrossbeamEpoch;
 use readmostly::reclaim::{ArcSwapPublish, DefaultReclaim};
@@ -29,29 +32,6 @@ use readmostly::{Change, Snapshot, SnapshotCompareExchangeError, SnapshotMap, Sn
 fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Runs `f` on its own thread; fails instead of hanging if it deadlocks.
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(catch_unwind(AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(Ok(v)) => v,
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => panic!("{what}: deadlocked (no result within 20 s)"),
-    }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        String::new()
-    }
 }
 
 fn sorted<K: Ord + Clone, V: Clone>(s: &Snapshot<K, V>) -> Vec<(K, V)> {
@@ -513,7 +493,7 @@ fn batch_panic_publishes_nothing_counts_aborted_and_lock_usable() {
     assert_eq!(map.stats().aborted, 1);
     // lock released, unpoisoned: another thread can write
     let m = map.clone();
-    within("write after a panicking batch", move || m.insert(3, 3));
+    no_hang(move || m.insert(3, 3));
     assert_eq!(map.version(), 2);
 }
 
@@ -575,7 +555,7 @@ fn writes_to_the_same_map_inside_a_batch_panic_and_abort() {
     for (name, write) in writes {
         let m = map.clone();
         let before = (map.version(), map.stats().aborted);
-        let r = within(name, move || {
+        let r = no_hang(move || {
             catch_unwind(AssertUnwindSafe(|| {
                 m.batch(|txn| {
                     txn.insert(42, 42);
@@ -778,7 +758,7 @@ fn replace_all_returns_old_version_and_later_pair_wins() {
 fn replace_all_runs_iterator_before_the_lock() {
     let map: Arc<SnapshotMap<u32, u32>> = Arc::new(SnapshotMap::new());
     let m = map.clone();
-    within("replace_all with a writing iterator", move || {
+    no_hang(move || {
         let m2 = m.clone();
         let entries = std::iter::once_with(move || {
             m2.insert(1, 1); // runs before the writer lock: must not panic
@@ -943,7 +923,7 @@ fn check_drop_after_unlock(
     op: impl FnOnce(&Arc<BombMap>) + Send + 'static,
 ) {
     let name2 = name.to_string();
-    let fired = within(name, move || {
+    let fired = no_hang(move || {
         let map = bomb_map(setup_n);
         arm(&map);
         op(&map);
@@ -1420,7 +1400,7 @@ fn a_waker_that_writes_to_the_map_does_not_deadlock() {
     }
     let map = Arc::new(SnapshotMap::new());
     let m = map.clone();
-    within("waker writes", move || {
+    no_hang(move || {
         let mut watcher = m.watch();
         let waker = Waker::from(Arc::new(Writes(m.clone(), AtomicUsize::new(0))));
         let mut changed = pin!(watcher.changed());
@@ -1626,7 +1606,7 @@ fn extend_is_one_batch() {
 fn extend_iterator_that_writes_to_the_map_panics() {
     let map: Arc<SnapshotMap<u32, u32>> = Arc::new(SnapshotMap::new());
     let m = map.clone();
-    let r = within("extend with writing iterator", move || {
+    let r = no_hang(move || {
         let m2 = m.clone();
         catch_unwind(AssertUnwindSafe(|| {
             (&*m).extend((0..3).map(move |i| {
@@ -1707,36 +1687,16 @@ fn backend_flush_frees_unheld_versions() {
 #[test]
 fn backend_map_drop_drops_every_value() {
     let _g = serial();
-    static ALIVE: AtomicUsize = AtomicUsize::new(0);
-    struct Live;
-    impl Live {
-        fn new() -> Self {
-            ALIVE.fetch_add(1, SeqCst);
-            Live
-        }
-    }
-    impl Clone for Live {
-        fn clone(&self) -> Self {
-            Live::new()
-        }
-    }
-    impl Drop for Live {
-        fn drop(&mut self) {
-            ALIVE.fetch_sub(1, SeqCst);
-        }
-    }
+    let ledger = DropLedger::new();
     {
         let map = SnapshotMap::with_publish(CrossbeamEpoch);
         for i in 0..20u32 {
-            map.insert(i % 5, Live::new());
+            map.insert(i % 5, ledger.track(()));
         }
-        assert!(ALIVE.load(SeqCst) >= 5);
+        assert!(ledger.alive() >= 5);
     }
-    assert_eq!(
-        ALIVE.load(SeqCst),
-        0,
-        "values of a dropped backend map still alive"
-    );
+    // Values of a dropped backend map are all dropped, once.
+    ledger.assert_alive(0);
 }
 
 #[cfg(feature = "seize")]
@@ -1870,7 +1830,7 @@ fn other_writers_wait_while_a_batch_is_open() {
 fn reads_and_clone_inside_a_batch_are_fine() {
     let map: Arc<SnapshotMap<u32, u32>> = Arc::new((0..3).map(|i| (i, i)).collect());
     let m = map.clone();
-    within("reads inside a batch", move || {
+    no_hang(move || {
         m.batch(|t| {
             t.insert(9, 9);
             let c = (*m).clone();
@@ -1892,7 +1852,7 @@ fn reads_and_clone_inside_a_batch_are_fine() {
 /// state is checked).
 #[test]
 fn a_copy_aborted_by_a_panicking_clone_leaves_the_map_as_it_was() {
-    within("clone panics mid-copy", || {
+    no_hang(|| {
         let map = bomb_map(200);
         PANIC_CLONE_OF.with(|p| p.set(Some(100)));
         let r = catch_unwind(AssertUnwindSafe(|| drop(map.insert(1000, Bomb(1000)))));
@@ -1909,7 +1869,7 @@ fn a_copy_aborted_by_a_panicking_clone_leaves_the_map_as_it_was() {
 /// Same, for a `retain` whose predicate panics before anything was copied.
 #[test]
 fn a_retain_aborted_by_a_panicking_predicate_drops_its_copy_after_unlock() {
-    let fired = within("retain predicate panics", || {
+    let fired = no_hang(|| {
         let map = bomb_map(200);
         arm(&map);
         let mut n = 0;
@@ -1942,7 +1902,7 @@ fn update_closure_that_writes_panics() {
     let map: Arc<SnapshotMap<u32, u32>> = Arc::new(SnapshotMap::new());
     map.insert(1, 1);
     let m = map.clone();
-    let r = within("update writes", move || {
+    let r = no_hang(move || {
         let m2 = m.clone();
         catch_unwind(AssertUnwindSafe(|| {
             m.update(&1, |v| {
@@ -1984,25 +1944,12 @@ fn a_panicking_drop_of_a_replaced_value_propagates_to_the_writer_after_publish()
 #[test]
 fn seize_map_drop_drops_every_value() {
     use readmostly::reclaim::Seize;
-    static ALIVE: AtomicUsize = AtomicUsize::new(0);
-    struct Live;
-    impl Clone for Live {
-        fn clone(&self) -> Self {
-            ALIVE.fetch_add(1, SeqCst);
-            Live
-        }
-    }
-    impl Drop for Live {
-        fn drop(&mut self) {
-            ALIVE.fetch_sub(1, SeqCst);
-        }
-    }
+    let ledger = DropLedger::new();
     {
         let map = SnapshotMap::with_publish(Seize::default());
         for i in 0..20u32 {
-            ALIVE.fetch_add(1, SeqCst);
-            map.insert(i % 5, Live);
+            map.insert(i % 5, ledger.track(()));
         }
     }
-    assert_eq!(ALIVE.load(SeqCst), 0);
+    ledger.assert_alive(0);
 }

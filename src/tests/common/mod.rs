@@ -19,6 +19,16 @@ mod rng;
 #[allow(unused_imports)] // Not every test target draws random numbers.
 pub use rng::Rng;
 
+/// The message of a panic payload (`panic!` with a literal or a format), or
+/// "panic" for any other payload.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".to_string())
+}
+
 /// Scales a test's size down under Miri, which interprets every instruction.
 pub fn size(native: u64, miri: u64) -> u64 {
     if cfg!(miri) {
