@@ -42,6 +42,7 @@ suite() {
 MUTANTS=(
     "slot_cas_failure_relaxed|compare_exchange_race::v3::loom|Causality violation"
     "promote_skips_seal|write_vs_seal::v3::loom|key 1|key 4|iteration"
+    "revive_ignores_seal|revive_vs_promotion::v3::loom|key 1|iteration"
     "observer_skips_touch|observed_write_stays_visible::v3::loom|a value seen by a CAS"
     "root_publish_relaxed|get_vs_promotion::v3::loom|Causality violation"
     "delta_insert_relaxed|get_vs_promotion::v3::loom|Causality violation"

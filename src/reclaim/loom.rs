@@ -372,6 +372,7 @@ pub(crate) const MUTANTS: &[&str] = &[
     // SyncMap (v3).
     "slot_cas_failure_relaxed",
     "promote_skips_seal",
+    "revive_ignores_seal",
     "observer_skips_touch",
     "root_publish_relaxed",
     "delta_insert_relaxed",

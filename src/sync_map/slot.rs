@@ -293,7 +293,11 @@ impl<'a, K, V> SlotRef<'a, K, V> {
             if !link::is_inline(current) {
                 self.touch_for(current);
             }
-            if link::is_sealed(current) {
+            // (Mutant: a write that revives a removed key ignores the seal, so the
+            // revival lands in a table the promotion has already copied.)
+            let ignore_seal =
+                mutant!("revive_ignores_seal" => link::is_removed(current), else false);
+            if link::is_sealed(current) && !ignore_seal {
                 return Write::Sealed;
             }
             // SAFETY: the caller's guard.
