@@ -32,7 +32,7 @@
 //!
 //! | you have | use | because |
 //! |---|---|---|
-//! | a mostly stable key set, values updated in place (caches, sessions, symbol tables) | [`SyncMap`] | no read ever locks, and a hit reads what a `HashMap` hit reads; updates, removes and new keys are one CAS each (new keys go into a delta until the next promotion); the writer lock only grows or promotes. `K` and `V` must be `Clone` |
+//! | a mostly stable key set, values updated in place (caches, sessions, symbol tables) | [`SyncMap`] | no read ever locks, and a hit reads what a `HashMap` hit reads; updates, removes and new keys are one CAS each (new keys go into a delta until the next promotion); the writer lock only grows or promotes. `K` and `V` must be `Clone`: the read table holds them inline, so each promotion clones every live key and value once, under the writer lock |
 //! | a table reloaded or edited as a whole, readers needing one consistent version (routing, config) | [`SnapshotMap`] | every read and iteration sees one version; batches publish atomically |
 //! | frequent inserts of new keys, or writes as common as reads | `dashmap`, `papaya`, or `RwLock<HashMap>` | `SyncMap`'s promotions copy the map, and each overwrite allocates a cell (`docs/performance.md`) |
 //! | a few threads and no measured contention | `RwLock<HashMap>` | simplest; a read lock is two atomic RMWs on one shared cache line, which only hurts under many cores |
@@ -120,9 +120,10 @@
 //! until it is freed: dropping the map frees all of it at once, whatever guards
 //! other threads hold on other maps.
 //!
-//! Unlike Go's `sync.Map`, memory of removed keys comes back by itself: once
-//! removed keys make up half of the map, a promotion drops them (apart from
-//! the spare cells above, which wait for a flush or the drop).
+//! Unlike Go's `sync.Map`, memory of removed keys comes back by itself: the
+//! promotion that removed keys trigger (rule 3 of [When `SyncMap`
+//! promotes](#when-syncmap-promotes)) drops them (apart from the spare cells
+//! above, which wait for a flush or the drop).
 //!
 //! # Consistency
 //!
@@ -200,6 +201,8 @@
 #![deny(missing_docs, unsafe_op_in_unsafe_fn, rustdoc::broken_intra_doc_links)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(doctest)]
+mod auto_traits;
 pub mod classic;
 mod raw;
 #[cfg(feature = "rayon")]

@@ -29,11 +29,12 @@ use crate::sync::{AtomicU64, Ordering};
 #[non_exhaustive]
 pub struct Stats {
     /// [`SyncMap`](crate::SyncMap): lookups served by the delta (keys added since
-    /// the last promotion), counted by sampling one in 16 — an estimate.
+    /// the last promotion), counted by sampling — an estimate (the rate is in
+    /// the crate docs, "When `SyncMap` promotes").
     pub delta_reads: u64,
     /// [`SyncMap`](crate::SyncMap): lookups served through a value cell (keys
-    /// overwritten since the last promotion), counted by sampling one in 16 — an
-    /// estimate.
+    /// overwritten since the last promotion), counted by sampling — an estimate,
+    /// as [`delta_reads`](Self::delta_reads).
     pub cell_reads: u64,
     /// Classic protocol: lookups that missed the read table while it was amended
     /// and so took the lock to look in the dirty table (Go's `misses`, never reset).
@@ -45,8 +46,9 @@ pub struct Stats {
     /// abandoned because a user `Clone` or `Hash` panicked (nothing was
     /// published; see "Panics in user code" on [`SyncMap`](crate::SyncMap)).
     pub promotions_abandoned: u64,
-    /// Of those, promotions started because removed keys (tombstones) reached half
-    /// of the map, to give their memory back. Classic protocol: what reaches
+    /// Of those, promotions started by removed keys (tombstones), to give their
+    /// memory back: for [`SyncMap`](crate::SyncMap), rule 3 of "When `SyncMap`
+    /// promotes" in the crate docs. Classic protocol: what reaches
     /// half is a count of removes from the read table since its last rebuild,
     /// so a key removed, stored again and removed again counts twice toward it.
     pub compactions: u64,

@@ -396,7 +396,10 @@ impl<K, V> Delta<K, V> {
 
 impl<K, V> Drop for Delta<K, V> {
     fn drop(&mut self) {
-        // Relaxed: see `grown`.
+        // Relaxed: `grown` set the flag before this delta was retired, and the
+        // `Reclaim` contract's clause 3 (retire happens-before reclaim) orders
+        // that before this drop; a map dropped with `&mut` is ordered by the
+        // borrow.
         if self.handed_over.load(Ordering::Relaxed) {
             return;
         }

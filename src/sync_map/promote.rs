@@ -224,8 +224,8 @@ where
     }
 
     /// Counts a removed key, and compacts (promotes) when
-    /// [`policy::removed_keys_compact`] says so. Amortized O(1): a compaction
-    /// of `n` keys follows at least `n / 2` removes.
+    /// [`policy::removed_keys_compact`] says so. Amortized O(1): that rule lets
+    /// a compaction follow only removes in proportion to the keys it copies.
     pub(super) fn note_tombstone(&self, guard: &GuardOf<'_, R>) {
         // Relaxed: a heuristic trigger, re-checked under the lock.
         let removed = self.write_side.tombstones.fetch_add(1, Ordering::Relaxed) + 1;

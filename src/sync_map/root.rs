@@ -124,7 +124,11 @@ impl<K, V> Root<K, V> {
 
 impl<K, V> Drop for Root<K, V> {
     fn drop(&mut self) {
-        // Relaxed: exclusive access (loom's atomics lack `get_mut`).
+        // Relaxed: exclusive access (loom's atomics lack `get_mut`). A root is
+        // dropped with the map (`&mut`), or by its reclaimer after it was
+        // retired, and the last `replace_delta` happened before that retirement:
+        // the `Reclaim` contract's clause 3 (retire happens-before reclaim)
+        // makes this load see it.
         let delta = self.delta.load(Ordering::Relaxed);
         // SAFETY: the root owns its current delta; dropped once, here. The read
         // table drops its keys, values and cells itself.

@@ -1,5 +1,5 @@
 //! Regressions of the fixes the classic protocol shares with `SyncMap` (whose
-//! tests, in `sync_map/tests/bad_input.rs`, cover them for v2): `make` runs
+//! tests, in `sync_map/tests/bad_input.rs`, cover them for `SyncMap`): `make` runs
 //! outside the lock, and surplus arguments the map drops have their `Drop`
 //! panics contained. (The compaction fixes are checked in `promotion.rs`.)
 
