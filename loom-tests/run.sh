@@ -47,7 +47,7 @@ MUTANTS=(
     "root_publish_relaxed|get_vs_promotion::v3::loom|Causality violation"
     "delta_insert_relaxed|get_vs_promotion::v3::loom|Causality violation"
     "retire_published_root|reclamation::v3::loom|retired|freed"
-    "skip_cell_retire|reclamation::v3::loom|leaked"
+    "skip_replaced_retire|reclamation::v3::loom|leaked"
     "iter_skips_delta|iteration::v3::loom|Key\\(4\\)|\\[\\(1, 10\\)"
     "grow_drops_node|delta_growth_vs_read::v3::loom|key 2|key 5|leaked"
     "delta_not_closed|new_key_vs_promotion::v3::loom|key 3"
@@ -59,7 +59,7 @@ MUTANTS=(
     "promote_relaxed|get_vs_promotion::classic::loom|Causality violation"
     "revive_skips_dirty|remove_insert_vs_promotion::classic::loom|key 1|iteration"
     "retire_published_table|reclamation::classic::loom|retired|freed"
-    "skip_value_retire|reclamation::classic::loom|leaked"
+    "skip_replaced_retire|reclamation::classic::loom|leaked"
     "iter_skips_promotion|iteration::classic::loom|\\[\\(1, 10\\)"
 )
 

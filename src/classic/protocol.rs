@@ -14,6 +14,7 @@ use super::table::{find, insert_new, Table};
 use super::{ClassicSyncMap as SyncMap, Dirty};
 use crate::raw::cell::{drop_contained, Owned};
 use crate::raw::mutant::mutant;
+use crate::raw::retire::hand_back_replaced;
 use crate::reclaim::Reclaim;
 use crate::stats::Counters;
 use crate::sync::{self, Arc, MutexGuard, Ordering};
@@ -242,14 +243,10 @@ where
             self.count_insert();
             return None;
         }
-        // (Mutant: the replaced value is never retired, and leaks.)
-        if mutant!("skip_value_retire" => true, else false) {
-            // SAFETY: a deliberately broken build (the value leaks); the pointer is
-            // live and protected by `guard`, as for the retired value below.
-            return Some(unsafe { &*old });
-        }
         // SAFETY: unlinked by this thread's swap; retired once, here.
-        Some(unsafe { retire_value(guard, &self.ledger, entry, old) })
+        let retire = || unsafe { retire_value(guard, &self.ledger, entry, old) };
+        // SAFETY: `old` is live and protected by `guard`; `retire` retires it.
+        Some(unsafe { hand_back_replaced(old, retire) })
     }
 
     /// A key became present (a new entry, or a deleted slot took a value).

@@ -9,6 +9,7 @@
 use core::ptr::NonNull;
 
 use super::cell;
+use super::mutant::mutant;
 use crate::reclaim::{Guard, Kind, Ledger, Retired};
 use crate::sync::Arc;
 
@@ -54,6 +55,28 @@ pub(crate) unsafe fn retire_cell<'g, V: Send + 'static>(
         // that `guard` was pinned before), so `guard` keeps it alive for 'g.
         &*ptr
     }
+}
+
+/// Hands back the value a write replaced, after `retire` has retired it: the one
+/// place both protocols do so, and so the one place for the loom mutant that
+/// forgets the retirement.
+///
+/// # Safety
+///
+/// `ptr` is the replaced value, protected by the guard of `'g`; `retire`
+/// retires it (once) and returns it.
+#[inline]
+pub(crate) unsafe fn hand_back_replaced<'g, V>(
+    ptr: *mut V,
+    retire: impl FnOnce() -> &'g V,
+) -> &'g V {
+    // (Mutant: the replaced value is never retired, and leaks.)
+    if mutant!("skip_replaced_retire" => true, else false) {
+        // SAFETY: a deliberately broken build (the value leaks); the caller's
+        // guard keeps `ptr` valid for 'g, as `retire` would have.
+        return unsafe { &*ptr };
+    }
+    retire()
 }
 
 /// Retires a boxed structure — a table, a root, a delta's bucket array — counted

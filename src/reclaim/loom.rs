@@ -377,7 +377,7 @@ pub(crate) const MUTANTS: &[&str] = &[
     "root_publish_relaxed",
     "delta_insert_relaxed",
     "retire_published_root",
-    "skip_cell_retire",
+    "skip_replaced_retire",
     "grow_drops_node",
     "iter_skips_delta",
     "delta_not_closed",
@@ -390,6 +390,5 @@ pub(crate) const MUTANTS: &[&str] = &[
     "promote_relaxed",
     "revive_skips_dirty",
     "retire_published_table",
-    "skip_value_retire",
     "iter_skips_promotion",
 ];

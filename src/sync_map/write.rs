@@ -19,8 +19,7 @@ use super::root::Root;
 use super::slot::{link, Slot, SlotRef, Write};
 use super::{SyncMap, Writer};
 use crate::raw::cell::{drop_contained, Owned};
-use crate::raw::mutant::mutant;
-use crate::raw::retire::retire_cell;
+use crate::raw::retire::{hand_back_replaced, retire_cell};
 use crate::reclaim::{Protect, Reclaim};
 use crate::sync::{self, MutexGuard, Ordering};
 
@@ -250,14 +249,11 @@ where
             self.count_revival();
             None
         } else if let Some(cell) = link::cell(old) {
-            // (Mutant: the replaced value is never retired, and leaks.)
-            if mutant!("skip_cell_retire" => true, else false) {
-                // SAFETY: a deliberately broken build (the cell leaks); protected
-                // by `guard` like the retired cell below.
-                return Some(unsafe { &*cell });
-            }
             // SAFETY: unlinked by this thread's CAS; retired once, here.
-            Some(unsafe { retire_cell(guard, &self.ledger, cell) })
+            let retire = || unsafe { retire_cell(guard, &self.ledger, cell) };
+            // SAFETY: the cell is live and protected by `guard`; `retire`
+            // retires it.
+            Some(unsafe { hand_back_replaced(cell, retire) })
         } else {
             Some(slot.inline_value())
         };
