@@ -3,7 +3,7 @@
 //! compile — `Send + Sync` maps, `Send` snapshots and owned guards — is checked
 //! by ordinary tests.) Built only for `cargo test --doc`.
 //!
-//! The maps' `Send` and `Sync` are `unsafe impl`s with bounds of their own, so
+//! The maps implement `Send` and `Sync` by hand, with bounds of their own, so
 //! these pin those bounds as much as the guards' lack of them.
 
 /// A `SyncMap` whose keys are not `Send` is not `Send`:

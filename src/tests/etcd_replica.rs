@@ -27,7 +27,7 @@ use readmostly::Snapshot;
 
 use proxy::Proxy;
 use server::EtcdServer;
-use support::{caught_up, etcd_revision, PATIENCE};
+use support::{caught_up, etcd_revision, txn, PATIENCE};
 
 type Contents = BTreeMap<String, Vec<u8>>;
 
@@ -98,13 +98,6 @@ async fn put_all(client: &mut Client, pairs: &[(String, String)]) -> i64 {
         revision = response.header().expect("header").revision();
     }
     revision
-}
-
-/// Writes through one transaction and returns its revision.
-async fn txn(client: &mut Client, ops: Vec<TxnOp>) -> i64 {
-    let response = client.txn(Txn::new().and_then(ops)).await.expect("txn");
-    assert!(response.succeeded());
-    response.header().expect("header").revision()
 }
 
 #[tokio::test]

@@ -17,14 +17,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use etcd_client::{Client, Txn, TxnOp};
+use etcd_client::{Client, TxnOp};
 use readmostly::replica::{
     BoxError, Bytes, Replica, ReplicaBuilder, ReplicaError, ReplicaMap, ReplicaStats,
 };
 
 use proxy::Proxy;
 use server::EtcdServer;
-use support::{caught_up, etcd_revision, PATIENCE};
+use support::{caught_up, etcd_revision, txn, PATIENCE};
 
 /// What the error handler was given, copied out (`ReplicaError` is not `Clone`).
 #[derive(Debug, Clone, PartialEq)]
@@ -91,12 +91,6 @@ fn rev_of(header: Option<&etcd_client::ResponseHeader>) -> i64 {
 
 async fn put(client: &mut Client, key: impl Into<Vec<u8>>, value: &str) -> i64 {
     let response = client.put(key, value, None).await.expect("put");
-    rev_of(response.header())
-}
-
-async fn txn(client: &mut Client, ops: Vec<TxnOp>) -> i64 {
-    let response = client.txn(Txn::new().and_then(ops)).await.expect("txn");
-    assert!(response.succeeded());
     rev_of(response.header())
 }
 

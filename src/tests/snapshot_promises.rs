@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{no_hang, panic_message, DropLedger};
+use common::{block_on, no_hang, panic_message, DropLedger};
 
 #[cfg(feature = "crossbeam-epoch")]
 use readmostly::reclaim::CrossbeamEpoch;
@@ -1360,22 +1360,6 @@ impl CountingWaker {
 
 #[test]
 fn changed_works_with_a_parking_executor_across_threads() {
-    fn block_on<F: Future>(f: F) -> F::Output {
-        struct Unpark(std::thread::Thread);
-        impl Wake for Unpark {
-            fn wake(self: Arc<Self>) {
-                self.0.unpark()
-            }
-        }
-        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-        let mut f = pin!(f);
-        loop {
-            if let Poll::Ready(out) = f.as_mut().poll(&mut Context::from_waker(&waker)) {
-                return out;
-            }
-            std::thread::park();
-        }
-    }
     let flags = SnapshotMap::new();
     let mut watcher = flags.watch();
     thread::scope(|s| {

@@ -297,3 +297,26 @@ pub fn seize_batch_size() -> usize {
         .map_or(1, usize::from)
         .max(32)
 }
+
+/// Runs `future` to completion on this thread, with no async runtime: a waker
+/// that unparks the thread, which parks between polls. Panics after
+/// [`HANG_LIMIT`], so a lost wake-up fails instead of hanging.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    let deadline = Instant::now() + HANG_LIMIT;
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        assert!(Instant::now() < deadline, "block_on: no wake-up");
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
+}

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_client::Client;
+use etcd_client::{Client, Txn, TxnOp};
 use readmostly::replica::{Replica, ReplicaBuilder, ReplicaError, ReplicaSnapshot};
 
 /// How long a test waits for what must happen before it fails (never a
@@ -65,4 +65,11 @@ pub fn builder<T: Send + 'static>(
     Replica::builder(prefix)
         .retry(Duration::from_millis(10), Duration::from_millis(200))
         .on_error(move |error| sink.push(record(error)))
+}
+
+/// Writes through one transaction, which must succeed, and returns its revision.
+pub async fn txn(client: &mut Client, ops: Vec<TxnOp>) -> i64 {
+    let response = client.txn(Txn::new().and_then(ops)).await.expect("txn");
+    assert!(response.succeeded());
+    response.header().expect("header").revision()
 }
